@@ -1,0 +1,90 @@
+//! Receive [Aghanim](https://aghanim.com) webhooks safely: a tower middleware that
+//! verifies each webhook's signature before your handlers see a byte of it.
+//!
+//! Aghanim signs every webhook with HMAC-SHA256 over `"{timestamp}.{raw body}"`, keyed
+//! with the webhook's secret, and sends the lowercase hex tag in `x-aghanim-signature`
+//! and the Unix time in `x-aghanim-signature-timestamp`. [`AghanimSignatureLayer`]
+//! buffers the body (up to a limit), checks both headers, the signature in constant time
+//! and the replay window, and then calls the inner service with the original request and
+//! the verified bytes. Anything else gets a rejection response and never reaches your
+//! code:
+//!
+//! | request | status | [`RejectionKind`] |
+//! |---|---|---|
+//! | a header missing, repeated or malformed | 403 | `Missing*`, `Malformed*` |
+//! | signature does not match under any secret | 403 | `SignatureMismatch` |
+//! | authentic, but timestamp more than the tolerance (300 s) away | 403 | `TimestampOutsideTolerance` |
+//! | body over the limit (1 MiB), by `content-length` or as it streams | 413 | `BodyTooLarge` |
+//! | the body stream fails | 400 | `BodyError` |
+//!
+//! Every 403 carries the same small JSON body,
+//! `{"status":"error","code":"invalid_signature","message":"Invalid signature"}`, so a
+//! forger learns nothing about which check failed; the typed [`Rejection`] goes into the
+//! response extensions for your logs and metrics.
+//!
+//! The inner service receives the request with a [`body::BufferedBody`] that yields the
+//! verified bytes (so axum's `Bytes`, `String` and `Json` extractors work) and a
+//! [`VerifiedBody`] extension holding the same bytes and the verified timestamp.
+//!
+//! Without tower, [`Verifier`] runs the same checks on header values and a body you
+//! already have; [`sign`] and [`sign_headers`] make signed requests for your tests.
+//!
+//! # Example
+//!
+//! ```
+//! use aghanim_webhook::{sign_headers, AghanimSignatureLayer, VerifiedBody};
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let webhook = ServiceBuilder::new()
+//!     .layer(AghanimSignatureLayer::new("whsec_test").clock(|| 1_700_000_000))
+//!     .service_fn(|request: Request<_>| async move {
+//!         let event = request.extensions().get::<VerifiedBody>().unwrap();
+//!         assert_eq!(event.timestamp(), 1_700_000_000);
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+//!             br#"{"status":"ok"}"#,
+//!         ))))
+//!     });
+//!
+//! let body = r#"{"event_type":"item.add","event_data":{"player_id":"p1"}}"#;
+//!
+//! let mut signed = Request::post("/webhook").body(Full::<Bytes>::from(body)).unwrap();
+//! sign_headers(signed.headers_mut(), "whsec_test", 1_700_000_000, body);
+//! let response = webhook.clone().oneshot(signed).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! let mut forged = Request::post("/webhook").body(Full::<Bytes>::from(body)).unwrap();
+//! sign_headers(forged.headers_mut(), "guessed", 1_700_000_000, body);
+//! let response = webhook.oneshot(forged).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::FORBIDDEN);
+//! # }
+//! ```
+#![warn(missing_docs, rust_2018_idioms)]
+#![deny(unsafe_code)]
+#![deny(unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod middleware;
+mod rejection;
+mod secret;
+mod sign;
+mod verified_body;
+mod verify;
+
+pub use middleware::{
+    body, AghanimSignature, AghanimSignatureLayer, ResponseFuture, DEFAULT_BODY_LIMIT,
+};
+pub use rejection::{Rejection, RejectionKind};
+pub use secret::{EmptySecret, Secret};
+pub use sign::{sign, sign_headers, unix_now};
+pub use verified_body::VerifiedBody;
+pub use verify::{
+    Verification, Verifier, DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
+
+/// The error type a request body's errors are converted into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,187 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{request::Parts, Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::{
+    buffer::{BodyBuffer, OverLimit},
+    layer::Config,
+    BufferedBody, ResponseBody,
+};
+use crate::{BoxError, Rejection, Verification, VerifiedBody};
+
+pin_project! {
+    /// The response future of [`AghanimSignature`](super::AghanimSignature).
+    ///
+    /// Reads and verifies the body, then either calls the inner service or answers with
+    /// the rejection.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<BufferedBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, F> {
+        Reading {
+            #[pin]
+            body: ReqBody,
+            reading: Option<Reading<S>>,
+        },
+        Calling {
+            #[pin]
+            future: F,
+        },
+        Rejected {
+            rejection: Option<Rejection>,
+            config: Arc<Config>,
+        },
+    }
+}
+
+/// What the future owns while the body streams in.
+struct Reading<S> {
+    inner: S,
+    parts: Parts,
+    verification: Verification,
+    buffer: BodyBuffer,
+    config: Arc<Config>,
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<BufferedBody>>,
+{
+    pub(crate) fn reading(
+        inner: S,
+        parts: Parts,
+        body: ReqBody,
+        verification: Verification,
+        declared_length: Option<u64>,
+        config: Arc<Config>,
+    ) -> Self {
+        let buffer = BodyBuffer::new(config.body_limit, declared_length);
+        Self {
+            state: State::Reading {
+                body,
+                reading: Some(Reading {
+                    inner,
+                    parts,
+                    verification,
+                    buffer,
+                    config,
+                }),
+            },
+        }
+    }
+
+    pub(crate) fn rejected(rejection: Rejection, config: Arc<Config>) -> Self {
+        Self {
+            state: State::Rejected {
+                rejection: Some(rejection),
+                config,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>>,
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Reading { body, reading } => {
+                    let frame = ready!(body.poll_frame(cx));
+                    let pending = reading
+                        .as_mut()
+                        .expect("future polled after completion");
+                    match frame {
+                        Some(Ok(frame)) => {
+                            let Ok(data) = frame.into_data() else {
+                                // Trailers carry nothing that was signed.
+                                continue;
+                            };
+                            match pending.buffer.push(data, &mut pending.verification) {
+                                Ok(()) => continue,
+                                Err(OverLimit) => {
+                                    let limit = pending.config.body_limit;
+                                    reject(reading, Rejection::body_too_large(limit))
+                                }
+                            }
+                        }
+                        Some(Err(error)) => reject(reading, Rejection::body_error(error.into())),
+                        None => {
+                            let Reading {
+                                mut inner,
+                                mut parts,
+                                verification,
+                                buffer,
+                                config,
+                            } = reading.take().expect("future polled after completion");
+                            match verification.finish(config.now()) {
+                                Ok(timestamp) => {
+                                    let bytes = buffer.into_bytes();
+                                    parts
+                                        .extensions
+                                        .insert(VerifiedBody::new(bytes.clone(), timestamp));
+                                    let request =
+                                        Request::from_parts(parts, BufferedBody::new(bytes));
+                                    State::Calling {
+                                        future: inner.call(request),
+                                    }
+                                }
+                                Err(rejection) => State::Rejected {
+                                    rejection: Some(rejection),
+                                    config,
+                                },
+                            }
+                        }
+                    }
+                }
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected { rejection, config } => {
+                    let rejection = rejection.take().expect("future polled after completion");
+                    let mut response = config.response_for(&rejection);
+                    response.extensions_mut().insert(rejection);
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+/// Drops what was buffered and moves to answering `rejection`.
+fn reject<S, ReqBody, F>(
+    reading: &mut Option<Reading<S>>,
+    rejection: Rejection,
+) -> State<S, ReqBody, F> {
+    let pending = reading.take().expect("future polled after completion");
+    State::Rejected {
+        rejection: Some(rejection),
+        config: pending.config,
+    }
+}

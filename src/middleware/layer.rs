@@ -1,0 +1,205 @@
+use std::{fmt, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::Response;
+use tower_layer::Layer;
+
+use super::AghanimSignature;
+use crate::{unix_now, EmptySecret, Rejection, Secret, Verifier};
+
+/// The body limit used unless configured otherwise: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+type OnRejection = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
+
+/// Verifies Aghanim webhook signatures in front of an inner service.
+///
+/// See the [crate documentation](crate) for what the layer checks and how it answers.
+///
+/// | setting | default | builder |
+/// |---|---|---|
+/// | secrets | the one given to `new` | [`additional_secret`](Self::additional_secret) |
+/// | tolerance | 300 s either way | [`tolerance`](Self::tolerance), [`disable_tolerance`](Self::disable_tolerance) |
+/// | body limit | 1 MiB | [`body_limit`](Self::body_limit) |
+/// | clock | [`unix_now`] | [`clock`](Self::clock) |
+/// | rejection | [`Rejection::default_response`] | [`on_rejection`](Self::on_rejection) |
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use aghanim_webhook::{AghanimSignatureLayer, Secret};
+///
+/// let layer = AghanimSignatureLayer::new("new-secret")
+///     .additional_secret(Secret::new("old-secret").unwrap())
+///     .tolerance(Duration::from_secs(600))
+///     .body_limit(256 * 1024);
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct AghanimSignatureLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) verifier: Verifier,
+    pub(crate) body_limit: usize,
+    clock: Option<Clock>,
+    on_rejection: Option<OnRejection>,
+}
+
+impl Config {
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.as_ref().map_or_else(unix_now, |clock| clock())
+    }
+
+    pub(crate) fn response_for(&self, rejection: &Rejection) -> Response<Bytes> {
+        match &self.on_rejection {
+            Some(on_rejection) => on_rejection(rejection),
+            None => rejection.default_response(),
+        }
+    }
+}
+
+impl AghanimSignatureLayer {
+    /// A layer that accepts requests signed with `secret`, with every other setting at
+    /// its default.
+    ///
+    /// # Panics
+    ///
+    /// When `secret` is empty, so that a missing secret stops the server at start rather
+    /// than at its first webhook. Use [`try_new`](Self::try_new) to handle it yourself.
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        match Self::try_new(secret) {
+            Ok(layer) => layer,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// Like [`new`](Self::new), returning an error for an empty secret.
+    ///
+    /// # Errors
+    ///
+    /// [`EmptySecret`] when `secret` is empty.
+    pub fn try_new(secret: impl AsRef<[u8]>) -> Result<Self, EmptySecret> {
+        Ok(Self::from_verifier(Verifier::new(Secret::new(secret)?)))
+    }
+
+    /// A layer around a configured [`Verifier`].
+    pub fn from_verifier(verifier: Verifier) -> Self {
+        Self {
+            config: Arc::new(Config {
+                verifier,
+                body_limit: DEFAULT_BODY_LIMIT,
+                clock: None,
+                on_rejection: None,
+            }),
+        }
+    }
+
+    /// Also accepts signatures made with `secret`, for rotating secrets without
+    /// downtime. See [`Verifier::additional_secret`].
+    pub fn additional_secret(self, secret: Secret) -> Self {
+        self.map_verifier(|verifier| verifier.additional_secret(secret))
+    }
+
+    /// Accepts timestamps at most `tolerance` away from the clock, either way (whole
+    /// seconds, edges inclusive). The default is 300 seconds.
+    pub fn tolerance(self, tolerance: Duration) -> Self {
+        self.map_verifier(|verifier| verifier.tolerance(tolerance))
+    }
+
+    /// Accepts authentic signatures with any timestamp. See
+    /// [`Verifier::disable_tolerance`] for what that costs.
+    pub fn disable_tolerance(self) -> Self {
+        self.map_verifier(Verifier::disable_tolerance)
+    }
+
+    /// The largest body accepted, in bytes; larger ones get 413. The default is 1 MiB.
+    pub fn body_limit(mut self, limit: usize) -> Self {
+        self.config_mut().body_limit = limit;
+        self
+    }
+
+    /// Reads the time from `clock` (Unix seconds) instead of the system clock.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use aghanim_webhook::AghanimSignatureLayer;
+    /// let layer = AghanimSignatureLayer::new("secret").clock(|| 1_700_000_000);
+    /// ```
+    pub fn clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.config_mut().clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Answers rejections with the response `on_rejection` builds instead of
+    /// [`Rejection::default_response`]. The [`Rejection`] is still inserted into the
+    /// response's extensions.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::AghanimSignatureLayer;
+    /// use http::{Response, StatusCode};
+    ///
+    /// // Aghanim's older template answered 401 to a bad signature.
+    /// let layer = AghanimSignatureLayer::new("secret").on_rejection(|rejection| {
+    ///     let mut response = rejection.default_response();
+    ///     if response.status() == StatusCode::FORBIDDEN {
+    ///         *response.status_mut() = StatusCode::UNAUTHORIZED;
+    ///     }
+    ///     response
+    /// });
+    /// ```
+    pub fn on_rejection(
+        mut self,
+        on_rejection: impl Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
+    ) -> Self {
+        self.config_mut().on_rejection = Some(Arc::new(on_rejection));
+        self
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    fn map_verifier(mut self, map: impl FnOnce(Verifier) -> Verifier) -> Self {
+        let config = self.config_mut();
+        config.verifier = map(config.verifier.clone());
+        self
+    }
+}
+
+impl<S> Layer<S> for AghanimSignatureLayer {
+    type Service = AghanimSignature<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AghanimSignature::new(inner, Arc::clone(&self.config))
+    }
+}
+
+impl fmt::Debug for AghanimSignatureLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AghanimSignatureLayer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("verifier", &self.verifier)
+            .field("body_limit", &self.body_limit)
+            .field("clock", &if self.clock.is_some() { "custom" } else { "system" })
+            .field(
+                "on_rejection",
+                &if self.on_rejection.is_some() { "custom" } else { "default" },
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,12 @@
+//! The tower middleware: [`AghanimSignatureLayer`] and its service, future and bodies.
+
+pub mod body;
+mod buffer;
+mod future;
+mod layer;
+mod service;
+
+pub(crate) use body::{BufferedBody, ResponseBody};
+pub use future::ResponseFuture;
+pub use layer::{AghanimSignatureLayer, DEFAULT_BODY_LIMIT};
+pub use service::AghanimSignature;

@@ -1,0 +1,182 @@
+use std::{error::Error, fmt, sync::Arc};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// Why a request was refused before it reached the inner service.
+///
+/// The layer answers every rejection with a fixed body that tells the caller nothing
+/// about which check failed, and inserts the `Rejection` into the response extensions so
+/// that outer layers, metrics and logs can see the reason.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::{AghanimSignatureLayer, Rejection, RejectionKind};
+/// use http::{Request, StatusCode};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let service = ServiceBuilder::new()
+///     .layer(AghanimSignatureLayer::new("secret"))
+///     .service_fn(|_req: http::Request<aghanim_webhook::body::BufferedBody>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+///     });
+///
+/// let unsigned = Request::post("/webhook").body(Full::<Bytes>::from("{}")).unwrap();
+/// let response = service.oneshot(unsigned).await.unwrap();
+///
+/// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+/// let rejection = response.extensions().get::<Rejection>().unwrap();
+/// assert_eq!(rejection.kind(), RejectionKind::MissingTimestamp);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    kind: RejectionKind,
+    detail: Detail,
+}
+
+#[derive(Debug, Clone)]
+enum Detail {
+    None,
+    Skew { timestamp: u64, now: u64 },
+    Limit { limit: usize },
+    Source(Arc<dyn Error + Send + Sync>),
+}
+
+/// The reason behind a [`Rejection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// No `x-aghanim-signature-timestamp` header.
+    MissingTimestamp,
+    /// The timestamp header is not 1 to 20 ASCII digits fitting a `u64`, or appears twice.
+    MalformedTimestamp,
+    /// No `x-aghanim-signature` header.
+    MissingSignature,
+    /// The signature header is not exactly 64 hex digits, or appears twice.
+    MalformedSignature,
+    /// The signature does not match the body and timestamp under any configured secret.
+    SignatureMismatch,
+    /// The signature is authentic but its timestamp is further from the clock than the
+    /// tolerance allows: a replay, a delayed retry, or a clock that is off.
+    TimestampOutsideTolerance,
+    /// The body is larger than the configured limit.
+    BodyTooLarge,
+    /// The request body stream failed before it ended.
+    BodyError,
+}
+
+const FORBIDDEN_BODY: &str =
+    r#"{"status":"error","code":"invalid_signature","message":"Invalid signature"}"#;
+const TOO_LARGE_BODY: &str =
+    r#"{"status":"error","code":"payload_too_large","message":"Payload too large"}"#;
+const BAD_BODY: &str =
+    r#"{"status":"error","code":"bad_request","message":"Request body could not be read"}"#;
+
+impl Rejection {
+    pub(crate) fn new(kind: RejectionKind) -> Self {
+        Self {
+            kind,
+            detail: Detail::None,
+        }
+    }
+
+    pub(crate) fn outside_tolerance(timestamp: u64, now: u64) -> Self {
+        Self {
+            kind: RejectionKind::TimestampOutsideTolerance,
+            detail: Detail::Skew { timestamp, now },
+        }
+    }
+
+    pub(crate) fn body_too_large(limit: usize) -> Self {
+        Self {
+            kind: RejectionKind::BodyTooLarge,
+            detail: Detail::Limit { limit },
+        }
+    }
+
+    pub(crate) fn body_error(source: Box<dyn Error + Send + Sync>) -> Self {
+        Self {
+            kind: RejectionKind::BodyError,
+            detail: Detail::Source(Arc::from(source)),
+        }
+    }
+
+    /// The reason for the rejection.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The status code the default response carries: 403 for anything about the
+    /// signature or timestamp, 413 for an oversized body, 400 for a failed body stream.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RejectionKind::BodyError => StatusCode::BAD_REQUEST,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// For [`RejectionKind::TimestampOutsideTolerance`], the authentic timestamp that was
+    /// refused; `None` for every other kind.
+    pub fn timestamp(&self) -> Option<u64> {
+        match self.detail {
+            Detail::Skew { timestamp, .. } => Some(timestamp),
+            _ => None,
+        }
+    }
+
+    /// The response the layer sends unless a custom one is configured: [`status`] with
+    /// a small fixed JSON body in Aghanim's error shape. Every 403 has the same body.
+    ///
+    /// [`status`]: Rejection::status
+    pub fn default_response(&self) -> Response<Bytes> {
+        let body = match self.kind {
+            RejectionKind::BodyTooLarge => TOO_LARGE_BODY,
+            RejectionKind::BodyError => BAD_BODY,
+            _ => FORBIDDEN_BODY,
+        };
+        let mut response = Response::new(Bytes::from_static(body.as_bytes()));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.kind, &self.detail) {
+            (_, Detail::Skew { timestamp, now }) => write!(
+                f,
+                "authentic signature with timestamp {timestamp} outside the tolerance (clock reads {now})"
+            ),
+            (_, Detail::Limit { limit }) => write!(f, "body larger than the limit of {limit} bytes"),
+            (_, Detail::Source(source)) => write!(f, "request body failed: {source}"),
+            (RejectionKind::MissingTimestamp, _) => f.write_str("missing x-aghanim-signature-timestamp header"),
+            (RejectionKind::MalformedTimestamp, _) => f.write_str("malformed x-aghanim-signature-timestamp header"),
+            (RejectionKind::MissingSignature, _) => f.write_str("missing x-aghanim-signature header"),
+            (RejectionKind::MalformedSignature, _) => f.write_str("malformed x-aghanim-signature header"),
+            (RejectionKind::SignatureMismatch, _) => f.write_str("signature does not match"),
+            (RejectionKind::TimestampOutsideTolerance, _) => f.write_str("timestamp outside the tolerance"),
+            (RejectionKind::BodyTooLarge, _) => f.write_str("body larger than the limit"),
+            (RejectionKind::BodyError, _) => f.write_str("request body failed"),
+        }
+    }
+}
+
+impl Error for Rejection {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.detail {
+            Detail::Source(source) => Some(&**source as &(dyn Error + 'static)),
+            _ => None,
+        }
+    }
+}
