@@ -1,0 +1,74 @@
+//! An axum game server that receives Aghanim webhooks at `POST /webhook`.
+//!
+//! ```text
+//! AGHANIM_WEBHOOK_SECRET=... PORT=8000 cargo run --example server
+//! ```
+//!
+//! At start it prints a `curl` command that sends a signed `player.verify`.
+
+mod app;
+
+use std::{env, error::Error, net::SocketAddr};
+
+use aghanim_webhook::{sign, unix_now};
+use serde_json::json;
+
+/// Used when `AGHANIM_WEBHOOK_SECRET` is unset; never in production.
+const DEVELOPMENT_SECRET: &str = "aghanim-webhook-development-secret";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let secret = match env::var("AGHANIM_WEBHOOK_SECRET") {
+        Ok(secret) if !secret.is_empty() => secret,
+        _ => {
+            eprintln!(
+                "AGHANIM_WEBHOOK_SECRET is not set: using the development secret from \
+                 examples/server/main.rs. Set it to your webhook's secret from the Aghanim Dashboard."
+            );
+            DEVELOPMENT_SECRET.to_owned()
+        }
+    };
+    let port: u16 = match env::var("PORT") {
+        Ok(port) => port.parse().map_err(|_| format!("PORT={port:?} is not a port number"))?,
+        Err(_) => 8000,
+    };
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(address).await?;
+
+    println!("Listening on http://{address}/webhook\nTry a signed player.verify:\n");
+    println!("{}", sample_curl(&secret, address));
+
+    axum::serve(listener, app::router(&secret))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// The docs' sample `player.verify` for `testplayer`, signed now.
+fn sample_curl(secret: &str, address: SocketAddr) -> String {
+    let now = unix_now();
+    let body = json!({
+        "event_id": "whevt_sample_player_verify",
+        "game_id": "gm_sample",
+        "event_type": "player.verify",
+        "event_time": now,
+        "event_data": { "player_id": "testplayer" },
+        "idempotency_key": null,
+        "request_id": null,
+        "sandbox": true,
+        "trigger": "hub.login",
+        "transaction_id": "whtx_sample",
+        "context": null,
+    })
+    .to_string();
+    format!(
+        "curl -i http://{address}/webhook \\\n  \
+         -H 'content-type: application/json' \\\n  \
+         -H 'x-aghanim-signature-timestamp: {now}' \\\n  \
+         -H 'x-aghanim-signature: {signature}' \\\n  \
+         --data-binary '{body}'\n",
+        signature = sign(secret, now, &body),
+    )
+}
