@@ -82,9 +82,7 @@ pub use rejection::{Rejection, RejectionKind};
 pub use secret::{EmptySecret, Secret};
 pub use sign::{sign, sign_headers, unix_now};
 pub use verified_body::VerifiedBody;
-pub use verify::{
-    Verification, Verifier, DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER,
-};
+pub use verify::{Verification, Verifier, DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// The error type a request body's errors are converted into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -12,8 +12,7 @@ use crate::{
 pub static SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-aghanim-signature");
 
 /// The header that carries the Unix time, in seconds, that the signature covers.
-pub static TIMESTAMP_HEADER: HeaderName =
-    HeaderName::from_static("x-aghanim-signature-timestamp");
+pub static TIMESTAMP_HEADER: HeaderName = HeaderName::from_static("x-aghanim-signature-timestamp");
 
 /// The tolerance used unless configured otherwise: five minutes either way.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
@@ -338,7 +337,12 @@ mod tests {
             b"1.5",
             "١٢".as_bytes(),
         ] {
-            assert_eq!(parse_timestamp(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_timestamp(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -346,8 +350,14 @@ mod tests {
     fn signatures_decode_strictly() {
         let lower = "00ff".repeat(16);
         let upper = "00FF".repeat(16);
-        assert_eq!(decode_signature(lower.as_bytes()), Some([0, 255].repeat(16).try_into().unwrap()));
-        assert_eq!(decode_signature(lower.as_bytes()), decode_signature(upper.as_bytes()));
+        assert_eq!(
+            decode_signature(lower.as_bytes()),
+            Some([0, 255].repeat(16).try_into().unwrap())
+        );
+        assert_eq!(
+            decode_signature(lower.as_bytes()),
+            decode_signature(upper.as_bytes())
+        );
         for bad in [
             String::new(),
             "0".repeat(63),

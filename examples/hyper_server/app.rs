@@ -34,8 +34,9 @@ async fn handle(request: Request<BufferedBody>) -> Result<Response<Full<Bytes>>,
     let event = request.into_body().collect().await?.to_bytes();
     println!("verified webhook: {} bytes", event.len());
     let mut response = Response::new(Full::new(Bytes::from_static(br#"{"status":"ok"}"#)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }

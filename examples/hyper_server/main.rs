@@ -15,7 +15,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .filter(|secret| !secret.is_empty())
         .ok_or("set AGHANIM_WEBHOOK_SECRET to your webhook's secret")?;
     let port: u16 = match env::var("PORT") {
-        Ok(port) => port.parse().map_err(|_| format!("PORT={port:?} is not a port number"))?,
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT={port:?} is not a port number"))?,
         Err(_) => 8000,
     };
     let address = SocketAddr::from(([127, 0, 0, 1], port));

@@ -75,10 +75,18 @@ fn player(player_id: &str) -> Option<Value> {
 
 async fn webhook(State(game): State<Arc<Game>>, body: Bytes) -> Response {
     let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "validation_error", "Body is not a JSON object");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "Body is not a JSON object",
+        );
     };
     let Some(event_type) = event.get("event_type").and_then(Value::as_str) else {
-        return error(StatusCode::BAD_REQUEST, "validation_error", "Missing event_type");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "Missing event_type",
+        );
     };
     let data = event.get("event_data").unwrap_or(&Value::Null);
     match event_type {
@@ -87,18 +95,29 @@ async fn webhook(State(game): State<Arc<Game>>, body: Bytes) -> Response {
         "item.remove" => game.apply_items(&event, -1),
         "store.get" => Json(json!({ "items": [] })).into_response(),
         "player.lookup" => Json(json!({ "status": "ok", "data": [] })).into_response(),
-        known if NOTIFICATIONS.contains(&known)
-            || NOTIFICATION_FAMILIES.iter().any(|family| known.starts_with(family)) =>
+        known
+            if NOTIFICATIONS.contains(&known)
+                || NOTIFICATION_FAMILIES
+                    .iter()
+                    .any(|family| known.starts_with(family)) =>
         {
             ok()
         }
-        _ => error(StatusCode::BAD_REQUEST, "unknown_event_type", "Unknown event_type"),
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "unknown_event_type",
+            "Unknown event_type",
+        ),
     }
 }
 
 fn verify_player(data: &Value) -> Response {
     let Some(player_id) = data.get("player_id").and_then(Value::as_str) else {
-        return error(StatusCode::BAD_REQUEST, "validation_error", "Missing event_data.player_id");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "validation_error",
+            "Missing event_data.player_id",
+        );
     };
     match player(player_id) {
         Some(player) => Json(player).into_response(),
@@ -124,7 +143,11 @@ impl Game {
             .iter()
             .find_map(|field| event.get(*field).and_then(Value::as_str));
         let Ok(mut ledger) = self.ledger.lock() else {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again later");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Try again later",
+            );
         };
         if let Some(key) = key {
             if !ledger.processed_keys.insert(key.to_owned()) {

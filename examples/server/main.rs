@@ -29,7 +29,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     };
     let port: u16 = match env::var("PORT") {
-        Ok(port) => port.parse().map_err(|_| format!("PORT={port:?} is not a port number"))?,
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT={port:?} is not a port number"))?,
         Err(_) => 8000,
     };
     let address = SocketAddr::from(([127, 0, 0, 1], port));

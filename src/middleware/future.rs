@@ -112,9 +112,7 @@ where
             let next = match state.as_mut().project() {
                 StateProj::Reading { body, reading } => {
                     let frame = ready!(body.poll_frame(cx));
-                    let pending = reading
-                        .as_mut()
-                        .expect("future polled after completion");
+                    let pending = reading.as_mut().expect("future polled after completion");
                     match frame {
                         Some(Ok(frame)) => {
                             let Ok(data) = frame.into_data() else {

@@ -195,10 +195,21 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("verifier", &self.verifier)
             .field("body_limit", &self.body_limit)
-            .field("clock", &if self.clock.is_some() { "custom" } else { "system" })
+            .field(
+                "clock",
+                &if self.clock.is_some() {
+                    "custom"
+                } else {
+                    "system"
+                },
+            )
             .field(
                 "on_rejection",
-                &if self.on_rejection.is_some() { "custom" } else { "default" },
+                &if self.on_rejection.is_some() {
+                    "custom"
+                } else {
+                    "default"
+                },
             )
             .finish()
     }

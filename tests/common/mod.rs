@@ -1,0 +1,181 @@
+//! Shared helpers: signed requests, bodies that stream as told, an inner service that
+//! records what reaches it.
+#![allow(dead_code)]
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    io,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+};
+
+use aghanim_webhook::{body::BufferedBody, sign_headers, AghanimSignatureLayer, VerifiedBody};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use tower::{util::BoxCloneService, ServiceBuilder};
+
+pub const SECRET: &str = "whsec_test_secret";
+pub const NOW: u64 = 1_700_000_000;
+
+/// The layer under test with the clock fixed at [`NOW`].
+pub fn layer() -> AghanimSignatureLayer {
+    AghanimSignatureLayer::new(SECRET).clock(|| NOW)
+}
+
+/// A request carrying `body` in one frame, signed with [`SECRET`] at `timestamp`.
+pub fn signed(body: &'static str, timestamp: u64) -> Request<Full<Bytes>> {
+    let mut request = Request::post("/webhook")
+        .body(Full::from(body))
+        .expect("static request");
+    sign_headers(request.headers_mut(), SECRET, timestamp, body);
+    request
+}
+
+/// What the inner service saw.
+#[derive(Clone, Default)]
+pub struct Seen {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Seen {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+pub type Stack<B> = BoxCloneService<
+    Request<B>,
+    Response<aghanim_webhook::body::ResponseBody<Full<Bytes>>>,
+    Infallible,
+>;
+
+/// `layer` around an inner service that counts its calls and answers 200 with the body
+/// it received, after checking that it equals the `VerifiedBody` extension.
+pub fn stack<B>(layer: AghanimSignatureLayer) -> (Stack<B>, Seen)
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<aghanim_webhook::BoxError>,
+{
+    let seen = Seen::default();
+    let calls = Arc::clone(&seen.calls);
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |request: Request<BufferedBody>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let verified = request.extensions().get::<VerifiedBody>().cloned();
+                    let body = request.into_body().collect().await?.to_bytes();
+                    assert_eq!(verified.as_deref(), Some(&body[..]));
+                    Ok::<_, Infallible>(Response::new(Full::new(body)))
+                }
+            });
+    (BoxCloneService::new(service), seen)
+}
+
+pub async fn body_text<B>(response: Response<B>) -> String
+where
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("utf-8 body")
+}
+
+/// A body that yields the given frames one by one, then ends.
+pub struct Frames {
+    frames: VecDeque<Result<Frame<Bytes>, io::Error>>,
+    exact_size: Option<u64>,
+    polled: Arc<AtomicBool>,
+}
+
+impl Frames {
+    pub fn data<I, T>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Bytes>,
+    {
+        Self {
+            frames: chunks
+                .into_iter()
+                .map(|chunk| Ok(Frame::data(chunk.into())))
+                .collect(),
+            exact_size: None,
+            polled: Arc::default(),
+        }
+    }
+
+    /// The body in frames of `size` bytes each.
+    pub fn split(body: &[u8], size: usize) -> Self {
+        Self::data(
+            body.chunks(size)
+                .map(Bytes::copy_from_slice)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    pub fn then_error(mut self) -> Self {
+        self.frames.push_back(Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        )));
+        self
+    }
+
+    pub fn then_trailers(mut self) -> Self {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-trailer", http::HeaderValue::from_static("unsigned"));
+        self.frames.push_back(Ok(Frame::trailers(trailers)));
+        self
+    }
+
+    pub fn exact_size(mut self, size: u64) -> Self {
+        self.exact_size = Some(size);
+        self
+    }
+
+    /// Becomes true once anything polls the body.
+    pub fn polled(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.polled)
+    }
+}
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.polled.store(true, Ordering::SeqCst);
+        Poll::Ready(self.frames.pop_front())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.exact_size
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+/// A request with `body`, signed with [`SECRET`] at [`NOW`] over `signed_bytes`.
+pub fn signed_with<B>(body: B, signed_bytes: &[u8]) -> Request<B> {
+    let mut request = Request::post("/webhook")
+        .body(body)
+        .expect("static request");
+    sign_headers(request.headers_mut(), SECRET, NOW, signed_bytes);
+    request
+}
