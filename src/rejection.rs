@@ -151,6 +151,32 @@ impl Rejection {
     }
 }
 
+/// Two rejections are equal when they have the same kind and details; body errors are
+/// equal only to themselves (their clones).
+impl PartialEq for Rejection {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && match (&self.detail, &other.detail) {
+                (Detail::None, Detail::None) => true,
+                (
+                    Detail::Skew {
+                        timestamp: a,
+                        now: x,
+                    },
+                    Detail::Skew {
+                        timestamp: b,
+                        now: y,
+                    },
+                ) => a == b && x == y,
+                (Detail::Limit { limit: a }, Detail::Limit { limit: b }) => a == b,
+                (Detail::Source(a), Detail::Source(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Rejection {}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.kind, &self.detail) {

@@ -1,0 +1,284 @@
+//! The examples' stacks over real TCP sockets, with raw HTTP/1.1 so that headers and
+//! framing can lie.
+
+#[path = "../examples/hyper_server/app.rs"]
+mod hyper_app;
+#[path = "../examples/server/app.rs"]
+mod server_app;
+
+use std::net::SocketAddr;
+
+use aghanim_webhook::{sign, unix_now};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+const SECRET: &str = "e2e-secret";
+
+async fn axum_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, server_app::router(SECRET)).await });
+    address
+}
+
+async fn hyper_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { hyper_app::serve(listener, SECRET).await });
+    address
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+/// Writes `head` (request line and headers, without the blank line) and `body` as given,
+/// and reads the whole reply.
+async fn exchange(address: SocketAddr, head: &str, body: &[u8]) -> Reply {
+    exchange_then(address, head, body, false).await
+}
+
+/// Like [`exchange`]; with `hang_up`, the client stops sending after `body`.
+async fn exchange_then(address: SocketAddr, head: &str, body: &[u8], hang_up: bool) -> Reply {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(format!("{head}connection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // The server may answer (413) and close before the body is all written.
+    let _ = stream.write_all(body).await;
+    if hang_up {
+        let _ = stream.shutdown().await;
+    }
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply).await;
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Reply { status, body }
+}
+
+fn signed_head(body: &[u8], timestamp: u64, extra: &str) -> String {
+    format!(
+        "POST /webhook HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         x-aghanim-signature-timestamp: {timestamp}\r\nx-aghanim-signature: {}\r\n{extra}",
+        sign(SECRET, timestamp, body)
+    )
+}
+
+async fn post_signed(address: SocketAddr, body: &str) -> Reply {
+    let head = signed_head(
+        body.as_bytes(),
+        unix_now(),
+        &format!("content-length: {}\r\n", body.len()),
+    );
+    exchange(address, &head, body.as_bytes()).await
+}
+
+fn event(event_type: &str, data: &str, key: &str) -> String {
+    format!(
+        r#"{{"event_id":"whevt_{key}","game_id":"gm_1","event_type":"{event_type}","event_time":{},"event_data":{data},"idempotency_key":"{key}","request_id":null,"sandbox":true,"trigger":null,"transaction_id":"whtx_1","context":null}}"#,
+        unix_now()
+    )
+}
+
+#[tokio::test]
+async fn axum_known_player_is_verified() {
+    let address = axum_server().await;
+    let reply = post_signed(
+        address,
+        &event("player.verify", r#"{"player_id":"testplayer"}"#, "k1"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let player: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(player["player_id"], "testplayer");
+    assert!(player["name"].is_string());
+    assert!(player["attributes"].is_object());
+}
+
+#[tokio::test]
+async fn axum_unknown_player_is_not_found() {
+    let address = axum_server().await;
+    let reply = post_signed(
+        address,
+        &event("player.verify", r#"{"player_id":"nobody"}"#, "k2"),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert!(
+        reply.body.contains(r#""code":"not_found""#),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn axum_item_events_are_acknowledged_and_repeats_too() {
+    let address = axum_server().await;
+    let items = r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}],"reason":"Order paid ord_1"}"#;
+    for event_type in ["item.add", "item.add", "item.remove"] {
+        let reply = post_signed(address, &event(event_type, items, event_type)).await;
+        assert_eq!(reply.status, 200, "{event_type}");
+        assert_eq!(reply.body, r#"{"status":"ok"}"#);
+    }
+}
+
+#[tokio::test]
+async fn axum_unknown_event_type_and_non_envelopes_are_bad_requests() {
+    let address = axum_server().await;
+    for body in [
+        event("nonsense.event", "{}", "k3"),
+        "not json".into(),
+        "[1,2]".into(),
+        "{}".into(),
+    ] {
+        let reply = post_signed(address, &body).await;
+        assert_eq!(reply.status, 400, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn axum_notifications_are_acknowledged() {
+    let address = axum_server().await;
+    for event_type in [
+        "order.paid",
+        "payment.succeeded",
+        "subscription.renewed",
+        "player.update",
+    ] {
+        let reply = post_signed(address, &event(event_type, "{}", event_type)).await;
+        assert_eq!(reply.status, 200, "{event_type}");
+    }
+}
+
+#[tokio::test]
+async fn axum_rejects_forged_stale_and_unsigned_requests() {
+    let address = axum_server().await;
+    let body = event("item.add", r#"{"player_id":"testplayer","items":[]}"#, "k4");
+    let length = format!("content-length: {}\r\n", body.len());
+
+    let forged = signed_head(b"something else", unix_now(), &length);
+    let stale = signed_head(body.as_bytes(), unix_now() - 3600, &length);
+    let unsigned = format!("POST /webhook HTTP/1.1\r\nhost: x\r\n{length}");
+    for head in [forged, stale, unsigned] {
+        let reply = exchange(address, &head, body.as_bytes()).await;
+        assert_eq!(reply.status, 403, "{head}");
+        assert_eq!(
+            reply.body,
+            r#"{"status":"error","code":"invalid_signature","message":"Invalid signature"}"#
+        );
+    }
+}
+
+#[tokio::test]
+async fn axum_refuses_a_declared_oversized_body_without_reading_it() {
+    let address = axum_server().await;
+    let head = signed_head(b"", unix_now(), "content-length: 2000000\r\n");
+    let reply = exchange(address, &head, b"").await;
+    assert_eq!(reply.status, 413);
+}
+
+fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for chunk in body.chunks(size) {
+        encoded.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        encoded.extend_from_slice(chunk);
+        encoded.extend_from_slice(b"\r\n");
+    }
+    encoded.extend_from_slice(b"0\r\n\r\n");
+    encoded
+}
+
+#[tokio::test]
+async fn axum_accepts_chunked_bodies_and_limits_them() {
+    let address = axum_server().await;
+    let body = event("player.verify", r#"{"player_id":"testplayer"}"#, "k5");
+    let head = signed_head(
+        body.as_bytes(),
+        unix_now(),
+        "transfer-encoding: chunked\r\n",
+    );
+    let reply = exchange(address, &head, &chunked(body.as_bytes(), 7)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let huge = vec![b' '; 1024 * 1024 + 1];
+    let head = signed_head(&huge, unix_now(), "transfer-encoding: chunked\r\n");
+    let reply = exchange(address, &head, &chunked(&huge, 16 * 1024)).await;
+    assert_eq!(reply.status, 413);
+}
+
+#[tokio::test]
+async fn axum_lying_content_length_never_passes() {
+    let address = axum_server().await;
+    let body = event("item.add", r#"{"player_id":"testplayer","items":[]}"#, "k6");
+    // Shorter than the body: the server reads a prefix, whose signature cannot match.
+    let head = signed_head(body.as_bytes(), unix_now(), "content-length: 10\r\n");
+    let reply = exchange(address, &head, body.as_bytes()).await;
+    assert_eq!(reply.status, 403);
+    // Longer than the body, then the client stops sending: never a 2xx or a 5xx.
+    let head = signed_head(body.as_bytes(), unix_now(), "content-length: 5000\r\n");
+    let reply = exchange_then(address, &head, body.as_bytes(), true).await;
+    assert!(
+        !(200..300).contains(&reply.status) && reply.status < 500,
+        "{}",
+        reply.status
+    );
+}
+
+#[tokio::test]
+async fn axum_serves_concurrent_requests() {
+    let address = axum_server().await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            tokio::spawn(async move {
+                let valid = i % 2 == 0;
+                let body = event("player.verify", r#"{"player_id":"testplayer"}"#, "k7");
+                let timestamp = unix_now();
+                let length = format!("content-length: {}\r\n", body.len());
+                let head = if valid {
+                    signed_head(body.as_bytes(), timestamp, &length)
+                } else {
+                    signed_head(b"forged", timestamp, &length)
+                };
+                (
+                    valid,
+                    exchange(address, &head, body.as_bytes()).await.status,
+                )
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (valid, status) = task.await.unwrap();
+        assert_eq!(status, if valid { 200 } else { 403 });
+    }
+}
+
+#[tokio::test]
+async fn hyper_stack_verifies_and_rejects() {
+    let address = hyper_server().await;
+    let body = event("item.add", r#"{"player_id":"p","items":[]}"#, "k8");
+    let reply = post_signed(address, &body).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, r#"{"status":"ok"}"#);
+
+    let length = format!("content-length: {}\r\n", body.len());
+    let forged = signed_head(b"{}", unix_now(), &length);
+    assert_eq!(
+        exchange(address, &forged, body.as_bytes()).await.status,
+        403
+    );
+
+    let oversized = signed_head(b"", unix_now(), "content-length: 1048577\r\n");
+    assert_eq!(exchange(address, &oversized, b"").await.status, 413);
+}
