@@ -49,6 +49,24 @@ enum Detail {
 }
 
 /// The reason behind a [`Rejection`].
+///
+/// New kinds may be added in minor releases; match with a wildcard arm.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::{RejectionKind, Secret, Verifier};
+///
+/// let verifier = Verifier::new(Secret::new("secret").unwrap());
+/// let rejection = verifier.verify(b"-5", &[b'0'; 64], b"{}", 0).unwrap_err();
+/// let is_forgery_attempt = match rejection.kind() {
+///     RejectionKind::TimestampOutsideTolerance => false, // authentic, just late
+///     RejectionKind::BodyTooLarge | RejectionKind::BodyError => false,
+///     _ => true,
+/// };
+/// assert!(is_forgery_attempt);
+/// assert_eq!(rejection.kind(), RejectionKind::MalformedTimestamp);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionKind {
@@ -114,6 +132,17 @@ impl Rejection {
 
     /// The status code the default response carries: 403 for anything about the
     /// signature or timestamp, 413 for an oversized body, 400 for a failed body stream.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::{Secret, Verifier};
+    /// use http::StatusCode;
+    ///
+    /// let verifier = Verifier::new(Secret::new("secret").unwrap());
+    /// let rejection = verifier.verify(b"1", b"not hex", b"{}", 1).unwrap_err();
+    /// assert_eq!(rejection.status(), StatusCode::FORBIDDEN);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self.kind {
             RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,6 +153,17 @@ impl Rejection {
 
     /// For [`RejectionKind::TimestampOutsideTolerance`], the authentic timestamp that was
     /// refused; `None` for every other kind.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::{sign, Secret, Verifier};
+    ///
+    /// let verifier = Verifier::new(Secret::new("secret").unwrap());
+    /// let late = sign("secret", 1_000, "{}");
+    /// let rejection = verifier.verify(b"1000", late.as_bytes(), b"{}", 2_000).unwrap_err();
+    /// assert_eq!(rejection.timestamp(), Some(1_000));
+    /// ```
     pub fn timestamp(&self) -> Option<u64> {
         match self.detail {
             Detail::Skew { timestamp, .. } => Some(timestamp),
@@ -135,6 +175,22 @@ impl Rejection {
     /// a small fixed JSON body in Aghanim's error shape. Every 403 has the same body.
     ///
     /// [`status`]: Rejection::status
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::{Secret, Verifier};
+    ///
+    /// let verifier = Verifier::new(Secret::new("secret").unwrap());
+    /// let rejection = verifier.verify(b"1", &[b'0'; 64], b"{}", 1).unwrap_err();
+    /// let response = rejection.default_response();
+    /// assert_eq!(response.status(), 403);
+    /// assert_eq!(response.headers()["content-type"], "application/json");
+    /// assert_eq!(
+    ///     response.body().as_ref(),
+    ///     br#"{"status":"error","code":"invalid_signature","message":"Invalid signature"}"#
+    /// );
+    /// ```
     pub fn default_response(&self) -> Response<Bytes> {
         let body = match self.kind {
             RejectionKind::BodyTooLarge => TOO_LARGE_BODY,

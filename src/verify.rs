@@ -9,12 +9,34 @@ use crate::{
 };
 
 /// The header that carries the hex HMAC-SHA256 signature.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(aghanim_webhook::SIGNATURE_HEADER.as_str(), "x-aghanim-signature");
+/// ```
 pub static SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-aghanim-signature");
 
 /// The header that carries the Unix time, in seconds, that the signature covers.
+///
+/// # Example
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// aghanim_webhook::sign_headers(&mut headers, "secret", 1_700_000_000, "{}");
+/// assert_eq!(headers[&aghanim_webhook::TIMESTAMP_HEADER], "1700000000");
+/// ```
 pub static TIMESTAMP_HEADER: HeaderName = HeaderName::from_static("x-aghanim-signature-timestamp");
 
 /// The tolerance used unless configured otherwise: five minutes either way.
+///
+/// Aghanim publishes no tolerance; 300 s is the common default of webhook senders that do.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(aghanim_webhook::DEFAULT_TOLERANCE.as_secs(), 300);
+/// ```
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// `u64::MAX` has 20 digits; anything longer cannot be a Unix time in seconds.
@@ -116,6 +138,17 @@ impl Verifier {
     /// # Errors
     ///
     /// A [`Rejection`]; a header sent more than once counts as malformed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::{sign_headers, Secret, Verifier};
+    ///
+    /// let verifier = Verifier::new(Secret::new("secret").unwrap());
+    /// let mut headers = http::HeaderMap::new();
+    /// sign_headers(&mut headers, "secret", 1_700_000_000, "{}");
+    /// assert_eq!(verifier.verify_headers(&headers, b"{}", 1_700_000_000), Ok(1_700_000_000));
+    /// ```
     pub fn verify_headers(
         &self,
         headers: &HeaderMap,

@@ -640,3 +640,25 @@ async fn only_the_instance_that_was_polled_ready_is_called() {
         assert_eq!(response.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn single_frame_body_is_shared_not_copied() {
+    let original = Bytes::from(EVENT.repeat(20));
+    let original_address = original.as_ptr() as usize;
+    let service = ServiceBuilder::new().layer(layer()).service_fn(
+        move |request: Request<BufferedBody>| async move {
+            let verified = request.extensions().get::<VerifiedBody>().unwrap();
+            assert_eq!(verified.as_ptr() as usize, original_address);
+            let body = http_body_util::BodyExt::collect(request.into_body())
+                .await?
+                .to_bytes();
+            assert_eq!(body.as_ptr() as usize, original_address);
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        },
+    );
+    let request = signed_with(Full::new(original.clone()), &original);
+    assert_eq!(
+        service.oneshot(request).await.unwrap().status(),
+        StatusCode::OK
+    );
+}

@@ -69,6 +69,26 @@ impl Body for BufferedBody {
 pin_project! {
     /// The response body of the middleware: the inner service's body, or the body of a
     /// rejection.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::{body::ResponseBody, AghanimSignatureLayer};
+    /// use http_body_util::{BodyExt, Full};
+    /// use bytes::Bytes;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let service = ServiceBuilder::new()
+    ///     .layer(AghanimSignatureLayer::new("secret"))
+    ///     .service_fn(|_| async { Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default())) });
+    /// let response: http::Response<ResponseBody<Full<Bytes>>> =
+    ///     service.oneshot(http::Request::new(Full::<Bytes>::default())).await.unwrap();
+    /// let body = response.into_body().collect().await.unwrap().to_bytes();
+    /// assert!(body.starts_with(br#"{"status":"error""#));
+    /// # }
+    /// ```
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,

@@ -8,6 +8,12 @@ use super::AghanimSignature;
 use crate::{unix_now, EmptySecret, Rejection, Secret, Verifier};
 
 /// The body limit used unless configured otherwise: 1 MiB.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(aghanim_webhook::DEFAULT_BODY_LIMIT, 1_048_576);
+/// ```
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
