@@ -17,7 +17,7 @@ use aghanim_webhook::{
     VerifiedBody, DEFAULT_BODY_LIMIT, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use bytes::Bytes;
-use common::{body_text, layer, signed, signed_with, stack, Frames, NOW, SECRET};
+use common::{body_text, layer, signed, signed_with, stack, status_with, Frames, NOW, SECRET};
 use hmac::{Hmac, KeyInit, Mac};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
@@ -140,11 +140,7 @@ async fn uppercase_signature_is_accepted() {
     request
         .headers_mut()
         .insert(&SIGNATURE_HEADER, HeaderValue::from_str(&upper).unwrap());
-    let (service, _) = stack(layer());
-    assert_eq!(
-        service.oneshot(request).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(status_with(layer(), request).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -164,11 +160,7 @@ async fn timestamp_is_signed_verbatim_as_received() {
         &SIGNATURE_HEADER,
         HeaderValue::from_str(&signature).unwrap(),
     );
-    let (service, _) = stack(layer());
-    assert_eq!(
-        service.oneshot(request).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(status_with(layer(), request).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -215,33 +207,21 @@ async fn extreme_timestamps_signed_correctly_fall_outside_the_window() {
 #[tokio::test]
 async fn hostile_signatures_are_rejected_cleanly() {
     let valid = sign(SECRET, NOW, EVENT);
-    let cases: Vec<(Vec<u8>, RejectionKind)> = vec![
-        (Vec::new(), RejectionKind::MalformedSignature),
-        (valid[..63].into(), RejectionKind::MalformedSignature),
-        (
-            format!("{valid}0").into(),
-            RejectionKind::MalformedSignature,
-        ),
-        (
-            format!("sha256={valid}").into(),
-            RejectionKind::MalformedSignature,
-        ),
-        (
-            format!("v1={valid}").into(),
-            RejectionKind::MalformedSignature,
-        ),
-        (
-            format!("{}g", &valid[..63]).into(),
-            RejectionKind::MalformedSignature,
-        ),
-        (
-            format!("{valid},{valid}").into(),
-            RejectionKind::MalformedSignature,
-        ),
-        ("0".repeat(10_000).into(), RejectionKind::MalformedSignature),
-        (b"\x80".repeat(64), RejectionKind::MalformedSignature),
-        ("0".repeat(64).into(), RejectionKind::SignatureMismatch),
+    let malformed: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        valid[..63].into(),
+        format!("{valid}0").into(),
+        format!("sha256={valid}").into(),
+        format!("v1={valid}").into(),
+        format!("{}g", &valid[..63]).into(),
+        format!("{valid},{valid}").into(),
+        "0".repeat(10_000).into(),
+        b"\x80".repeat(64),
     ];
+    let cases = malformed
+        .into_iter()
+        .map(|signature| (signature, RejectionKind::MalformedSignature))
+        .chain([("0".repeat(64).into(), RejectionKind::SignatureMismatch)]);
     for (signature, expected) in cases {
         let mut request = signed(EVENT, NOW);
         request.headers_mut().insert(
@@ -269,9 +249,8 @@ async fn repeated_headers_are_malformed() {
 #[tokio::test]
 async fn tolerance_edges_are_inclusive() {
     for timestamp in [NOW - 300, NOW + 300] {
-        let (service, _) = stack(layer());
-        let response = service.oneshot(signed(EVENT, timestamp)).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{timestamp}");
+        let status = status_with(layer(), signed(EVENT, timestamp)).await;
+        assert_eq!(status, StatusCode::OK, "{timestamp}");
     }
     for timestamp in [NOW - 301, NOW + 301] {
         let kind = forbidden(signed(EVENT, timestamp)).await;
@@ -301,18 +280,16 @@ async fn configured_tolerance_moves_the_edges() {
         (NOW - 11, StatusCode::FORBIDDEN),
         (NOW + 11, StatusCode::FORBIDDEN),
     ] {
-        let (service, _) = stack(layer());
-        let response = service.oneshot(signed(EVENT, timestamp)).await.unwrap();
-        assert_eq!(response.status(), status, "{timestamp}");
+        let actual = status_with(layer(), signed(EVENT, timestamp)).await;
+        assert_eq!(actual, status, "{timestamp}");
     }
 }
 
 #[tokio::test]
 async fn disabled_tolerance_accepts_any_authentic_timestamp() {
     for timestamp in [0, NOW - 86_400 * 365, u64::MAX] {
-        let (service, _) = stack(layer().disable_tolerance());
-        let response = service.oneshot(signed(EVENT, timestamp)).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{timestamp}");
+        let status = status_with(layer().disable_tolerance(), signed(EVENT, timestamp)).await;
+        assert_eq!(status, StatusCode::OK, "{timestamp}");
     }
 }
 
@@ -340,12 +317,7 @@ async fn every_configured_secret_is_accepted_during_rotation() {
     ] {
         let mut request = Request::post("/").body(Full::<Bytes>::from(EVENT)).unwrap();
         aghanim_webhook::sign_headers(request.headers_mut(), secret, NOW, EVENT);
-        let (service, _) = stack(rotating());
-        assert_eq!(
-            service.oneshot(request).await.unwrap().status(),
-            status,
-            "{secret}"
-        );
+        assert_eq!(status_with(rotating(), request).await, status, "{secret}");
     }
 }
 
@@ -473,12 +445,9 @@ async fn body_exactly_at_the_limit_is_accepted() {
 async fn configured_limit_is_enforced_to_the_byte() {
     for (len, status) in [(100, StatusCode::OK), (101, StatusCode::PAYLOAD_TOO_LARGE)] {
         let body = large_body(len);
-        let (service, _) = stack(layer().body_limit(100));
-        let response = service
-            .oneshot(signed_with(Frames::split(&body, 7), &body))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), status, "{len} bytes");
+        let request = signed_with(Frames::split(&body, 7), &body);
+        let actual = status_with(layer().body_limit(100), request).await;
+        assert_eq!(actual, status, "{len} bytes");
     }
 }
 
@@ -489,9 +458,8 @@ async fn lying_small_content_length_does_not_lift_the_limit() {
     request
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(10));
-    let (service, _) = stack(layer().body_limit(100));
-    let response = service.oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let status = status_with(layer().body_limit(100), request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]

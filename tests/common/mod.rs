@@ -81,6 +81,18 @@ where
     (BoxCloneService::new(service), seen)
 }
 
+/// The status `layer` (around the recording service) answers `request` with.
+pub async fn status_with<B>(layer: AghanimSignatureLayer, request: Request<B>) -> http::StatusCode
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<aghanim_webhook::BoxError>,
+{
+    use tower::ServiceExt;
+    let (service, _) = stack(layer);
+    service.oneshot(request).await.expect("infallible").status()
+}
+
 pub async fn body_text<B>(response: Response<B>) -> String
 where
     B: Body,
