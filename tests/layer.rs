@@ -193,18 +193,6 @@ async fn hostile_timestamps_are_rejected_cleanly() {
 }
 
 #[tokio::test]
-async fn extreme_timestamps_signed_correctly_fall_outside_the_window() {
-    for timestamp in [0, u64::MAX] {
-        let kind = forbidden(signed(EVENT, timestamp)).await;
-        assert_eq!(
-            kind,
-            RejectionKind::TimestampOutsideTolerance,
-            "{timestamp}"
-        );
-    }
-}
-
-#[tokio::test]
 async fn hostile_signatures_are_rejected_cleanly() {
     let valid = sign(SECRET, NOW, EVENT);
     let malformed: Vec<Vec<u8>> = vec![
@@ -252,7 +240,8 @@ async fn tolerance_edges_are_inclusive() {
         let status = status_with(layer(), signed(EVENT, timestamp)).await;
         assert_eq!(status, StatusCode::OK, "{timestamp}");
     }
-    for timestamp in [NOW - 301, NOW + 301] {
+    // Extreme but authentic timestamps are plain stale or future ones, never an overflow.
+    for timestamp in [NOW - 301, NOW + 301, 0, u64::MAX] {
         let kind = forbidden(signed(EVENT, timestamp)).await;
         assert_eq!(
             kind,
