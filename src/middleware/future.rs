@@ -89,10 +89,7 @@ where
 
     pub(crate) fn rejected(rejection: Rejection, config: Arc<Config>) -> Self {
         Self {
-            state: State::Rejected {
-                rejection: Some(rejection),
-                config,
-            },
+            state: State::rejected(rejection, config),
         }
     }
 }
@@ -113,47 +110,26 @@ where
                 StateProj::Reading { body, reading } => {
                     let frame = ready!(body.poll_frame(cx));
                     let pending = reading.as_mut().expect("future polled after completion");
-                    match frame {
-                        Some(Ok(frame)) => {
-                            let Ok(data) = frame.into_data() else {
-                                // Trailers carry nothing that was signed.
-                                continue;
-                            };
-                            match pending.buffer.push(data, &mut pending.verification) {
-                                Ok(()) => continue,
-                                Err(OverLimit) => {
-                                    let limit = pending.config.body_limit;
-                                    reject(reading, Rejection::body_too_large(limit))
-                                }
-                            }
-                        }
-                        Some(Err(error)) => reject(reading, Rejection::body_error(error.into())),
-                        None => {
-                            let Reading {
-                                mut inner,
-                                mut parts,
-                                verification,
-                                buffer,
-                                config,
-                            } = reading.take().expect("future polled after completion");
-                            match verification.finish(config.now()) {
-                                Ok(timestamp) => {
-                                    let bytes = buffer.into_bytes();
-                                    parts
-                                        .extensions
-                                        .insert(VerifiedBody::new(bytes.clone(), timestamp));
-                                    let request =
-                                        Request::from_parts(parts, BufferedBody::new(bytes));
-                                    State::Calling {
-                                        future: inner.call(request),
+                    let ended = match frame {
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(data) => {
+                                match pending.buffer.push(data, &mut pending.verification) {
+                                    Ok(()) => continue,
+                                    Err(OverLimit) => {
+                                        Err(Rejection::body_too_large(pending.config.body_limit))
                                     }
                                 }
-                                Err(rejection) => State::Rejected {
-                                    rejection: Some(rejection),
-                                    config,
-                                },
                             }
-                        }
+                            // Trailers carry nothing that was signed.
+                            Err(_trailers) => continue,
+                        },
+                        Some(Err(error)) => Err(Rejection::body_error(error.into())),
+                        None => Ok(()),
+                    };
+                    let pending = reading.take().expect("future polled after completion");
+                    match ended {
+                        Ok(()) => pending.finish(),
+                        Err(rejection) => State::rejected(rejection, pending.config),
                     }
                 }
                 StateProj::Calling { future } => {
@@ -172,14 +148,39 @@ where
     }
 }
 
-/// Drops what was buffered and moves to answering `rejection`.
-fn reject<S, ReqBody, F>(
-    reading: &mut Option<Reading<S>>,
-    rejection: Rejection,
-) -> State<S, ReqBody, F> {
-    let pending = reading.take().expect("future polled after completion");
-    State::Rejected {
-        rejection: Some(rejection),
-        config: pending.config,
+impl<S> Reading<S>
+where
+    S: Service<Request<BufferedBody>>,
+{
+    /// The body has ended: call the inner service with the verified request, or reject.
+    fn finish<ReqBody>(self) -> State<S, ReqBody, S::Future> {
+        let Self {
+            mut inner,
+            mut parts,
+            verification,
+            buffer,
+            config,
+        } = self;
+        match verification.finish(config.now()) {
+            Ok(timestamp) => {
+                let bytes = buffer.into_bytes();
+                let verified = VerifiedBody::new(bytes.clone(), timestamp);
+                parts.extensions.insert(verified);
+                let request = Request::from_parts(parts, BufferedBody::new(bytes));
+                State::Calling {
+                    future: inner.call(request),
+                }
+            }
+            Err(rejection) => State::rejected(rejection, config),
+        }
+    }
+}
+
+impl<S, ReqBody, F> State<S, ReqBody, F> {
+    fn rejected(rejection: Rejection, config: Arc<Config>) -> Self {
+        Self::Rejected {
+            rejection: Some(rejection),
+            config,
+        }
     }
 }
