@@ -1,0 +1,103 @@
+use std::{future::Future, marker::PhantomData, pin::Pin};
+
+use bytes::Bytes;
+use http::Response;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::future::IntoResponseFuture;
+use crate::events::{from_json, Event, IntoWebhookResponse, WebhookError};
+
+/// An async function that handles one event type, for [`Dispatch::on`](super::Dispatch::on).
+///
+/// Implemented for `Fn(Event<D>) -> impl Future<Output = R>` and, with the dispatcher's
+/// state, `Fn(S, Event<D>) -> impl Future<Output = R>`, where `D` is the `event_data`
+/// type to deserialize and `R` implements [`IntoWebhookResponse`]. `T` only tells the two
+/// shapes apart; you never name it.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::{dispatch::Dispatch, events::{Ack, Event, ItemChange}};
+///
+/// async fn credit(event: Event<ItemChange>) -> Ack {
+///     // credit event.event_data.items to event.event_data.player_id ...
+///     Ack
+/// }
+///
+/// let dispatch = Dispatch::new().on("item.add", credit);
+/// ```
+pub trait Handler<T, S>: Clone + Send + Sync + 'static {
+    /// The `event_data` type the handler takes.
+    type Data: DeserializeOwned + Send + 'static;
+    /// The future of its response.
+    type Future: Future<Output = Response<Bytes>> + Send + 'static;
+
+    /// Handles `event`.
+    fn call(&self, state: S, event: Event<Self::Data>) -> Self::Future;
+}
+
+impl<F, Fut, D, S> Handler<(Event<D>,), S> for F
+where
+    F: Fn(Event<D>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoWebhookResponse,
+    D: DeserializeOwned + Send + 'static,
+{
+    type Data = D;
+    type Future = IntoResponseFuture<Fut>;
+
+    fn call(&self, _state: S, event: Event<D>) -> Self::Future {
+        IntoResponseFuture::new(self(event))
+    }
+}
+
+impl<F, Fut, D, S> Handler<(S, Event<D>), S> for F
+where
+    F: Fn(S, Event<D>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoWebhookResponse,
+    D: DeserializeOwned + Send + 'static,
+{
+    type Data = D;
+    type Future = IntoResponseFuture<Fut>;
+
+    fn call(&self, state: S, event: Event<D>) -> Self::Future {
+        IntoResponseFuture::new(self(state, event))
+    }
+}
+
+/// Handlers return different future types, so the route table holds them boxed: one
+/// allocation per event, next to the JSON parsing that dispatch needs anyway.
+pub(crate) type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
+
+/// A handler with its data type erased, as the route table stores it.
+pub(crate) trait Route<S>: Send + Sync {
+    /// Deserializes the event's data for the handler and starts it.
+    fn start(&self, state: S, event: Event<&RawValue>) -> Result<BoxResponseFuture, WebhookError>;
+}
+
+pub(crate) struct Erased<H, T> {
+    handler: H,
+    shape: PhantomData<fn() -> T>,
+}
+
+impl<H, T> Erased<H, T> {
+    pub(crate) fn new(handler: H) -> Self {
+        Self {
+            handler,
+            shape: PhantomData,
+        }
+    }
+}
+
+impl<H, T, S> Route<S> for Erased<H, T>
+where
+    H: Handler<T, S>,
+{
+    fn start(&self, state: S, event: Event<&RawValue>) -> Result<BoxResponseFuture, WebhookError> {
+        let event =
+            event.try_map_data(|raw| from_json(raw.get().as_bytes(), Some("event_data")))?;
+        Ok(Box::pin(self.handler.call(state, event)))
+    }
+}

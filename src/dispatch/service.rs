@@ -1,0 +1,244 @@
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde_json::value::RawValue;
+use tower_service::Service;
+
+use super::{
+    handler::{Erased, Route},
+    DispatchFuture, Handler,
+};
+use crate::{
+    events::{from_json, ErrorCode, Event, EventType, IntoWebhookResponse, WebhookError},
+    VerifiedBody,
+};
+
+/// Routes verified events to handlers by `event_type`: the single endpoint.
+///
+/// Put it behind [`AghanimSignatureLayer`](crate::AghanimSignatureLayer): it reads the
+/// [`VerifiedBody`] the layer leaves in the request extensions, parses the envelope once,
+/// deserializes `event_data` into the registered handler's type and answers with what the
+/// handler returns.
+///
+/// | request | answer |
+/// |---|---|
+/// | a registered `event_type` | the handler's response |
+/// | an unregistered one | the [`fallback`](Self::fallback), by default 400 `unknown_event_type` |
+/// | not an event envelope, or `event_data` of the wrong shape | 400 `validation_error`, naming the field |
+/// | no `VerifiedBody`: `Dispatch` is not behind the layer | 500, a configuration error |
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::{dispatch::Dispatch, events::*, sign_headers, AghanimSignatureLayer};
+/// use bytes::Bytes;
+/// use http::{Request, StatusCode};
+/// use http_body_util::Full;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// async fn verify(event: Event<PlayerVerify>) -> Result<PlayerVerifyResponse, WebhookError> {
+///     match event.event_data.player_id.as_str() {
+///         "testplayer" => Ok(PlayerVerifyResponse::new("testplayer", "Test Player")),
+///         _ => Err(WebhookError::not_found("Player not found")),
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let webhook = ServiceBuilder::new()
+///     .layer(AghanimSignatureLayer::new("secret"))
+///     .service(Dispatch::new().on(EventType::PlayerVerify, verify));
+///
+/// let body = r#"{"event_id":"whevt_1","event_type":"player.verify","event_time":1,
+///                "event_data":{"player_id":"nobody"}}"#;
+/// let mut request = Request::post("/webhook").body(Full::<Bytes>::from(body)).unwrap();
+/// sign_headers(request.headers_mut(), "secret", aghanim_webhook::unix_now(), body);
+/// let response = webhook.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::NOT_FOUND);
+/// # }
+/// ```
+pub struct Dispatch<S = ()> {
+    routes: Arc<Routes<S>>,
+    state: S,
+}
+
+struct Routes<S> {
+    handlers: HashMap<EventType, Arc<dyn Route<S>>>,
+    fallback: Option<Arc<dyn Route<S>>>,
+}
+
+impl Dispatch<()> {
+    /// A dispatcher with no handlers and no state.
+    pub fn new() -> Self {
+        Self::with_state(())
+    }
+}
+
+impl Default for Dispatch<()> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Dispatch<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    /// A dispatcher whose handlers may take `state` (cloned for each event) as their first
+    /// argument.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+    /// use aghanim_webhook::{dispatch::Dispatch, events::{Ack, Event, ItemChange}};
+    ///
+    /// async fn credit(credited: Arc<AtomicU64>, event: Event<ItemChange>) -> Ack {
+    ///     credited.fetch_add(event.event_data.items.len() as u64, Ordering::SeqCst);
+    ///     Ack
+    /// }
+    ///
+    /// let dispatch = Dispatch::with_state(Arc::new(AtomicU64::new(0))).on("item.add", credit);
+    /// ```
+    #[must_use]
+    pub fn with_state(state: S) -> Self {
+        Self {
+            routes: Arc::new(Routes {
+                handlers: HashMap::new(),
+                fallback: None,
+            }),
+            state,
+        }
+    }
+
+    /// Handles events of `event_type` with `handler`, deserializing their `event_data`
+    /// into the handler's data type. A second handler for the same type replaces the first.
+    #[must_use]
+    pub fn on<H, T>(mut self, event_type: impl Into<EventType>, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        let route: Arc<dyn Route<S>> = Arc::new(Erased::new(handler));
+        self.routes_mut().handlers.insert(event_type.into(), route);
+        self
+    }
+
+    /// Handles events whose type has no handler; by default they get 400
+    /// `{"status":"error","code":"unknown_event_type",...}`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::{dispatch::Dispatch, events::{Ack, ErrorCode, Event, WebhookError}};
+    ///
+    /// // Acknowledge every documented notification; refuse types nobody documents.
+    /// let dispatch = Dispatch::new().fallback(|event: Event| async move {
+    ///     if event.event_type.is_documented() {
+    ///         Ok(Ack)
+    ///     } else {
+    ///         Err(WebhookError::new(ErrorCode::UnknownEventType, "Unknown event_type"))
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn fallback<H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        self.routes_mut().fallback = Some(Arc::new(Erased::new(handler)));
+        self
+    }
+
+    fn routes_mut(&mut self) -> &mut Routes<S> {
+        Arc::make_mut(&mut self.routes)
+    }
+
+    fn start(&self, verified: &[u8]) -> Result<DispatchFuture, WebhookError> {
+        let event: Event<&RawValue> = from_json(verified, None)?;
+        let route = self
+            .routes
+            .handlers
+            .get(&event.event_type)
+            .or(self.routes.fallback.as_ref());
+        match route {
+            Some(route) => route
+                .start(self.state.clone(), event)
+                .map(DispatchFuture::handler),
+            None => Err(WebhookError::new(
+                ErrorCode::UnknownEventType,
+                format!("No handler for event_type {}", event.event_type),
+            )),
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for Dispatch<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    type Response = Response<crate::body::BufferedBody>;
+    type Error = Infallible;
+    type Future = DispatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> DispatchFuture {
+        let Some(verified) = request.extensions().get::<VerifiedBody>() else {
+            return DispatchFuture::ready(not_behind_the_layer());
+        };
+        self.start(verified)
+            .unwrap_or_else(|error| DispatchFuture::ready(error.into_webhook_response()))
+    }
+}
+
+/// A request without a `VerifiedBody` can only come from a stack built without the layer:
+/// answer 500 so the mistake shows at once instead of handling unverified events.
+fn not_behind_the_layer() -> Response<Bytes> {
+    WebhookError::new(
+        ErrorCode::Custom("internal_error".into()),
+        "Dispatch must sit behind AghanimSignatureLayer: no verified body",
+    )
+    .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+    .into_webhook_response()
+}
+
+// Not derived: the routes are shared handlers, whatever `S` is.
+impl<S> Clone for Routes<S> {
+    fn clone(&self) -> Self {
+        Self {
+            handlers: self.handlers.clone(),
+            fallback: self.fallback.clone(),
+        }
+    }
+}
+
+impl<S: Clone> Clone for Dispatch<S> {
+    fn clone(&self) -> Self {
+        Self {
+            routes: Arc::clone(&self.routes),
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Dispatch<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut types: Vec<&str> = self.routes.handlers.keys().map(EventType::as_str).collect();
+        types.sort_unstable();
+        f.debug_struct("Dispatch")
+            .field("handlers", &types)
+            .field("fallback", &self.routes.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
