@@ -74,6 +74,8 @@ pub mod dispatch;
 #[cfg(feature = "events")]
 #[cfg_attr(docsrs, doc(cfg(feature = "events")))]
 pub mod events;
+#[cfg(feature = "axum")]
+mod extract;
 mod middleware;
 mod rejection;
 mod secret;
@@ -81,6 +83,9 @@ mod sign;
 mod verified_body;
 mod verify;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::AghanimEvent;
 pub use middleware::{
     body, AghanimSignature, AghanimSignatureLayer, ResponseFuture, DEFAULT_BODY_LIMIT,
 };

@@ -1,3 +1,4 @@
+#![cfg(feature = "events")]
 //! The examples' stacks over real TCP sockets, with raw HTTP/1.1 so that headers and
 //! framing can lie.
 

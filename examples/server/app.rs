@@ -5,49 +5,65 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use aghanim_webhook::AghanimSignatureLayer;
-use axum::{
-    body::Bytes,
-    extract::State,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-    routing::post,
-    Json, Router,
+use aghanim_webhook::{
+    dispatch::Dispatch,
+    events::{
+        Ack, ErrorCode, Event, EventType, ItemChange, PlayerVerify, PlayerVerifyResponse, StoreGet,
+        StoreGetResponse, StoreItem, WebhookError,
+    },
+    AghanimSignatureLayer,
 };
-use serde_json::{json, Value};
+use axum::{routing::post_service, Router};
 
-/// Event types Aghanim documents that need nothing from this game but a 2xx.
-const NOTIFICATIONS: &[&str] = &[
-    "player.update",
-    "player.is_idle",
-    "player.marketing_consent.updated",
-    "order.created",
-    "order.paid",
-    "order.canceled",
-    "order.refunded",
-    "fraud.reported",
-    "coupon.redeemed",
-    "ingame.push",
-    "ingame.popup",
-    "campaign.custom",
-    "batch.ready",
-];
-const NOTIFICATION_FAMILIES: &[&str] = &[
-    "payment.",
-    "subscription.",
-    "analytics.hub.",
-    "analytics.checkout.",
-];
-
-/// The webhook endpoint at `POST /webhook`, behind the signature layer.
+/// `POST /webhook`: every event type at one URL, behind the signature layer.
 pub fn router(secret: &str) -> Router {
+    let dispatch = Dispatch::with_state(Arc::new(Game::default()))
+        .on(EventType::PlayerVerify, verify_player)
+        .on(EventType::ItemAdd, |game: Arc<Game>, event| async move {
+            game.apply(event, 1)
+        })
+        .on(EventType::ItemRemove, |game: Arc<Game>, event| async move {
+            game.apply(event, -1)
+        })
+        .on(EventType::StoreGet, store)
+        .fallback(acknowledge_documented);
     Router::new()
-        .route("/webhook", post(webhook))
-        .with_state(Arc::new(Game::default()))
+        .route("/webhook", post_service(dispatch))
         .layer(AghanimSignatureLayer::new(secret))
 }
 
-/// The game's state: a fixed player list and an in-memory inventory.
+async fn verify_player(event: Event<PlayerVerify>) -> Result<PlayerVerifyResponse, WebhookError> {
+    let (name, level) = match event.event_data.player_id.as_str() {
+        "testplayer" => ("Test Player", 42),
+        "player_2" => ("Second Player", 7),
+        _ => return Err(WebhookError::not_found("Player not found")),
+    };
+    let mut player = PlayerVerifyResponse::new(event.event_data.player_id, name);
+    player.attributes.level = Some(level);
+    player.attributes.platform = Some("pc".into());
+    Ok(player)
+}
+
+async fn store(_event: Event<StoreGet>) -> StoreGetResponse {
+    StoreGetResponse::new(vec![
+        StoreItem::new("gems_100"),
+        StoreItem::new("starter_pack"),
+    ])
+}
+
+/// Notifications need nothing from this game but a 2xx; unknown types get a 400.
+async fn acknowledge_documented(event: Event) -> Result<Ack, WebhookError> {
+    if event.event_type.is_documented() {
+        Ok(Ack)
+    } else {
+        Err(WebhookError::new(
+            ErrorCode::UnknownEventType,
+            "Unknown event_type",
+        ))
+    }
+}
+
+/// The game's in-memory inventory.
 #[derive(Default)]
 struct Game {
     ledger: Mutex<Ledger>,
@@ -55,123 +71,89 @@ struct Game {
 
 #[derive(Default)]
 struct Ledger {
-    processed_keys: HashSet<String>,
+    /// `{event_type}:{idempotency key}` of every event already applied.
+    processed: HashSet<String>,
     /// (player_id, sku) → quantity owned.
     inventory: HashMap<(String, String), i64>,
 }
 
-fn player(player_id: &str) -> Option<Value> {
-    let (name, level) = match player_id {
-        "testplayer" => ("Test Player", 42),
-        "player_2" => ("Second Player", 7),
-        _ => return None,
-    };
-    Some(json!({
-        "player_id": player_id,
-        "name": name,
-        "attributes": { "level": level, "platform": "pc" },
-    }))
-}
-
-async fn webhook(State(game): State<Arc<Game>>, body: Bytes) -> Response {
-    let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "validation_error",
-            "Body is not a JSON object",
-        );
-    };
-    let Some(event_type) = event.get("event_type").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "validation_error",
-            "Missing event_type",
-        );
-    };
-    let data = event.get("event_data").unwrap_or(&Value::Null);
-    match event_type {
-        "player.verify" => verify_player(data),
-        "item.add" => game.apply_items(&event, 1),
-        "item.remove" => game.apply_items(&event, -1),
-        "store.get" => Json(json!({ "items": [] })).into_response(),
-        "player.lookup" => Json(json!({ "status": "ok", "data": [] })).into_response(),
-        known
-            if NOTIFICATIONS.contains(&known)
-                || NOTIFICATION_FAMILIES
-                    .iter()
-                    .any(|family| known.starts_with(family)) =>
-        {
-            ok()
-        }
-        _ => error(
-            StatusCode::BAD_REQUEST,
-            "unknown_event_type",
-            "Unknown event_type",
-        ),
-    }
-}
-
-fn verify_player(data: &Value) -> Response {
-    let Some(player_id) = data.get("player_id").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "validation_error",
-            "Missing event_data.player_id",
-        );
-    };
-    match player(player_id) {
-        Some(player) => Json(player).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "Player not found"),
-    }
-}
-
 impl Game {
-    /// Credits (`sign` 1) or revokes (`sign` -1) the items, once per idempotency key.
-    fn apply_items(&self, event: &serde_json::Map<String, Value>, sign: i64) -> Response {
-        let data = event.get("event_data").unwrap_or(&Value::Null);
-        let (Some(player_id), Some(items)) = (
-            data.get("player_id").and_then(Value::as_str),
-            data.get("items").and_then(Value::as_array),
-        ) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "validation_error",
-                "event_data needs player_id and items",
-            );
-        };
-        let key = ["idempotency_key", "event_id"]
-            .iter()
-            .find_map(|field| event.get(*field).and_then(Value::as_str));
-        let Ok(mut ledger) = self.ledger.lock() else {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Try again later",
-            );
-        };
-        if let Some(key) = key {
-            if !ledger.processed_keys.insert(key.to_owned()) {
-                return ok();
-            }
+    /// Credits (`sign` 1) or revokes (`sign` -1) the items, once per idempotency key: a
+    /// retried delivery is acknowledged again and changes nothing.
+    fn apply(&self, event: Event<ItemChange>, sign: i64) -> Result<Ack, WebhookError> {
+        let mut ledger = self.ledger.lock().map_err(|_| {
+            WebhookError::new(ErrorCode::Custom("unavailable".into()), "Try again later")
+                .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+        })?;
+        let key = format!("{}:{}", event.event_type, event.dedupe_key());
+        if !ledger.processed.insert(key) {
+            return Ok(Ack);
         }
-        for item in items {
-            let sku = item.get("sku").and_then(Value::as_str).unwrap_or_default();
-            let quantity = item.get("quantity").and_then(Value::as_i64).unwrap_or(1);
+        let player_id = event.event_data.player_id;
+        for item in event.event_data.items {
             let owned = ledger
                 .inventory
-                .entry((player_id.to_owned(), sku.to_owned()))
+                .entry((player_id.clone(), item.sku))
                 .or_default();
-            *owned = owned.saturating_add(sign.saturating_mul(quantity));
+            *owned = owned.saturating_add(sign.saturating_mul(item.quantity));
         }
-        ok()
+        Ok(Ack)
     }
 }
 
-fn ok() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
-}
+#[cfg(test)]
+mod tests {
+    use aghanim_webhook::events::{Event, EventType, ItemChange};
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "status": "error", "code": code, "message": message });
-    (status, Json(body)).into_response()
+    use super::Game;
+
+    fn change(event_type: EventType, key: &str, quantity: i64) -> Event<ItemChange> {
+        let data = serde_json::json!({
+            "player_id": "testplayer",
+            "items": [{ "sku": "gems", "quantity": quantity }],
+        });
+        let mut event = Event::new(
+            "whevt",
+            event_type,
+            0,
+            serde_json::from_value(data).unwrap(),
+        );
+        event.idempotency_key = Some(key.into());
+        event
+    }
+
+    fn gems(game: &Game) -> i64 {
+        let ledger = game.ledger.lock().unwrap();
+        ledger.inventory[&("testplayer".to_owned(), "gems".to_owned())]
+    }
+
+    #[test]
+    fn a_repeated_idempotency_key_credits_once() {
+        let game = Game::default();
+        for _ in 0..3 {
+            assert!(game
+                .apply(change(EventType::ItemAdd, "ord_1", 5), 1)
+                .is_ok());
+        }
+        assert_eq!(gems(&game), 5);
+        assert!(game
+            .apply(change(EventType::ItemAdd, "ord_2", 5), 1)
+            .is_ok());
+        assert_eq!(gems(&game), 10);
+    }
+
+    #[test]
+    fn a_removal_with_the_purchase_key_still_takes_items_back() {
+        let game = Game::default();
+        assert!(game
+            .apply(change(EventType::ItemAdd, "ord_1", 5), 1)
+            .is_ok());
+        assert!(game
+            .apply(change(EventType::ItemRemove, "ord_1", 5), -1)
+            .is_ok());
+        assert!(game
+            .apply(change(EventType::ItemRemove, "ord_1", 5), -1)
+            .is_ok());
+        assert_eq!(gems(&game), 0);
+    }
 }

@@ -6,8 +6,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use serde_json::value::RawValue;
 use tower_service::Service;
 
@@ -195,22 +194,12 @@ where
 
     fn call(&mut self, request: Request<B>) -> DispatchFuture {
         let Some(verified) = request.extensions().get::<VerifiedBody>() else {
-            return DispatchFuture::ready(not_behind_the_layer());
+            let error = WebhookError::missing_layer("Dispatch");
+            return DispatchFuture::ready(error.into_webhook_response());
         };
         self.start(verified)
             .unwrap_or_else(|error| DispatchFuture::ready(error.into_webhook_response()))
     }
-}
-
-/// A request without a `VerifiedBody` can only come from a stack built without the layer:
-/// answer 500 so the mistake shows at once instead of handling unverified events.
-fn not_behind_the_layer() -> Response<Bytes> {
-    WebhookError::new(
-        ErrorCode::Custom("internal_error".into()),
-        "Dispatch must sit behind AghanimSignatureLayer: no verified body",
-    )
-    .with_status(StatusCode::INTERNAL_SERVER_ERROR)
-    .into_webhook_response()
 }
 
 // Not derived: the routes are shared handlers, whatever `S` is.

@@ -25,6 +25,7 @@ fn invalid(prefix: Option<&str>, path: &str, error: &impl Display) -> WebhookErr
         (Some(prefix), ".") => prefix.to_owned(),
         (Some(prefix), path) => format!("{prefix}.{path}"),
         (None, ".") => "event".to_owned(),
+        (None, path) if path.starts_with('[') => format!("event{path}"),
         (None, path) => path.to_owned(),
     };
     WebhookError::validation(format!("{location}: {error}"))

@@ -316,6 +316,16 @@ impl WebhookError {
         Self::new(ErrorCode::Declined, message)
     }
 
+    /// 500 for a request that reached `what` without passing the signature layer: a
+    /// stack built wrong, shown at once rather than handling unverified events.
+    pub(crate) fn missing_layer(what: &str) -> Self {
+        Self::new(
+            ErrorCode::Custom("internal_error".into()),
+            format!("{what} must sit behind AghanimSignatureLayer: no verified body"),
+        )
+        .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     /// The same error answered with `status`.
     #[must_use]
     pub fn with_status(mut self, status: StatusCode) -> Self {

@@ -1,0 +1,77 @@
+//! The axum extractor (feature `axum`).
+
+use axum_core::{
+    extract::FromRequestParts,
+    response::{IntoResponse, Response},
+};
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{
+    events::{
+        from_json, Ack, Event, IntoWebhookResponse, PlayerVerifyResponse, StoreGetResponse,
+        WebhookError,
+    },
+    VerifiedBody,
+};
+
+/// Extracts the verified event, with `event_data` as `D`, for axum handlers behind
+/// [`AghanimSignatureLayer`](crate::AghanimSignatureLayer).
+///
+/// It reads the [`VerifiedBody`] extension, so it never consumes the body and can sit
+/// beside other extractors. Rejections: 400 `validation_error` naming the field at fault
+/// when the JSON does not fit, 500 when the route is not behind the layer.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::{
+///     events::{PlayerVerify, PlayerVerifyResponse, WebhookError},
+///     AghanimEvent, AghanimSignatureLayer,
+/// };
+/// use axum::{routing::post, Router};
+///
+/// async fn player_verify(
+///     AghanimEvent(event): AghanimEvent<PlayerVerify>,
+/// ) -> Result<PlayerVerifyResponse, WebhookError> {
+///     match event.event_data.player_id.as_str() {
+///         "testplayer" => Ok(PlayerVerifyResponse::new("testplayer", "Test Player")),
+///         _ => Err(WebhookError::not_found("Player not found")),
+///     }
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/webhooks/player-verify", post(player_verify))
+///     .layer(AghanimSignatureLayer::new("secret"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct AghanimEvent<D = Value>(pub Event<D>);
+
+impl<D, S> FromRequestParts<S> for AghanimEvent<D>
+where
+    D: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = WebhookError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, WebhookError> {
+        let verified = parts
+            .extensions
+            .get::<VerifiedBody>()
+            .ok_or_else(|| WebhookError::missing_layer("AghanimEvent"))?;
+        from_json(verified, None).map(AghanimEvent)
+    }
+}
+
+macro_rules! into_axum_response {
+    ($($answer:ty),*) => {$(
+        impl IntoResponse for $answer {
+            fn into_response(self) -> Response {
+                self.into_webhook_response().map(axum_core::body::Body::from)
+            }
+        }
+    )*};
+}
+
+into_axum_response!(Ack, PlayerVerifyResponse, StoreGetResponse, WebhookError);

@@ -1,0 +1,214 @@
+//! `Dispatch` behind the signature layer, driven through `oneshot`.
+#![cfg(feature = "events")]
+
+mod common;
+
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+
+use aghanim_webhook::{dispatch::Dispatch, events::*, AghanimSignatureLayer};
+use bytes::Bytes;
+use common::{body_text, layer, signed_with, NOW};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{json, Value};
+use tower::{Layer, ServiceExt};
+
+async fn send<S>(dispatch: Dispatch<S>, body: &str) -> (StatusCode, Value)
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let request = signed_with(Full::<Bytes>::from(body.to_owned()), body.as_bytes());
+    let response = layer().layer(dispatch).oneshot(request).await.unwrap();
+    read(response).await
+}
+
+async fn read<B>(response: Response<B>) -> (StatusCode, Value)
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let status = response.status();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let text = body_text(response).await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+    )
+}
+
+fn event(event_type: &str, data: Value) -> String {
+    json!({
+        "event_id": "whevt_1", "event_type": event_type, "event_time": NOW,
+        "event_data": data, "idempotency_key": "key_1"
+    })
+    .to_string()
+}
+
+async fn verify(event: Event<PlayerVerify>) -> Result<PlayerVerifyResponse, WebhookError> {
+    match event.event_data.player_id.as_str() {
+        "testplayer" => Ok(PlayerVerifyResponse::new("testplayer", "Test Player")),
+        _ => Err(WebhookError::not_found("Player not found")),
+    }
+}
+
+fn game() -> Dispatch {
+    Dispatch::new()
+        .on(EventType::PlayerVerify, verify)
+        .on("item.add", |_: Event<ItemChange>| async { Ack })
+}
+
+#[tokio::test]
+async fn registered_handler_answers_with_its_typed_response() {
+    let (status, body) = send(
+        game(),
+        &event("player.verify", json!({"player_id": "testplayer"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"player_id": "testplayer", "name": "Test Player", "attributes": {}})
+    );
+
+    let (status, body) = send(
+        game(),
+        &event("player.verify", json!({"player_id": "ghost"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "not_found");
+}
+
+#[tokio::test]
+async fn unregistered_type_is_a_bad_request_naming_the_type() {
+    let (status, body) = send(game(), &event("order.paid", json!({"id": "ord_1"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["code"], "unknown_event_type");
+    assert!(body["message"].as_str().unwrap().contains("order.paid"));
+}
+
+#[tokio::test]
+async fn fallback_replaces_the_unknown_type_answer() {
+    let dispatch = game().fallback(|event: Event| async move {
+        assert_eq!(event.event_type, EventType::OrderPaid);
+        Ack
+    });
+    let (status, body) = send(dispatch, &event("order.paid", json!({"id": "ord_1"}))).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+}
+
+#[tokio::test]
+async fn handlers_share_the_dispatch_state() {
+    let credited = Arc::new(AtomicUsize::new(0));
+    let dispatch = Dispatch::with_state(Arc::clone(&credited)).on(
+        EventType::ItemAdd,
+        |credited: Arc<AtomicUsize>, event: Event<ItemChange>| async move {
+            credited.fetch_add(event.event_data.items.len(), Ordering::SeqCst);
+            Ack
+        },
+    );
+    let body = event(
+        "item.add",
+        json!({"player_id": "p1", "items": [{"sku": "a"}, {"sku": "b"}]}),
+    );
+    assert_eq!(send(dispatch.clone(), &body).await.0, StatusCode::OK);
+    assert_eq!(send(dispatch, &body).await.0, StatusCode::OK);
+    assert_eq!(credited.load(Ordering::SeqCst), 4);
+}
+
+async fn validation_message(body: &str) -> String {
+    let (status, body) = send(game(), body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "validation_error", "{body}");
+    body["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_envelopes_are_validation_errors() {
+    for body in [
+        "not json",
+        "[1,2,3]",
+        "{}",
+        "null",
+        r#"{"event_type":"player.verify"}"#,
+        "{} trailing",
+    ] {
+        let message = validation_message(body).await;
+        assert!(message.starts_with("event"), "{body}: {message}");
+    }
+    let message =
+        validation_message(r#"{"event_type":"item.add","event_time":1,"event_data":{}}"#).await;
+    assert!(message.contains("event_id"), "{message}");
+}
+
+#[tokio::test]
+async fn missing_data_field_is_named_with_its_path() {
+    let message = validation_message(&event("item.add", json!({"player_id": "p1"}))).await;
+    assert!(
+        message.starts_with("event_data: missing field `items`"),
+        "{message}"
+    );
+
+    let message = validation_message(&event(
+        "item.add",
+        json!({"player_id": "p1", "items": [{"quantity": 1}]}),
+    ))
+    .await;
+    assert!(
+        message.starts_with("event_data.items[0]: missing field `sku`"),
+        "{message}"
+    );
+
+    let bad_type = json!({"player_id": "p1", "items": [{"sku": "a", "quantity": "two"}]});
+    let message = validation_message(&event("item.add", bad_type)).await;
+    assert!(
+        message.starts_with("event_data.items[0].quantity: invalid type"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_envelope_field_is_named_with_its_path() {
+    let body = r#"{"event_id":"whevt_1","event_type":"player.verify","event_time":"yesterday","event_data":{}}"#;
+    let message = validation_message(body).await;
+    assert!(message.starts_with("event_time: invalid type"), "{message}");
+}
+
+#[tokio::test]
+async fn dispatch_without_the_layer_is_a_configuration_error() {
+    let request = Request::post("/webhook")
+        .body(Full::<Bytes>::from(event(
+            "player.verify",
+            json!({"player_id": "testplayer"}),
+        )))
+        .unwrap();
+    let (status, body) = read(game().oneshot(request).await.unwrap()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("AghanimSignatureLayer"));
+}
+
+#[tokio::test]
+async fn unverified_requests_never_reach_a_handler() {
+    let called = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&called);
+    let dispatch = Dispatch::new().on(EventType::ItemAdd, move |_: Event<ItemChange>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ack }
+    });
+    let body = event("item.add", json!({"player_id": "p1", "items": []}));
+    let request = Request::post("/").body(Full::<Bytes>::from(body)).unwrap();
+    let response = AghanimSignatureLayer::new("s")
+        .layer(dispatch)
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(called.load(Ordering::SeqCst), 0);
+}
