@@ -72,7 +72,9 @@ const SIGNATURE_LEN: usize = 32;
 /// ```
 #[derive(Clone)]
 pub struct Verifier {
-    secrets: Vec<Secret>,
+    secret: Secret,
+    /// More accepted secrets, during a rotation; usually empty.
+    additional: Vec<Secret>,
     tolerance: Option<u64>,
 }
 
@@ -80,7 +82,8 @@ impl Verifier {
     /// A verifier for one secret with the default tolerance of 300 seconds.
     pub fn new(secret: Secret) -> Self {
         Self {
-            secrets: vec![secret],
+            secret,
+            additional: Vec::new(),
             tolerance: Some(DEFAULT_TOLERANCE.as_secs()),
         }
     }
@@ -91,7 +94,7 @@ impl Verifier {
     /// period, so during a rotation configure both the old and the new secret.
     #[must_use]
     pub fn additional_secret(mut self, secret: Secret) -> Self {
-        self.secrets.push(secret);
+        self.additional.push(secret);
         self
     }
 
@@ -171,21 +174,18 @@ impl Verifier {
             .ok_or_else(|| Rejection::new(RejectionKind::MalformedTimestamp))?;
         let signature = decode_signature(signature)
             .ok_or_else(|| Rejection::new(RejectionKind::MalformedSignature))?;
-        let macs = self
-            .secrets
-            .iter()
-            .map(|secret| {
-                let mut mac = secret.hmac();
-                // Signed verbatim, as received: the digits are what Aghanim hashed.
-                mac.update(timestamp);
-                mac.update(b".");
-                mac
-            })
-            .collect();
+        let start = |secret: &Secret| {
+            let mut mac = secret.hmac();
+            // Signed verbatim, as received: the digits are what Aghanim hashed.
+            mac.update(timestamp);
+            mac.update(b".");
+            mac
+        };
         Ok(Verification {
             timestamp: parsed_timestamp,
             signature,
-            macs,
+            mac: start(&self.secret),
+            additional: self.additional.iter().map(start).collect(),
             tolerance: self.tolerance,
         })
     }
@@ -215,7 +215,7 @@ impl Verifier {
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("secrets", &self.secrets.len())
+            .field("secrets", &(1 + self.additional.len()))
             .field("tolerance_secs", &self.tolerance)
             .finish()
     }
@@ -242,14 +242,17 @@ impl fmt::Debug for Verifier {
 pub struct Verification {
     timestamp: u64,
     signature: [u8; SIGNATURE_LEN],
-    macs: Vec<HmacSha256>,
+    mac: HmacSha256,
+    /// One MAC per additional secret; empty, so never allocated, without a rotation.
+    additional: Vec<HmacSha256>,
     tolerance: Option<u64>,
 }
 
 impl Verification {
     /// Absorbs the next piece of the body.
     pub fn update(&mut self, piece: &[u8]) {
-        for mac in &mut self.macs {
+        self.mac.update(piece);
+        for mac in &mut self.additional {
             mac.update(piece);
         }
     }
@@ -270,9 +273,8 @@ impl Verification {
         let signature = &self.signature;
         // `verify_slice` compares in constant time. Which secret matched may show in the
         // timing; that reveals nothing about any secret.
-        let authentic = self
-            .macs
-            .into_iter()
+        let authentic = std::iter::once(self.mac)
+            .chain(self.additional)
             .any(|mac| mac.verify_slice(signature).is_ok());
         if !authentic {
             return Err(Rejection::new(RejectionKind::SignatureMismatch));
@@ -290,7 +292,7 @@ impl fmt::Debug for Verification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verification")
             .field("claimed_timestamp", &self.timestamp)
-            .field("secrets", &self.macs.len())
+            .field("secrets", &(1 + self.additional.len()))
             .finish_non_exhaustive()
     }
 }
