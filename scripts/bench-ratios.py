@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Prints the criterion results of `cargo bench` as ratios against their floors.
+
+    cargo bench --bench verify --bench layer && python3 scripts/bench-ratios.py
+
+verify/<size>:  verifier / floor, where the floor is one HMAC-SHA256 pass from a keyed
+                state prepared once plus the constant-time compare.
+layer/<size>/<n>-frames: layer - collect, the time the layer adds to reading the body,
+                and that minus the HMAC floor of the same size (the layer's own work).
+Times are criterion's median estimates.
+"""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
+
+
+def median_ns(group, function):
+    path = ROOT / group / function / "new" / "estimates.json"
+    with open(path) as f:
+        return json.load(f)["median"]["point_estimate"]
+
+
+def fmt(ns):
+    return f"{ns / 1000:.3f} µs" if ns >= 1000 else f"{ns:.0f} ns"
+
+
+def main():
+    if not ROOT.exists():
+        sys.exit("no criterion results: run `cargo bench --bench verify --bench layer` first")
+    floors = {}
+    print("| body | floor (HMAC + compare) | verifier | ratio |")
+    print("|---|---|---|---|")
+    for size in ["256B", "1KiB", "4KiB", "64KiB", "1MiB"]:
+        group = f"verify_{size}"
+        try:
+            floor, ours = median_ns(group, "floor"), median_ns(group, "verifier")
+        except FileNotFoundError:
+            continue
+        floors[size] = floor
+        print(f"| {size} | {fmt(floor)} | {fmt(ours)} | {ours / floor:.3f}x |")
+    print()
+    print("| body | frames | collect | layer | layer - collect | minus HMAC floor |")
+    print("|---|---|---|---|---|---|")
+    for size in ["1KiB", "64KiB"]:
+        for frames in [1, 16]:
+            group = f"layer_{size}_{frames}-frames"
+            try:
+                collect, layer = median_ns(group, "collect"), median_ns(group, "layer")
+            except FileNotFoundError:
+                continue
+            added = layer - collect
+            own = f"{fmt(added - floors[size])}" if size in floors else "?"
+            print(f"| {size} | {frames} | {fmt(collect)} | {fmt(layer)} | {fmt(added)} | {own} |")
+
+
+if __name__ == "__main__":
+    main()
