@@ -85,7 +85,7 @@ fn layer(c: &mut Criterion) {
             group.bench_function("collect", |b| {
                 b.iter_batched(
                     || request(&body, frames),
-                    |request| run(collected.clone().oneshot(black_box(request))),
+                    |request| run(collected.oneshot(black_box(request))),
                     BatchSize::SmallInput,
                 )
             });
