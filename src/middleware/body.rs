@@ -124,6 +124,14 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// An empty inner body, so that layers such as tower-http's `TimeoutLayer`, which build
+/// their own responses with `Default`, can sit outside this one.
+impl<B: Default> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::inner(B::default())
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""End-to-end load comparison on loopback, bounded in time.
+
+    python3 scripts/load-compare.py [--rounds 8] [--duration 10] [--connections 64]
+
+Starts, each pinned to CPU 0 with taskset:
+  bare      examples/load_target.rs: an axum route that reads the body, no verification
+  verified  the same route behind AghanimSignatureLayer
+  example   examples/server: the layer plus typed dispatch (item.add, idempotent)
+  python    Aghanim's Python template (FastAPI + uvicorn), when pip can install them
+and drives each with wrk pinned to CPU 1: 1 KiB signed item.add bodies, keep-alive,
+64 connections. bare and verified run in interleaved pairs; the ratios reported are
+medians over the pairs. Server CPU time comes from /proc/<pid>/stat.
+
+Installs what it needs: wrk from Debian's packages (apt-get, as root), fastapi and
+uvicorn into target/load-venv from PyPI.
+"""
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SECRET = "load-compare-secret"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sh(*args, **kwargs):
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return
+    print("installing wrk from Debian's packages ...", flush=True)
+    sh("apt-get", "update", "-qq")
+    sh("apt-get", "install", "-y", "-qq", "wrk")
+
+
+def ensure_python_template():
+    """The venv's python, or None when fastapi/uvicorn cannot be installed."""
+    venv = ROOT / "target" / "load-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        try:
+            sh(sys.executable, "-m", "venv", str(venv))
+            sh(str(python), "-m", "pip", "install", "-q", "fastapi", "uvicorn")
+        except subprocess.CalledProcessError:
+            print("fastapi/uvicorn unavailable: skipping the Python template", flush=True)
+            return None
+    return python
+
+
+def body_1kib():
+    event = {
+        "event_id": "whevt_load", "game_id": "gm_load", "event_type": "item.add",
+        "event_time": int(time.time()),
+        "event_data": {"player_id": "testplayer", "items": [{"sku": "gems_100", "quantity": 1,
+                       "price": 199, "currency": "USD"}], "reason": ""},
+        "idempotency_key": "ord_load", "request_id": None, "sandbox": False,
+        "trigger": None, "transaction_id": "whtx_load", "context": None,
+    }
+    size = len(json.dumps(event, separators=(",", ":")))
+    event["event_data"]["reason"] = "x" * (1024 - size)
+    body = json.dumps(event, separators=(",", ":"))
+    assert len(body) == 1024, len(body)
+    return body
+
+
+def wrk_script(directory):
+    """A wrk script with a freshly signed body (the tolerance is 300 s; a round is not)."""
+    body = body_1kib()
+    timestamp = str(int(time.time()))
+    signature = hmac.new(SECRET.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    path = pathlib.Path(directory) / "signed.lua"
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = [==[{body}]==]\n"
+        'wrk.headers["content-type"] = "application/json"\n'
+        f'wrk.headers["x-aghanim-signature-timestamp"] = "{timestamp}"\n'
+        f'wrk.headers["x-aghanim-signature"] = "{signature}"\n'
+    )
+    return path
+
+
+def wait_for_port(port, process, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def cpu_seconds(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def to_ms(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(port, script, duration, connections, pid):
+    before = cpu_seconds(pid)
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+         "-s", str(script), f"http://127.0.0.1:{port}/webhook"],
+        check=True, capture_output=True, text=True, timeout=duration + 30,
+    ).stdout
+    cpu = cpu_seconds(pid) - before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+        "p99": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+        "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "requests": requests,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--no-python", action="store_true")
+    args = parser.parse_args()
+
+    ensure_wrk()
+    sh("cargo", "build", "-q", "--release", "--example", "load_target", "--example", "server", cwd=ROOT)
+    python = None if args.no_python else ensure_python_template()
+    examples = ROOT / "target" / "release" / "examples"
+    env = dict(os.environ, AGHANIM_WEBHOOK_SECRET=SECRET)
+    servers = {
+        "bare": (8100, [str(examples / "load_target"), "bare"]),
+        "verified": (8101, [str(examples / "load_target"), "verified"]),
+        "example": (8102, [str(examples / "server")]),
+    }
+    if python:
+        servers["python"] = (8103, [str(python), "-m", "uvicorn", "aghanim_template:app",
+                                    "--port", "8103", "--log-level", "warning", "--no-access-log"])
+    processes = {}
+    try:
+        for name, (port, command) in servers.items():
+            processes[name] = subprocess.Popen(
+                ["taskset", "-c", "0", *command], env=dict(env, PORT=str(port)),
+                cwd=ROOT / "scripts" / "load", stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+        for name, (port, _) in servers.items():
+            wait_for_port(port, processes[name])
+
+        results = {name: [] for name in servers}
+        with tempfile.TemporaryDirectory() as directory:
+            def measure(name):
+                port = servers[name][0]
+                result = run_wrk(port, wrk_script(directory), args.duration, args.connections,
+                                 processes[name].pid)
+                results[name].append(result)
+                print(f"{name:9} {result['rps']:9.0f} req/s  p50 {result['p50']:.2f} ms  "
+                      f"p99 {result['p99']:.2f} ms  cpu {result['cpu_us']:.2f} µs/req  "
+                      f"non-2xx {result['non_2xx']}", flush=True)
+
+            for name in servers:  # warm-up, not recorded
+                run_wrk(servers[name][0], wrk_script(directory), 2, args.connections,
+                        processes[name].pid)
+            for _ in range(args.rounds):
+                measure("bare")
+                measure("verified")
+            for name in [n for n in servers if n not in ("bare", "verified")]:
+                for _ in range(max(2, args.rounds // 4)):
+                    measure(name)
+    finally:
+        for process in processes.values():
+            os.killpg(process.pid, signal.SIGTERM)
+
+    print(f"\n{args.rounds} interleaved rounds of {args.duration} s, {args.connections} connections, "
+          "1 KiB signed item.add; server on CPU 0, wrk on CPU 1\n")
+    print("| server | req/s | p50 ms | p99 ms | server CPU µs/req | non-2xx |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        median = lambda key: statistics.median(run[key] for run in runs)
+        print(f"| {name} | {median('rps'):.0f} | {median('p50'):.2f} | {median('p99'):.2f} | "
+              f"{median('cpu_us'):.2f} | {sum(run['non_2xx'] for run in runs)} |")
+    pairs = list(zip(results["bare"], results["verified"]))
+    cpu = [v["cpu_us"] / b["cpu_us"] for b, v in pairs]
+    rps = [v["rps"] / b["rps"] for b, v in pairs]
+    print(f"\nverified / bare, median of {len(pairs)} pairs (min-max): "
+          f"CPU per request {statistics.median(cpu):.3f}x ({min(cpu):.3f}-{max(cpu):.3f}), "
+          f"req/s {statistics.median(rps):.3f}x ({min(rps):.3f}-{max(rps):.3f})")
+    if results.get("python"):
+        python_rps = statistics.median(run["rps"] for run in results["python"])
+        for name in ("verified", "example"):
+            ours = statistics.median(run["rps"] for run in results[name])
+            print(f"{name} / Python template req/s: {ours / python_rps:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
