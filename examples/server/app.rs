@@ -3,6 +3,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use aghanim_webhook::{
@@ -13,9 +14,15 @@ use aghanim_webhook::{
     },
     AghanimSignatureLayer,
 };
-use axum::{routing::post_service, Router};
+use axum::{http::StatusCode, routing::post_service, Router};
+use tower_http::timeout::TimeoutLayer;
 
-/// `POST /webhook`: every event type at one URL, behind the signature layer.
+/// How long a whole request may take, body included: a client that stalls mid-body gets
+/// 408 and its buffered bytes are freed. The signature layer itself waits as long as the
+/// body takes, so this deadline belongs outside it.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// `POST /webhook`: every event type at one URL, behind the signature layer and a deadline.
 pub fn router(secret: &str) -> Router {
     let dispatch = Dispatch::with_state(Arc::new(Game::default()))
         .on(EventType::PlayerVerify, verify_player)
@@ -30,6 +37,10 @@ pub fn router(secret: &str) -> Router {
     Router::new()
         .route("/webhook", post_service(dispatch))
         .layer(AghanimSignatureLayer::new(secret))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_DEADLINE,
+        ))
 }
 
 async fn verify_player(event: Event<PlayerVerify>) -> Result<PlayerVerifyResponse, WebhookError> {
@@ -83,7 +94,7 @@ impl Game {
     fn apply(&self, event: Event<ItemChange>, sign: i64) -> Result<Ack, WebhookError> {
         let mut ledger = self.ledger.lock().map_err(|_| {
             WebhookError::new(ErrorCode::Custom("unavailable".into()), "Try again later")
-                .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
         })?;
         let key = format!("{}:{}", event.event_type, event.dedupe_key());
         if !ledger.processed.insert(key) {

@@ -1,0 +1,69 @@
+"""Helpers shared by the load, attack and soak scripts: build and start the example
+server, sign bodies with Aghanim's recipe, read a process's memory."""
+import hashlib
+import hmac
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SECRET = "scripts-secret"
+
+
+def signature(body: bytes, timestamp: int, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signed_head(body: bytes, extra: str = "", length: int = None, secret: str = SECRET) -> bytes:
+    """Request line and headers for `body`, signed now; `length` overrides content-length."""
+    now = int(time.time())
+    length = len(body) if length is None else length
+    framing = f"content-length: {length}\r\n" if length >= 0 else "transfer-encoding: chunked\r\n"
+    return (
+        "POST /webhook HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"x-aghanim-signature-timestamp: {now}\r\n"
+        f"x-aghanim-signature: {signature(body, now, secret)}\r\n{framing}{extra}\r\n"
+    ).encode()
+
+
+def build_example(name: str) -> pathlib.Path:
+    subprocess.run(["cargo", "build", "-q", "--release", "--example", name], cwd=ROOT, check=True)
+    return ROOT / "target" / "release" / "examples" / name
+
+
+def start(binary: pathlib.Path, port: int, *args: str, env: dict = None) -> subprocess.Popen:
+    environment = dict(os.environ, PORT=str(port), AGHANIM_WEBHOOK_SECRET=SECRET, **(env or {}))
+    process = subprocess.Popen([str(binary), *args], env=environment, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{binary.name} exited with {process.returncode}")
+            time.sleep(0.1)
+    stop(process)
+    raise RuntimeError(f"{binary.name} did not start on port {port}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def memory_mib(pid: int) -> dict:
+    """VmRSS and VmHWM (peak) of `pid`, in MiB."""
+    fields = {}
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields
