@@ -8,12 +8,17 @@ Starts, each pinned to CPU 0 with taskset:
   verified  the same route behind AghanimSignatureLayer
   example   examples/server: the layer plus typed dispatch (item.add, idempotent)
   python    Aghanim's Python template (FastAPI + uvicorn), when pip can install them
-and drives each with wrk pinned to CPU 1: 1 KiB signed item.add bodies, keep-alive,
-64 connections. bare and verified run in interleaved pairs; the ratios reported are
-medians over the pairs. Server CPU time comes from /proc/<pid>/stat.
+and drives each, pinned to CPU 1, with 1 KiB signed item.add bodies over 64 keep-alive
+connections, two ways:
+  closed loop  wrk as fast as the server answers: requests/s and latency
+  open loop    oha at a fixed --rate for bare and verified: server CPU per request at
+               the same offered load, so that neither server's speed changes how the
+               kernel batches its wake-ups
+bare and verified run in interleaved pairs; the ratios reported are medians over the
+pairs. Server CPU time comes from /proc/<pid>/stat.
 
-Installs what it needs: wrk from Debian's packages (apt-get, as root), fastapi and
-uvicorn into target/load-venv from PyPI.
+Installs what it needs: wrk from Debian's packages (apt-get, as root), oha from
+crates.io (cargo install), fastapi and uvicorn into target/load-venv from PyPI.
 """
 import argparse
 import hashlib
@@ -46,6 +51,18 @@ def ensure_wrk():
     print("installing wrk from Debian's packages ...", flush=True)
     sh("apt-get", "update", "-qq")
     sh("apt-get", "install", "-y", "-qq", "wrk")
+
+
+def ensure_oha():
+    if shutil.which("oha"):
+        return True
+    print("installing oha from crates.io (a few minutes) ...", flush=True)
+    try:
+        sh("cargo", "install", "-q", "--locked", "oha")
+        return True
+    except subprocess.CalledProcessError:
+        print("oha unavailable: skipping the fixed-rate runs", flush=True)
+        return False
 
 
 def ensure_python_template():
@@ -117,6 +134,38 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def run_oha(port, rate, duration, connections, pid):
+    """`rate` requests/s offered for `duration` seconds; CPU per request at that load."""
+    body = body_1kib().encode()
+    timestamp = int(time.time())
+    signature = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    with tempfile.NamedTemporaryFile(suffix=".json") as file:
+        file.write(body)
+        file.flush()
+        before = cpu_seconds(pid)
+        out = subprocess.run(
+            ["taskset", "-c", "1", "oha", "-z", f"{duration}s", "-c", str(connections),
+             "-q", str(rate), "--no-tui", "--output-format", "json", "-m", "POST",
+             "-H", "content-type: application/json",
+             "-H", f"x-aghanim-signature-timestamp: {timestamp}",
+             "-H", f"x-aghanim-signature: {signature}",
+             "-D", file.name, f"http://127.0.0.1:{port}/webhook"],
+            check=True, capture_output=True, text=True, timeout=duration + 30,
+        ).stdout
+        cpu = cpu_seconds(pid) - before
+    report = json.loads(out)
+    statuses = report["statusCodeDistribution"]
+    requests = sum(statuses.values())
+    return {
+        "rps": report["summary"]["requestsPerSec"],
+        "p50": report["latencyPercentiles"]["p50"] * 1000,
+        "p99": report["latencyPercentiles"]["p99"] * 1000,
+        "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+        "non_2xx": requests - statuses.get("200", 0),
+        "requests": requests,
+    }
+
+
 def run_wrk(port, script, duration, connections, pid):
     before = cpu_seconds(pid)
     out = subprocess.run(
@@ -137,15 +186,46 @@ def run_wrk(port, script, duration, connections, pid):
     }
 
 
+def report(name, load, result):
+    print(f"{name:9} {load:>8} {result['rps']:9.0f} req/s  p50 {result['p50']:.2f} ms  "
+          f"p99 {result['p99']:.2f} ms  cpu {result['cpu_us']:.2f} µs/req  "
+          f"non-2xx {result['non_2xx']}", flush=True)
+
+
+def table(title, results):
+    print(f"\n{title}\n")
+    print("| server | req/s | p50 ms | p99 ms | server CPU µs/req | non-2xx |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        if not runs:
+            continue
+        median = lambda key: statistics.median(run[key] for run in runs)
+        print(f"| {name} | {median('rps'):.0f} | {median('p50'):.2f} | {median('p99'):.2f} | "
+              f"{median('cpu_us'):.2f} | {sum(run['non_2xx'] for run in runs)} |")
+
+
+def paired(label, results):
+    pairs = list(zip(results["bare"], results["verified"]))
+    if not pairs:
+        return
+    cpu = [v["cpu_us"] / b["cpu_us"] for b, v in pairs]
+    rps = [v["rps"] / b["rps"] for b, v in pairs]
+    print(f"{label}: verified / bare, median of {len(pairs)} pairs (min-max): "
+          f"CPU per request {statistics.median(cpu):.3f}x ({min(cpu):.3f}-{max(cpu):.3f}), "
+          f"req/s {statistics.median(rps):.3f}x ({min(rps):.3f}-{max(rps):.3f})")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=int, default=20000, help="open-loop requests/s")
     parser.add_argument("--no-python", action="store_true")
     args = parser.parse_args()
 
     ensure_wrk()
+    open_loop = ensure_oha()
     sh("cargo", "build", "-q", "--release", "--example", "load_target", "--example", "server", cwd=ROOT)
     python = None if args.no_python else ensure_python_template()
     examples = ROOT / "target" / "release" / "examples"
@@ -170,15 +250,20 @@ def main():
             wait_for_port(port, processes[name])
 
         results = {name: [] for name in servers}
+        fixed = {"bare": [], "verified": []}
         with tempfile.TemporaryDirectory() as directory:
             def measure(name):
                 port = servers[name][0]
                 result = run_wrk(port, wrk_script(directory), args.duration, args.connections,
                                  processes[name].pid)
                 results[name].append(result)
-                print(f"{name:9} {result['rps']:9.0f} req/s  p50 {result['p50']:.2f} ms  "
-                      f"p99 {result['p99']:.2f} ms  cpu {result['cpu_us']:.2f} µs/req  "
-                      f"non-2xx {result['non_2xx']}", flush=True)
+                report(name, "max", result)
+
+            def measure_fixed(name):
+                result = run_oha(servers[name][0], args.rate, args.duration, args.connections,
+                                 processes[name].pid)
+                fixed[name].append(result)
+                report(name, f"{args.rate}/s", result)
 
             for name in servers:  # warm-up, not recorded
                 run_wrk(servers[name][0], wrk_script(directory), 2, args.connections,
@@ -186,6 +271,9 @@ def main():
             for _ in range(args.rounds):
                 measure("bare")
                 measure("verified")
+                if open_loop:
+                    measure_fixed("bare")
+                    measure_fixed("verified")
             for name in [n for n in servers if n not in ("bare", "verified")]:
                 for _ in range(max(2, args.rounds // 4)):
                     measure(name)
@@ -194,19 +282,12 @@ def main():
             os.killpg(process.pid, signal.SIGTERM)
 
     print(f"\n{args.rounds} interleaved rounds of {args.duration} s, {args.connections} connections, "
-          "1 KiB signed item.add; server on CPU 0, wrk on CPU 1\n")
-    print("| server | req/s | p50 ms | p99 ms | server CPU µs/req | non-2xx |")
-    print("|---|---|---|---|---|---|")
-    for name, runs in results.items():
-        median = lambda key: statistics.median(run[key] for run in runs)
-        print(f"| {name} | {median('rps'):.0f} | {median('p50'):.2f} | {median('p99'):.2f} | "
-              f"{median('cpu_us'):.2f} | {sum(run['non_2xx'] for run in runs)} |")
-    pairs = list(zip(results["bare"], results["verified"]))
-    cpu = [v["cpu_us"] / b["cpu_us"] for b, v in pairs]
-    rps = [v["rps"] / b["rps"] for b, v in pairs]
-    print(f"\nverified / bare, median of {len(pairs)} pairs (min-max): "
-          f"CPU per request {statistics.median(cpu):.3f}x ({min(cpu):.3f}-{max(cpu):.3f}), "
-          f"req/s {statistics.median(rps):.3f}x ({min(rps):.3f}-{max(rps):.3f})")
+          "1 KiB signed item.add; server on CPU 0, load generator on CPU 1")
+    table("Closed loop (wrk, as fast as the server answers):", results)
+    table(f"Open loop (oha, {args.rate} requests/s offered):", fixed)
+    print()
+    paired("closed loop", results)
+    paired(f"open loop at {args.rate}/s", fixed)
     if results.get("python"):
         python_rps = statistics.median(run["rps"] for run in results["python"])
         for name in ("verified", "example"):
