@@ -92,13 +92,15 @@ where
     }
 }
 
-/// The length the client announced: `content-length`, or else an exact size hint.
+/// The length the client announced: the body's exact size hint (hyper derives it from
+/// `content-length`), or else the `content-length` header itself.
 fn declared_length<B: Body>(headers: &HeaderMap, body: &B) -> Option<u64> {
-    let from_header = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    from_header.or_else(|| body.size_hint().exact())
+    body.size_hint().exact().or_else(|| {
+        headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+    })
 }
 
 impl<S: fmt::Debug> fmt::Debug for AghanimSignature<S> {
