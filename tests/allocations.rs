@@ -10,13 +10,12 @@ use std::{
     cell::{Cell, RefCell},
     convert::Infallible,
     future::Future,
-    pin::pin,
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
 };
 
 use aghanim_webhook::{body::BufferedBody, sign_headers, AghanimSignatureLayer, VerifiedBody};
 use bytes::Bytes;
-use common::{Frames, NOW, SECRET};
+use common::{run, Frames, NOW, SECRET};
 use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
@@ -56,17 +55,6 @@ fn record(size: usize) {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Polls `future` to completion on this thread; the stacks here never wait.
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}
 
 /// The sizes of the allocations made while `call` runs.
 fn allocations<T>(call: impl FnOnce() -> T) -> (T, Vec<usize>) {

@@ -6,18 +6,10 @@ mod common;
 
 use aghanim_webhook::{sign, RejectionKind, Secret, Verifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use bytes::Bytes;
-use common::{layer, stack, Frames, NOW, SECRET};
+use common::{layer, run, stack, Frames, NOW, SECRET};
 use http::{HeaderValue, Request, StatusCode};
 use proptest::prelude::*;
 use tower::ServiceExt;
-
-/// Runs `future` to completion; the stacks under test never wait on anything external.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(future)
-}
 
 fn status_of(body: Frames, timestamp: &[u8], signature: &[u8]) -> Option<StatusCode> {
     let mut request = Request::post("/webhook").body(body).ok()?;
@@ -28,11 +20,7 @@ fn status_of(body: Frames, timestamp: &[u8], signature: &[u8]) -> Option<StatusC
         .headers_mut()
         .insert(&SIGNATURE_HEADER, HeaderValue::from_bytes(signature).ok()?);
     let (service, _) = stack(layer());
-    Some(
-        block_on(service.oneshot(request))
-            .expect("infallible")
-            .status(),
-    )
+    Some(run(service.oneshot(request)).expect("infallible").status())
 }
 
 /// Cut points that split `len` bytes into frames (possibly empty ones).

@@ -183,6 +183,18 @@ impl Body for Frames {
     }
 }
 
+/// Polls `future` to completion on this thread, without a runtime: for stacks that
+/// never wait on anything external.
+pub fn run<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
 /// A request with `body`, signed with [`SECRET`] at [`NOW`] over `signed_bytes`.
 pub fn signed_with<B>(body: B, signed_bytes: &[u8]) -> Request<B> {
     let mut request = Request::post("/webhook")
