@@ -29,6 +29,10 @@
 //! Without tower, [`Verifier`] runs the same checks on header values and a body you
 //! already have; [`sign`] and [`sign_headers`] make signed requests for your tests.
 //!
+//! With the default feature `events`, [`events`] types Aghanim's envelope, event data and
+//! answers, and [`dispatch::Dispatch`] routes verified events to handlers by type; the
+//! `axum` feature adds the `AghanimEvent` extractor.
+//!
 //! # Example
 //!
 //! ```
