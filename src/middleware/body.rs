@@ -103,7 +103,8 @@ pin_project! {
             body: B,
         },
         Rejection {
-            body: Option<Bytes>,
+            #[pin]
+            body: BufferedBody,
         },
     }
 }
@@ -118,7 +119,7 @@ impl<B> ResponseBody<B> {
     pub(crate) fn rejection(body: Bytes) -> Self {
         Self {
             kind: Kind::Rejection {
-                body: Some(body).filter(|body| !body.is_empty()),
+                body: BufferedBody::new(body),
             },
         }
     }
@@ -145,23 +146,23 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Rejection { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+            KindProj::Rejection { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(|never| match never {}))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Rejection { body } => body.is_none(),
+            Kind::Rejection { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Rejection { body } => {
-                SizeHint::with_exact(body.as_ref().map_or(0, |body| body.len() as u64))
-            }
+            Kind::Rejection { body } => body.size_hint(),
         }
     }
 }
@@ -172,7 +173,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
             Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
             Kind::Rejection { body } => f
                 .debug_tuple("ResponseBody::Rejection")
-                .field(&body.as_ref().map_or(0, Bytes::len))
+                .field(body)
                 .finish(),
         }
     }
