@@ -197,13 +197,7 @@ impl Rejection {
             RejectionKind::BodyError => BAD_BODY,
             _ => FORBIDDEN_BODY,
         };
-        let mut response = Response::new(Bytes::from_static(body.as_bytes()));
-        *response.status_mut() = self.status();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        response
+        json_bytes(self.status(), Bytes::from_static(body.as_bytes()))
     }
 }
 
@@ -232,6 +226,18 @@ impl PartialEq for Rejection {
 }
 
 impl Eq for Rejection {}
+
+/// A response with `status`, `body` (already JSON) and `content-type: application/json`:
+/// the shape of every answer this crate builds.
+pub(crate) fn json_bytes(status: StatusCode, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

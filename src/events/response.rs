@@ -1,9 +1,11 @@
 use std::{borrow::Cow, fmt};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::rejection::json_bytes;
 
 /// Turns a handler's answer into the HTTP response Aghanim receives.
 ///
@@ -28,26 +30,16 @@ pub trait IntoWebhookResponse {
 /// `status` with `body` serialized as JSON.
 pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
     match serde_json::to_vec(body) {
-        Ok(json) => with_json_type(status, Bytes::from(json)),
+        Ok(json) => json_bytes(status, Bytes::from(json)),
         // Serializing fails only for maps with non-string keys, which none of these types
         // can hold; answer like a server error rather than panic if that ever changes.
-        Err(_) => with_json_type(
+        Err(_) => json_bytes(
             StatusCode::INTERNAL_SERVER_ERROR,
             Bytes::from_static(
                 br#"{"status":"error","code":"internal_error","message":"Response could not be serialized"}"#,
             ),
         ),
     }
-}
-
-fn with_json_type(status: StatusCode, body: Bytes) -> Response<Bytes> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 impl IntoWebhookResponse for Response<Bytes> {
@@ -83,7 +75,7 @@ pub struct Ack;
 
 impl IntoWebhookResponse for Ack {
     fn into_webhook_response(self) -> Response<Bytes> {
-        with_json_type(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+        json_bytes(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
     }
 }
 

@@ -27,9 +27,18 @@ use pin_project_lite::pin_project;
 /// assert_eq!(body.collect().await.unwrap().to_bytes(), "{}");
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct BufferedBody {
     bytes: Option<Bytes>,
+}
+
+/// The length only: a body can be a megabyte, and `Debug` output ends up in logs.
+impl std::fmt::Debug for BufferedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferedBody")
+            .field("len", &self.bytes.as_ref().map_or(0, Bytes::len))
+            .finish()
+    }
 }
 
 impl BufferedBody {
