@@ -10,7 +10,6 @@ use crate::Verification;
 /// limit.
 pub(crate) struct BodyBuffer {
     collected: Collected,
-    len: usize,
     limit: usize,
     capacity_hint: usize,
 }
@@ -31,7 +30,6 @@ impl BodyBuffer {
         });
         Self {
             collected: Collected::Nothing,
-            len: 0,
             limit,
             capacity_hint,
         }
@@ -44,14 +42,13 @@ impl BodyBuffer {
     ) -> Result<(), OverLimit> {
         let incoming = data.remaining();
         let len = self
-            .len
+            .len()
             .checked_add(incoming)
             .filter(|&len| len <= self.limit)
             .ok_or(OverLimit)?;
         if incoming == 0 {
             return Ok(());
         }
-        self.len = len;
         match &mut self.collected {
             Collected::Nothing => {
                 // Zero-copy when the frame is already `Bytes`.
@@ -77,6 +74,14 @@ impl BodyBuffer {
             }
         }
         Ok(())
+    }
+
+    fn len(&self) -> usize {
+        match &self.collected {
+            Collected::Nothing => 0,
+            Collected::OneFrame(frame) => frame.len(),
+            Collected::Frames(buffer) => buffer.len(),
+        }
     }
 
     pub(crate) fn into_bytes(self) -> Bytes {
