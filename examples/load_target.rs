@@ -1,4 +1,4 @@
-//! The server `scripts/load-compare.sh` measures: one axum route that reads the body and
+//! The server `scripts/load-compare.py` measures: one axum route that reads the body and
 //! answers `{"status":"ok"}`, with or without the signature layer in front.
 //!
 //! ```text

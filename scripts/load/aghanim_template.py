@@ -2,7 +2,7 @@
 its documentation (FastAPI). It reads the two headers with a dictionary lookup (a
 missing header is a 500), compares the HMAC with hmac.compare_digest, answers 403 on a
 mismatch, checks no timestamp age and sets no body limit, then dispatches on
-event_type. Used only as the baseline of scripts/load-compare.sh.
+event_type. Used only as the baseline of scripts/load-compare.py.
 
     AGHANIM_WEBHOOK_SECRET=... uvicorn aghanim_template:app --port 8102
 """
