@@ -92,6 +92,7 @@ mod verify;
 pub use extract::AghanimEvent;
 pub use middleware::{
     body, AghanimSignature, AghanimSignatureLayer, ResponseFuture, DEFAULT_BODY_LIMIT,
+    DEFAULT_BUFFER_BUDGET,
 };
 pub use rejection::{Rejection, RejectionKind};
 pub use secret::{EmptySecret, Secret};

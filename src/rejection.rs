@@ -45,6 +45,7 @@ enum Detail {
     None,
     Skew { timestamp: u64, now: u64 },
     Limit { limit: usize },
+    Budget { budget: usize },
     Source(Arc<dyn Error + Send + Sync>),
 }
 
@@ -87,6 +88,14 @@ pub enum RejectionKind {
     BodyTooLarge,
     /// The request body stream failed before it ended.
     BodyError,
+    /// The body did not arrive in time: a body timeout set outside this layer (such as
+    /// tower-http's `RequestBodyTimeoutLayer`) ended it, or it failed with
+    /// [`std::io::ErrorKind::TimedOut`].
+    BodyTimeout,
+    /// The layer's budget for bodies still being read is spent (see
+    /// [`AghanimSignatureLayer::buffer_budget`](crate::AghanimSignatureLayer::buffer_budget)),
+    /// or the memory for this body could not be allocated: try again later.
+    Overloaded,
 }
 
 const FORBIDDEN_BODY: &str =
@@ -95,6 +104,13 @@ const TOO_LARGE_BODY: &str =
     r#"{"status":"error","code":"payload_too_large","message":"Payload too large"}"#;
 const BAD_BODY: &str =
     r#"{"status":"error","code":"bad_request","message":"Request body could not be read"}"#;
+const TIMEOUT_BODY: &str =
+    r#"{"status":"error","code":"request_timeout","message":"Request body timed out"}"#;
+const OVERLOADED_BODY: &str =
+    r#"{"status":"error","code":"unavailable","message":"Too busy, try again later"}"#;
+
+/// Seconds a client is asked to wait after an [`RejectionKind::Overloaded`] answer.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 impl Rejection {
     pub(crate) fn new(kind: RejectionKind) -> Self {
@@ -118,9 +134,19 @@ impl Rejection {
         }
     }
 
+    /// `budget` is the spent budget's size, `None` when the allocator failed instead.
+    pub(crate) fn overloaded(budget: Option<usize>) -> Self {
+        Self {
+            kind: RejectionKind::Overloaded,
+            detail: budget.map_or(Detail::None, |budget| Detail::Budget { budget }),
+        }
+    }
+
+    /// A failed body stream, classified by what failed: a length limit or a timeout set
+    /// by an outer layer is its own kind, anything else is [`RejectionKind::BodyError`].
     pub(crate) fn body_error(source: Box<dyn Error + Send + Sync>) -> Self {
         Self {
-            kind: RejectionKind::BodyError,
+            kind: classify_body_error(&*source),
             detail: Detail::Source(Arc::from(source)),
         }
     }
@@ -131,7 +157,8 @@ impl Rejection {
     }
 
     /// The status code the default response carries: 403 for anything about the
-    /// signature or timestamp, 413 for an oversized body, 400 for a failed body stream.
+    /// signature or timestamp, 413 for an oversized body, 408 for a body that timed out,
+    /// 400 for any other failed body stream, 503 when the layer is overloaded.
     ///
     /// # Example
     ///
@@ -147,6 +174,8 @@ impl Rejection {
         match self.kind {
             RejectionKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RejectionKind::BodyError => StatusCode::BAD_REQUEST,
+            RejectionKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            RejectionKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -172,7 +201,8 @@ impl Rejection {
     }
 
     /// The response the layer sends unless a custom one is configured: [`status`] with
-    /// a small fixed JSON body in Aghanim's error shape. Every 403 has the same body.
+    /// a small fixed JSON body in Aghanim's error shape. Every 403 has the same body; a
+    /// 503 also carries `retry-after`.
     ///
     /// [`status`]: Rejection::status
     ///
@@ -195,9 +225,18 @@ impl Rejection {
         let body = match self.kind {
             RejectionKind::BodyTooLarge => TOO_LARGE_BODY,
             RejectionKind::BodyError => BAD_BODY,
+            RejectionKind::BodyTimeout => TIMEOUT_BODY,
+            RejectionKind::Overloaded => OVERLOADED_BODY,
             _ => FORBIDDEN_BODY,
         };
-        json_bytes(self.status(), Bytes::from_static(body.as_bytes()))
+        let mut response = json_bytes(self.status(), Bytes::from_static(body.as_bytes()));
+        if self.kind == RejectionKind::Overloaded {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
@@ -219,6 +258,7 @@ impl PartialEq for Rejection {
                     },
                 ) => a == b && x == y,
                 (Detail::Limit { limit: a }, Detail::Limit { limit: b }) => a == b,
+                (Detail::Budget { budget: a }, Detail::Budget { budget: b }) => a == b,
                 (Detail::Source(a), Detail::Source(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             }
@@ -247,6 +287,9 @@ impl fmt::Display for Rejection {
                 "authentic signature with timestamp {timestamp} outside the tolerance (clock reads {now})"
             ),
             (_, Detail::Limit { limit }) => write!(f, "body larger than the limit of {limit} bytes"),
+            (_, Detail::Budget { budget }) => write!(f, "the buffer budget of {budget} bytes for bodies still being read is spent"),
+            (RejectionKind::BodyTimeout, Detail::Source(source)) => write!(f, "request body timed out: {source}"),
+            (RejectionKind::BodyTooLarge, Detail::Source(source)) => write!(f, "request body over an outer limit: {source}"),
             (_, Detail::Source(source)) => write!(f, "request body failed: {source}"),
             (RejectionKind::MissingTimestamp, _) => f.write_str("missing x-aghanim-signature-timestamp header"),
             (RejectionKind::MalformedTimestamp, _) => f.write_str("malformed x-aghanim-signature-timestamp header"),
@@ -256,6 +299,8 @@ impl fmt::Display for Rejection {
             (RejectionKind::TimestampOutsideTolerance, _) => f.write_str("timestamp outside the tolerance"),
             (RejectionKind::BodyTooLarge, _) => f.write_str("body larger than the limit"),
             (RejectionKind::BodyError, _) => f.write_str("request body failed"),
+            (RejectionKind::BodyTimeout, _) => f.write_str("request body timed out"),
+            (RejectionKind::Overloaded, _) => f.write_str("memory for the body could not be allocated"),
         }
     }
 }
@@ -268,3 +313,27 @@ impl Error for Rejection {
         }
     }
 }
+
+/// What a body error means for the client: the layers that sit outside this one
+/// (tower-http's `RequestBodyLimitLayer` and `RequestBodyTimeoutLayer`, hyper) report a
+/// length limit or a timeout as a body error, and those deserve 413 and 408, not 400.
+fn classify_body_error(error: &(dyn Error + 'static)) -> RejectionKind {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return RejectionKind::BodyTooLarge;
+        }
+        let timed_out = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|error| error.kind() == std::io::ErrorKind::TimedOut);
+        // tower-http's `TimeoutError` cannot be named without depending on tower-http and
+        // its runtime; its message is stable and a test pins it.
+        if timed_out || error.to_string() == TOWER_HTTP_BODY_TIMEOUT {
+            return RejectionKind::BodyTimeout;
+        }
+        current = error.source();
+    }
+    RejectionKind::BodyError
+}
+
+const TOWER_HTTP_BODY_TIMEOUT: &str = "data was not received within the designated timeout";

@@ -149,6 +149,34 @@ fn layer_allocations_per_request() {
     }
 }
 
+/// A declared length is a claim, not bytes: a body that declares the whole limit and
+/// sends two bytes costs one buffer of at most 64 KiB, whatever the limit.
+#[test]
+fn a_declared_length_alone_allocates_at_most_the_cap() {
+    const CAP: usize = 64 * 1024;
+    for limit in [DEFAULT_BODY_LIMIT, usize::MAX] {
+        let layer = AghanimSignatureLayer::new(SECRET)
+            .clock(|| NOW)
+            .body_limit(limit)
+            .disable_buffer_budget();
+        let mut service = layer.layer(Inner { expected_len: 2 });
+        let mut request = Request::post("/").body(Frames::data(["x", "y"])).unwrap();
+        sign_headers(request.headers_mut(), SECRET, NOW, "xy");
+        let declared = u64::try_from(limit).unwrap_or(u64::MAX);
+        request
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, declared.into());
+        let (response, sizes) = allocations(|| run(service.ready_and_call(request)));
+        assert_eq!(response.unwrap().status(), StatusCode::OK, "limit {limit}");
+        println!("declared {declared}, limit {limit}: {sizes:?}");
+        assert!(
+            sizes.iter().all(|&size| size <= CAP),
+            "an allocation past the cap: {sizes:?}"
+        );
+        assert!(sizes.contains(&CAP), "{sizes:?}");
+    }
+}
+
 trait ReadyAndCall<R>: Service<R> + Sized {
     fn ready_and_call(
         &mut self,

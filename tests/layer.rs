@@ -311,6 +311,29 @@ async fn every_configured_secret_is_accepted_during_rotation() {
 }
 
 #[tokio::test]
+async fn rotation_verifies_a_body_in_many_frames_under_either_secret() {
+    let rotating = AghanimSignatureLayer::new("new-secret")
+        .additional_secret(Secret::new("old-secret").unwrap())
+        .clock(|| NOW);
+    for (secret, status) in [
+        ("old-secret", StatusCode::OK),
+        ("new-secret", StatusCode::OK),
+        ("other-secret", StatusCode::FORBIDDEN),
+    ] {
+        let mut request = Request::post("/")
+            .body(Frames::split(EVENT.as_bytes(), 3))
+            .unwrap();
+        aghanim_webhook::sign_headers(request.headers_mut(), secret, NOW, EVENT);
+        let (service, _) = stack(rotating.clone());
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status, "{secret}");
+        if status == StatusCode::OK {
+            assert_eq!(body_text(response).await, EVENT);
+        }
+    }
+}
+
+#[tokio::test]
 async fn body_in_one_byte_frames_is_verified() {
     let body = Frames::split(EVENT.as_bytes(), 1);
     let (service, seen) = stack(layer());
@@ -390,6 +413,22 @@ async fn exact_size_hint_over_the_limit_is_refused_before_reading() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(!polled.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn content_length_header_over_the_limit_counts_even_under_a_smaller_size_hint() {
+    let body = Frames::data([large_body(8)]).exact_size(8);
+    let polled = body.polled();
+    let mut request = signed_with(body, b"xxxxxxxx");
+    request.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(DEFAULT_BODY_LIMIT + 1),
+    );
+    let (service, seen) = stack(layer());
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!polled.load(Ordering::SeqCst), "the body was read");
+    assert_eq!(seen.calls(), 0);
 }
 
 #[tokio::test]

@@ -1,37 +1,47 @@
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
+use super::budget::Reservation;
 use crate::Verification;
+
+/// The most a buffer allocates on the strength of a declared length alone: past this it
+/// grows only as bytes actually arrive, so a client's claim costs nothing by itself.
+pub(crate) const INITIAL_CAPACITY_CAP: usize = 64 * 1024;
 
 /// Collects the body within the limit while feeding the MAC, in one pass.
 ///
 /// A body that arrives as a single frame is kept as that frame's `Bytes`, never copied.
-/// A second frame starts one buffer sized for the declared length (never beyond the
-/// limit); an honest `content-length` means it never grows, and it never grows past the
-/// limit.
+/// A second frame starts one buffer sized for the declared length, capped at
+/// [`INITIAL_CAPACITY_CAP`]; it grows by doubling (never past the limit or an honest
+/// declared length), every growth is charged to the layer's budget first and allocated
+/// fallibly, so no request can make the process abort.
 pub(crate) struct BodyBuffer {
     collected: Collected,
     limit: usize,
-    capacity_hint: usize,
+    declared: Option<usize>,
+    reservation: Reservation,
 }
 
 enum Collected {
     Nothing,
     OneFrame(Bytes),
-    Frames(BytesMut),
+    Frames(Vec<u8>),
 }
 
-/// The frame would take the body past the limit.
-pub(crate) struct OverLimit;
+/// Why a frame could not be taken.
+pub(crate) enum Refused {
+    /// The body would pass the limit.
+    OverLimit,
+    /// The budget (or the allocator) cannot hold it now.
+    OverBudget,
+}
 
 impl BodyBuffer {
-    pub(crate) fn new(limit: usize, declared: Option<u64>) -> Self {
-        let capacity_hint = declared.map_or(0, |length| {
-            usize::try_from(length).map_or(limit, |length| length.min(limit))
-        });
+    pub(crate) fn new(limit: usize, declared: Option<u64>, reservation: Reservation) -> Self {
         Self {
             collected: Collected::Nothing,
             limit,
-            capacity_hint,
+            declared: declared.and_then(|length| usize::try_from(length).ok()),
+            reservation,
         }
     }
 
@@ -39,36 +49,45 @@ impl BodyBuffer {
         &mut self,
         mut data: impl Buf,
         verification: &mut Verification,
-    ) -> Result<(), OverLimit> {
+    ) -> Result<(), Refused> {
         let incoming = data.remaining();
         let len = self
             .len()
             .checked_add(incoming)
             .filter(|&len| len <= self.limit)
-            .ok_or(OverLimit)?;
+            .ok_or(Refused::OverLimit)?;
         if incoming == 0 {
             return Ok(());
         }
         match &mut self.collected {
             Collected::Nothing => {
+                if !self.reservation.grow_to(incoming) {
+                    return Err(Refused::OverBudget);
+                }
                 // Zero-copy when the frame is already `Bytes`.
                 let frame = data.copy_to_bytes(incoming);
                 verification.update(&frame);
                 self.collected = Collected::OneFrame(frame);
             }
             Collected::OneFrame(first) => {
-                let mut buffer = BytesMut::with_capacity(self.capacity_hint.max(len));
+                let capacity = self
+                    .declared
+                    .unwrap_or(0)
+                    .min(INITIAL_CAPACITY_CAP)
+                    .clamp(len, self.limit);
+                let mut buffer = Vec::new();
+                reserve(&mut buffer, capacity, &mut self.reservation)?;
                 buffer.extend_from_slice(first);
                 absorb(&mut buffer, data, verification);
                 self.collected = Collected::Frames(buffer);
             }
             Collected::Frames(buffer) => {
                 if buffer.capacity() < len {
-                    // Grow by doubling like `Vec`, but never past the limit.
-                    let capacity = len.max(buffer.capacity().saturating_mul(2)).min(self.limit);
-                    let mut grown = BytesMut::with_capacity(capacity);
-                    grown.extend_from_slice(buffer);
-                    *buffer = grown;
+                    let mut capacity = buffer.capacity().saturating_mul(2).min(self.limit);
+                    if let Some(declared) = self.declared.filter(|&declared| declared >= len) {
+                        capacity = capacity.min(declared);
+                    }
+                    reserve(buffer, capacity.max(len), &mut self.reservation)?;
                 }
                 absorb(buffer, data, verification);
             }
@@ -84,16 +103,31 @@ impl BodyBuffer {
         }
     }
 
+    /// The collected bytes; they leave the budget with the buffer.
     pub(crate) fn into_bytes(self) -> Bytes {
         match self.collected {
             Collected::Nothing => Bytes::new(),
             Collected::OneFrame(frame) => frame,
-            Collected::Frames(buffer) => buffer.freeze(),
+            Collected::Frames(buffer) => Bytes::from(buffer),
         }
     }
 }
 
-fn absorb(buffer: &mut BytesMut, mut data: impl Buf, verification: &mut Verification) {
+/// Grows `buffer` to hold `capacity` bytes, charging the budget before allocating.
+fn reserve(
+    buffer: &mut Vec<u8>,
+    capacity: usize,
+    reservation: &mut Reservation,
+) -> Result<(), Refused> {
+    if !reservation.grow_to(capacity) {
+        return Err(Refused::OverBudget);
+    }
+    buffer
+        .try_reserve_exact(capacity - buffer.len())
+        .map_err(|_| Refused::OverBudget)
+}
+
+fn absorb(buffer: &mut Vec<u8>, mut data: impl Buf, verification: &mut Verification) {
     while data.has_remaining() {
         let chunk = data.chunk();
         verification.update(chunk);

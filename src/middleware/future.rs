@@ -12,7 +12,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{
-    buffer::{BodyBuffer, OverLimit},
+    budget::Reservation,
+    buffer::{BodyBuffer, Refused},
     layer::Config,
     BufferedBody, ResponseBody,
 };
@@ -21,8 +22,8 @@ use crate::{BoxError, Rejection, Verification, VerifiedBody};
 pin_project! {
     /// The response future of [`AghanimSignature`](super::AghanimSignature).
     ///
-    /// Reads and verifies the body, then either calls the inner service or answers with
-    /// the rejection.
+    /// Reads and verifies the body, then waits for the inner service to be ready and
+    /// calls it, or answers with the rejection.
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<BufferedBody>>,
@@ -39,6 +40,9 @@ pin_project! {
             #[pin]
             body: ReqBody,
             reading: Option<Reading<S>>,
+        },
+        Verified {
+            verified: Option<(S, Request<BufferedBody>)>,
         },
         Calling {
             #[pin]
@@ -72,7 +76,8 @@ where
         declared_length: Option<u64>,
         config: Arc<Config>,
     ) -> Self {
-        let buffer = BodyBuffer::new(config.body_limit, declared_length);
+        let reservation = Reservation::new(config.buffer_budget.clone());
+        let buffer = BodyBuffer::new(config.body_limit, declared_length, reservation);
         Self {
             state: State::Reading {
                 body,
@@ -115,9 +120,7 @@ where
                             Ok(data) => {
                                 match pending.buffer.push(data, &mut pending.verification) {
                                     Ok(()) => continue,
-                                    Err(OverLimit) => {
-                                        Err(Rejection::body_too_large(pending.config.body_limit))
-                                    }
+                                    Err(refused) => Err(pending.refusal(refused)),
                                 }
                             }
                             // Trailers carry nothing that was signed.
@@ -130,6 +133,15 @@ where
                     match ended {
                         Ok(()) => pending.finish(),
                         Err(rejection) => State::rejected(rejection, pending.config),
+                    }
+                }
+                StateProj::Verified { verified } => {
+                    let (inner, _) = verified.as_mut().expect("future polled after completion");
+                    ready!(inner.poll_ready(cx))?;
+                    let (mut inner, request) =
+                        verified.take().expect("future polled after completion");
+                    State::Calling {
+                        future: inner.call(request),
                     }
                 }
                 StateProj::Calling { future } => {
@@ -148,14 +160,20 @@ where
     }
 }
 
-impl<S> Reading<S>
-where
-    S: Service<Request<BufferedBody>>,
-{
-    /// The body has ended: call the inner service with the verified request, or reject.
-    fn finish<ReqBody>(self) -> State<S, ReqBody, S::Future> {
+impl<S> Reading<S> {
+    fn refusal(&self, refused: Refused) -> Rejection {
+        match refused {
+            Refused::OverLimit => Rejection::body_too_large(self.config.body_limit),
+            Refused::OverBudget => {
+                Rejection::overloaded(self.config.buffer_budget.as_ref().map(|b| b.total()))
+            }
+        }
+    }
+
+    /// The body has ended: verify it, then wait for the inner service, or reject.
+    fn finish<ReqBody, F>(self) -> State<S, ReqBody, F> {
         let Self {
-            mut inner,
+            inner,
             mut parts,
             verification,
             buffer,
@@ -164,11 +182,12 @@ where
         match verification.finish(config.now()) {
             Ok(timestamp) => {
                 let bytes = buffer.into_bytes();
-                let verified = VerifiedBody::new(bytes.clone(), timestamp);
-                parts.extensions.insert(verified);
+                parts
+                    .extensions
+                    .insert(VerifiedBody::new(bytes.clone(), timestamp));
                 let request = Request::from_parts(parts, BufferedBody::new(bytes));
-                State::Calling {
-                    future: inner.call(request),
+                State::Verified {
+                    verified: Some((inner, request)),
                 }
             }
             Err(rejection) => State::rejected(rejection, config),

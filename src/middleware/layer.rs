@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::Response;
 use tower_layer::Layer;
 
-use super::AghanimSignature;
+use super::{budget::BufferBudget, AghanimSignature};
 use crate::{unix_now, EmptySecret, Rejection, Secret, Verifier};
 
 /// The body limit used unless configured otherwise: 1 MiB.
@@ -15,6 +15,17 @@ use crate::{unix_now, EmptySecret, Rejection, Secret, Verifier};
 /// assert_eq!(aghanim_webhook::DEFAULT_BODY_LIMIT, 1_048_576);
 /// ```
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The buffer budget used unless configured otherwise: 64 MiB, room for 64 bodies at
+/// the default limit or tens of thousands of typical 1 to 2 KiB webhooks being read at
+/// once. See [`AghanimSignatureLayer::buffer_budget`].
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(aghanim_webhook::DEFAULT_BUFFER_BUDGET, 64 * 1024 * 1024);
+/// ```
+pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 type OnRejection = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
@@ -28,6 +39,7 @@ type OnRejection = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 /// | secrets | the one given to `new` | [`additional_secret`](Self::additional_secret) |
 /// | tolerance | 300 s either way | [`tolerance`](Self::tolerance), [`disable_tolerance`](Self::disable_tolerance) |
 /// | body limit | 1 MiB | [`body_limit`](Self::body_limit) |
+/// | buffer budget | 64 MiB for all bodies still being read | [`buffer_budget`](Self::buffer_budget), [`disable_buffer_budget`](Self::disable_buffer_budget) |
 /// | clock | [`unix_now`] | [`clock`](Self::clock) |
 /// | rejection | [`Rejection::default_response`] | [`on_rejection`](Self::on_rejection) |
 ///
@@ -52,6 +64,7 @@ pub struct AghanimSignatureLayer {
 pub(crate) struct Config {
     pub(crate) verifier: Verifier,
     pub(crate) body_limit: usize,
+    pub(crate) buffer_budget: Option<Arc<BufferBudget>>,
     clock: Option<Clock>,
     on_rejection: Option<OnRejection>,
 }
@@ -99,6 +112,7 @@ impl AghanimSignatureLayer {
             config: Arc::new(Config {
                 verifier,
                 body_limit: DEFAULT_BODY_LIMIT,
+                buffer_budget: Some(BufferBudget::new(DEFAULT_BUFFER_BUDGET)),
                 clock: None,
                 on_rejection: None,
             }),
@@ -126,6 +140,39 @@ impl AghanimSignatureLayer {
     /// The largest body accepted, in bytes; larger ones get 413. The default is 1 MiB.
     pub fn body_limit(mut self, limit: usize) -> Self {
         self.config_mut().body_limit = limit;
+        self
+    }
+
+    /// Bounds the bytes held at once by bodies still being read, across every service
+    /// this layer and its clones make; the default is [`DEFAULT_BUFFER_BUDGET`].
+    ///
+    /// No body is verified before its last byte arrives, so these are the bytes that
+    /// clients without the secret can make the server hold. A request whose declared
+    /// length does not fit in what is left gets 503 with `retry-after` before any of
+    /// its body is read ([`RejectionKind::Overloaded`](crate::RejectionKind::Overloaded));
+    /// one without a declared length gets it as soon as its next frame does not fit.
+    /// Bytes count from when they are buffered until the request is verified (or
+    /// refused), so a verified request's body is no longer charged while its handler runs.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::AghanimSignatureLayer;
+    ///
+    /// // Webhooks are small: 16 MiB in flight is plenty, and bounds memory under a flood.
+    /// let layer = AghanimSignatureLayer::new("secret")
+    ///     .body_limit(256 * 1024)
+    ///     .buffer_budget(16 * 1024 * 1024);
+    /// ```
+    pub fn buffer_budget(mut self, bytes: usize) -> Self {
+        self.config_mut().buffer_budget = Some(BufferBudget::new(bytes));
+        self
+    }
+
+    /// Lets bodies being read hold any amount of memory: `connections × body limit`
+    /// under a flood. Only for a server that bounds connections some other way.
+    pub fn disable_buffer_budget(mut self) -> Self {
+        self.config_mut().buffer_budget = None;
         self
     }
 
@@ -201,6 +248,10 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("verifier", &self.verifier)
             .field("body_limit", &self.body_limit)
+            .field(
+                "buffer_budget",
+                &self.buffer_budget.as_ref().map(|budget| budget.total()),
+            )
             .field(
                 "clock",
                 &if self.clock.is_some() {

@@ -18,6 +18,15 @@ use crate::{BoxError, Rejection};
 /// `S` receives the original request parts with a [`BufferedBody`] that yields the
 /// verified bytes, and a [`VerifiedBody`](crate::VerifiedBody) in the extensions.
 ///
+/// # Readiness
+///
+/// This service is always ready. Each request takes a clone of `S` and waits for its
+/// `poll_ready` only after the request is verified, so a request that is forged, or
+/// whose body is still trickling in, never holds a permit of a `ConcurrencyLimit`, a
+/// slot of a `Buffer` or any other capacity of `S`. An error from `S::poll_ready` is
+/// returned from the response future. `S` must therefore be `Clone`, and its clones
+/// must share whatever capacity they guard, as tower's services do.
+///
 /// # Example
 ///
 /// ```
@@ -67,40 +76,48 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: the inner service's readiness is awaited by the response future,
+    /// only once the request is verified.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // Call the instance that reported ready; keep its clone for the next request.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
-
         let (parts, body) = request.into_parts();
         let declared = declared_length(&parts.headers, &body);
-        if declared.is_some_and(|length| length > config.body_limit as u64) {
-            let rejection = Rejection::body_too_large(config.body_limit);
-            return ResponseFuture::rejected(rejection, config);
+        let limit = config.body_limit;
+        if declared.is_some_and(|length| length > limit as u64) {
+            return ResponseFuture::rejected(Rejection::body_too_large(limit), config);
         }
-        match config.verifier.begin_headers(&parts.headers) {
-            Ok(verification) => {
-                ResponseFuture::reading(inner, parts, body, verification, declared, config)
+        let verification = match config.verifier.begin_headers(&parts.headers) {
+            Ok(verification) => verification,
+            Err(rejection) => return ResponseFuture::rejected(rejection, config),
+        };
+        if let Some(budget) = &config.buffer_budget {
+            let first_need = declared.map_or(0, |length| length as usize);
+            if !budget.fits(first_need) {
+                let rejection = Rejection::overloaded(Some(budget.total()));
+                return ResponseFuture::rejected(rejection, config);
             }
-            Err(rejection) => ResponseFuture::rejected(rejection, config),
         }
+        let inner = self.inner.clone();
+        ResponseFuture::reading(inner, parts, body, verification, declared, config)
     }
 }
 
-/// The length the client announced: the body's exact size hint (hyper derives it from
-/// `content-length`), or else the `content-length` header itself.
+/// The length the client announced: the larger of the body's exact size hint (hyper
+/// derives it from `content-length`) and the `content-length` header, so neither claim
+/// can hide the other.
 fn declared_length<B: Body>(headers: &HeaderMap, body: &B) -> Option<u64> {
-    body.size_hint().exact().or_else(|| {
-        headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok())
-    })
+    let header = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match (body.size_hint().exact(), header) {
+        (Some(hint), Some(header)) => Some(hint.max(header)),
+        (hint, header) => hint.or(header),
+    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for AghanimSignature<S> {

@@ -139,11 +139,13 @@ impl Frames {
         )
     }
 
-    pub fn then_error(mut self) -> Self {
-        self.frames.push_back(Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "client went away",
-        )));
+    pub fn then_error(self) -> Self {
+        self.then_error_of(io::ErrorKind::ConnectionReset)
+    }
+
+    pub fn then_error_of(mut self, kind: io::ErrorKind) -> Self {
+        self.frames
+            .push_back(Err(io::Error::new(kind, "the body stream failed")));
         self
     }
 
