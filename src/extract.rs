@@ -5,13 +5,12 @@ use axum_core::{
     response::{IntoResponse, Response},
 };
 use http::request::Parts;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 
 use crate::{
     events::{
-        from_json, Ack, Event, IntoWebhookResponse, PlayerVerifyResponse, StoreGetResponse,
-        WebhookError,
+        from_json, Ack, ErrorCode, Event, EventData, IntoWebhookResponse, PlayerVerifyResponse,
+        StoreGetResponse, WebhookError,
     },
     VerifiedBody,
 };
@@ -20,8 +19,14 @@ use crate::{
 /// [`AghanimSignatureLayer`](crate::AghanimSignatureLayer).
 ///
 /// It reads the [`VerifiedBody`] extension, so it never consumes the body and can sit
-/// beside other extractors. Rejections: 400 `validation_error` naming the field at fault
-/// when the JSON does not fit, 500 when the route is not behind the layer.
+/// beside other extractors. It accepts only the event types `D` is for
+/// ([`EventData`]): `AghanimEvent<ItemChange>` takes `item.add` and refuses
+/// `item.remove` (use [`ItemRemove`](crate::events::ItemRemove) for that), and
+/// `AghanimEvent` (with `D` = [`serde_json::Value`]) takes any event.
+///
+/// Rejections: 400 `unknown_event_type` for an event type `D` is not for, 400
+/// `validation_error` naming the field at fault when the JSON does not fit, 500 when
+/// the route is not behind the layer.
 ///
 /// # Example
 ///
@@ -50,7 +55,7 @@ pub struct AghanimEvent<D = Value>(pub Event<D>);
 
 impl<D, S> FromRequestParts<S> for AghanimEvent<D>
 where
-    D: DeserializeOwned,
+    D: EventData,
     S: Send + Sync,
 {
     type Rejection = WebhookError;
@@ -60,7 +65,17 @@ where
             .extensions
             .get::<VerifiedBody>()
             .ok_or_else(|| WebhookError::missing_layer("AghanimEvent"))?;
-        from_json(verified, None).map(AghanimEvent)
+        // The type first, so a mismatch is named as such even if the data would not fit.
+        let event: Event<&RawValue> = from_json(verified, None)?;
+        if !D::is_for(&event.event_type) {
+            return Err(WebhookError::new(
+                ErrorCode::UnknownEventType,
+                format!("event_type {} is not handled here", event.event_type),
+            ));
+        }
+        event
+            .try_map_data(|raw| from_json(raw.get().as_bytes(), Some("event_data")))
+            .map(AghanimEvent)
     }
 }
 

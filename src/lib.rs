@@ -54,7 +54,7 @@
 //!         ))))
 //!     });
 //!
-//! let body = r#"{"event_type":"item.add","event_data":{"player_id":"p1"}}"#;
+//! let body = r#"{"event_type":"player.verify","event_data":{"player_id":"testplayer"}}"#;
 //!
 //! let mut signed = Request::post("/webhook").body(Full::<Bytes>::from(body)).unwrap();
 //! sign_headers(signed.headers_mut(), "whsec_test", 1_700_000_000, body);
@@ -99,6 +99,11 @@ pub use secret::{EmptySecret, Secret};
 pub use sign::{sign, sign_headers, unix_now};
 pub use verified_body::VerifiedBody;
 pub use verify::{Verification, Verifier, DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+// The README's runnable snippets are doctests, so that what it shows keeps working.
+#[cfg(all(doctest, feature = "events"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// The error type a request body's errors are converted into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -14,7 +14,7 @@ use crate::{secret::keyed_hmac, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 /// # Example
 ///
 /// ```
-/// let signature = aghanim_webhook::sign("secret", 1_700_000_000, r#"{"event_type":"item.add"}"#);
+/// let signature = aghanim_webhook::sign("secret", 1_700_000_000, r#"{"event_type":"player.verify","event_data":{"player_id":"testplayer"}}"#);
 /// assert_eq!(signature.len(), 64);
 /// assert!(signature.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 /// ```
@@ -48,7 +48,7 @@ pub fn sign(secret: impl AsRef<[u8]>, timestamp: u64, body: impl AsRef<[u8]>) ->
 ///         Ok::<_, std::convert::Infallible>(Response::new(Full::new(body)))
 ///     });
 ///
-/// let body = r#"{"event_type":"player.verify","event_data":{"player_id":"p1"}}"#;
+/// let body = r#"{"event_type":"player.verify","event_data":{"player_id":"testplayer"}}"#;
 /// let mut request = Request::post("/webhook").body(Full::<Bytes>::from(body)).unwrap();
 /// sign_headers(request.headers_mut(), "test-secret", unix_now(), body);
 ///

@@ -61,7 +61,7 @@ const SIGNATURE_LEN: usize = 32;
 /// use aghanim_webhook::{sign, RejectionKind, Secret, Verifier};
 ///
 /// let verifier = Verifier::new(Secret::new("secret").unwrap());
-/// let body = br#"{"event_type":"player.verify"}"#;
+/// let body = br#"{"event_type":"player.verify","event_data":{"player_id":"testplayer"}}"#;
 /// let signature = sign("secret", 1_700_000_000, body);
 ///
 /// let verified = verifier.verify(b"1700000000", signature.as_bytes(), body, 1_700_000_010);

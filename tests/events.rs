@@ -49,9 +49,9 @@ fn player_verify_sample_parses() {
     let event: Event<PlayerVerify> = parse(sample);
     assert_eq!(event.event_type, EventType::PlayerVerify);
     assert_eq!(event.event_data.player_id, "testplayer");
-    assert_eq!(event.event_id, "whevt_eSeXmERbUGh");
+    assert_eq!(event.event_id.as_deref(), Some("whevt_eSeXmERbUGh"));
     assert_eq!(event.game_id.as_deref(), Some("gm_exoqPsmvqRu"));
-    assert_eq!(event.event_time, 1725548450);
+    assert_eq!(event.event_time, Some(1725548450));
     assert_eq!(event.trigger.as_deref(), Some("hub.login"));
     assert!(!event.sandbox);
     round_trips(&event);
@@ -78,7 +78,7 @@ fn item_add_and_remove_samples_parse() {
         assert_eq!(items[0].item_type.as_deref(), Some("item"));
         assert_eq!(items[1].quantity, 3);
         assert_eq!(items[1].nested_items.as_ref().unwrap()[0].sku, "gems_10");
-        assert_eq!(event.dedupe_key(), "ord_eSeXmERbUGh");
+        assert_eq!(event.dedupe_key(), Some("ord_eSeXmERbUGh"));
         round_trips(&event);
     }
 }
@@ -372,4 +372,62 @@ fn error_responses_have_the_documented_shape_and_status() {
     assert_eq!(answer(reported_as_ok).0, 200);
     let result: Result<Ack, WebhookError> = Err(WebhookError::declined("Sold out"));
     assert_eq!(answer(result).0, 400);
+}
+
+/// Only `event_type` and `event_data` are required; each typed event parses from them
+/// alone, and `null` stands for absent in every optional envelope field.
+#[test]
+fn minimal_envelopes_parse_for_every_typed_event() {
+    fn minimal<D: EventData + std::fmt::Debug>(event_type: &str, data: Value) -> Event<D> {
+        let bare: Event<D> =
+            serde_json::from_value(json!({ "event_type": event_type, "event_data": data }))
+                .unwrap_or_else(|error| panic!("{event_type}: {error}"));
+        assert_eq!(bare.event_type.as_str(), event_type);
+        assert!(D::is_for(&bare.event_type), "{event_type}");
+        assert_eq!((bare.event_id.as_deref(), bare.event_time), (None, None));
+        assert_eq!(bare.dedupe_key(), None);
+        let nulls = json!({
+            "event_type": event_type, "event_data": data, "event_id": null, "game_id": null,
+            "event_time": null, "idempotency_key": null, "request_id": null,
+            "sandbox": null, "trigger": null, "transaction_id": null, "context": null,
+        });
+        let with_nulls: Event<D> = serde_json::from_value(nulls)
+            .unwrap_or_else(|error| panic!("{event_type} with nulls: {error}"));
+        assert!(!with_nulls.sandbox);
+        bare
+    }
+    let player = json!({ "player_id": "p1" });
+    let items = json!({ "player_id": "p1", "items": [{ "sku": "gems_100" }] });
+    minimal::<PlayerVerify>("player.verify", player.clone());
+    minimal::<PlayerUpdate>("player.update", player.clone());
+    minimal::<MarketingConsentUpdated>("player.marketing_consent.updated", player.clone());
+    let add = minimal::<ItemChange>("item.add", items.clone());
+    assert_eq!(add.event_data.items[0].quantity, 1);
+    minimal::<ItemRemove>("item.remove", items);
+    minimal::<StoreGet>("store.get", player.clone());
+    for event_type in [
+        "order.created",
+        "order.paid",
+        "order.canceled",
+        "order.refunded",
+    ] {
+        minimal::<Order>(event_type, json!({ "id": "ord_1" }));
+    }
+    minimal::<CouponRedeemed>(
+        "coupon.redeemed",
+        json!({ "player_id": "p1", "coupon": { "code": "WELCOME" } }),
+    );
+    minimal::<IngameMessage>("ingame.popup", player.clone());
+    minimal::<IngameMessage>("ingame.push", player.clone());
+    minimal::<FraudReported>("fraud.reported", json!({ "id": "frd_1" }));
+    minimal::<Value>("quest.completed", json!({}));
+}
+
+#[test]
+fn an_empty_idempotency_key_falls_back_to_the_event_id() {
+    let event: Event = parse(json!({
+        "event_id": "whevt_1", "event_type": "item.add", "event_data": {},
+        "idempotency_key": "",
+    }));
+    assert_eq!(event.dedupe_key(), Some("whevt_1"));
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use aghanim_webhook::{
-    events::{Ack, ItemChange, PlayerVerify, PlayerVerifyResponse},
+    events::{Ack, ItemChange, ItemRemove, PlayerVerify, PlayerVerifyResponse},
     AghanimEvent,
 };
 use axum::{routing::post, Router};
@@ -32,6 +32,20 @@ fn app() -> Router {
                     Ack
                 },
             ),
+        )
+        .route(
+            "/removals",
+            post(|AghanimEvent(event): AghanimEvent<ItemRemove>| async move {
+                assert_eq!(event.event_data.player_id, "p");
+                Ack
+            }),
+        )
+        .route(
+            "/any",
+            post(|AghanimEvent(event): AghanimEvent| async move {
+                assert!(event.event_data.is_object());
+                Ack
+            }),
         )
 }
 
@@ -80,4 +94,22 @@ async fn extractor_without_the_layer_is_a_configuration_error() {
         .unwrap();
     let response = app().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+/// A route's data type decides which events it takes: a refund sent to the purchase
+/// route is refused, not credited, and a `player_id` alone does not make a
+/// `player.verify`.
+#[tokio::test]
+async fn extractor_refuses_event_types_its_data_is_not_for() {
+    let remove = r#"{"event_type":"item.remove","event_data":{"player_id":"p","items":[]}}"#;
+    let lookalike = r#"{"event_type":"store.get","event_data":{"player_id":"p9"}}"#;
+    for (uri, body) in [("/items", remove), ("/verify", lookalike)] {
+        let (status, text) = post_signed(app().layer(layer()), uri, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
+        assert!(text.contains(r#""code":"unknown_event_type""#), "{text}");
+    }
+    for uri in ["/removals", "/any"] {
+        let (status, text) = post_signed(app().layer(layer()), uri, remove).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {text}");
+    }
 }

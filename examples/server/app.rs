@@ -96,7 +96,14 @@ impl Game {
             WebhookError::new(ErrorCode::Custom("unavailable".into()), "Try again later")
                 .with_status(StatusCode::SERVICE_UNAVAILABLE)
         })?;
-        let key = format!("{}:{}", event.event_type, event.dedupe_key());
+        // Without a key a retry cannot be told from a new purchase: refuse rather than
+        // risk crediting twice. Every real delivery carries at least an event_id.
+        let Some(key) = event.dedupe_key() else {
+            return Err(WebhookError::validation(
+                "item event without idempotency_key or event_id",
+            ));
+        };
+        let key = format!("{}:{key}", event.event_type);
         if !ledger.processed.insert(key) {
             return Ok(Ack);
         }
@@ -123,12 +130,7 @@ mod tests {
             "player_id": "testplayer",
             "items": [{ "sku": "gems", "quantity": quantity }],
         });
-        let mut event = Event::new(
-            "whevt",
-            event_type,
-            0,
-            serde_json::from_value(data).unwrap(),
-        );
+        let mut event = Event::new(event_type, serde_json::from_value(data).unwrap());
         event.idempotency_key = Some(key.into());
         event
     }

@@ -1,13 +1,15 @@
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::EventType;
 
 /// An Aghanim webhook: the envelope every event shares, with its `event_data` as `D`.
 ///
-/// Fields follow Aghanim's documentation. `Option` marks what the docs show as null or
-/// absent in some samples. Unknown fields are ignored, so fields Aghanim adds later never
-/// break parsing.
+/// Fields follow Aghanim's documentation. Only `event_type` and `event_data` are
+/// required: the signature already proves the sender, and the test request on
+/// Aghanim's own "Handle webhooks" page carries neither `event_time` nor `game_id`, so
+/// every other field may be absent or null and is never a reason to refuse an event.
+/// Unknown fields are ignored, so fields Aghanim adds later never break parsing.
 ///
 /// # Example
 ///
@@ -25,19 +27,29 @@ use super::EventType;
 /// assert_eq!(event.event_type, EventType::PlayerVerify);
 /// assert_eq!(event.event_data.player_id, "testplayer");
 /// assert_eq!(event.trigger.as_deref(), Some("hub.login"));
+///
+/// // The least an event can be.
+/// let minimal: Event<PlayerVerify> = serde_json::from_str(
+///     r#"{"event_type": "player.verify", "event_data": {"player_id": "testplayer"}}"#,
+/// ).unwrap();
+/// assert_eq!(minimal.event_id, None);
+/// assert_eq!(minimal.event_time, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Event<D = Value> {
     /// Unique per event, `whevt_…`.
-    pub event_id: String,
+    #[serde(default)]
+    pub event_id: Option<String>,
     /// The game, `gm_…`; absent in older samples.
     #[serde(default)]
     pub game_id: Option<String>,
     /// What happened; decides the shape of `event_data`.
     pub event_type: EventType,
-    /// When it happened, Unix seconds; equals the signature timestamp in every sample.
-    pub event_time: u64,
+    /// When it happened, Unix seconds; equals the signature timestamp in every sample
+    /// that has it.
+    #[serde(default)]
+    pub event_time: Option<u64>,
     /// The event's own data.
     pub event_data: D,
     /// Key for deduplicating side effects (`item.add`, `item.remove`); null for some types.
@@ -46,8 +58,8 @@ pub struct Event<D = Value> {
     /// Set when an API call caused the event.
     #[serde(default)]
     pub request_id: Option<String>,
-    /// Whether the event comes from the sandbox environment.
-    #[serde(default)]
+    /// Whether the event comes from the sandbox environment; `false` when absent or null.
+    #[serde(default, deserialize_with = "null_as_false")]
     pub sandbox: bool,
     /// What caused it, e.g. `hub.login`, `hub.store.open`, `hub.redeem`.
     #[serde(default)]
@@ -61,27 +73,24 @@ pub struct Event<D = Value> {
 }
 
 impl<D> Event<D> {
-    /// An event with the required fields set and every optional one empty, for tests.
+    /// An event with the two required fields set and every other one empty, for tests.
     ///
     /// # Example
     ///
     /// ```
     /// use aghanim_webhook::events::{Event, EventType, PlayerVerify};
     ///
-    /// let event = Event::new("whevt_1", EventType::PlayerVerify, 1_700_000_000, PlayerVerify::new("p1"));
-    /// assert_eq!(event.dedupe_key(), "whevt_1");
+    /// let mut event = Event::new(EventType::PlayerVerify, PlayerVerify::new("p1"));
+    /// assert_eq!(event.dedupe_key(), None);
+    /// event.event_id = Some("whevt_1".into());
+    /// assert_eq!(event.dedupe_key(), Some("whevt_1"));
     /// ```
-    pub fn new(
-        event_id: impl Into<String>,
-        event_type: EventType,
-        event_time: u64,
-        event_data: D,
-    ) -> Self {
+    pub fn new(event_type: EventType, event_data: D) -> Self {
         Self {
-            event_id: event_id.into(),
+            event_id: None,
             game_id: None,
             event_type,
-            event_time,
+            event_time: None,
             event_data,
             idempotency_key: None,
             request_id: None,
@@ -114,18 +123,35 @@ impl<D> Event<D> {
     }
 
     /// The key to deduplicate this event's side effects by: `idempotency_key`, or the
-    /// unique `event_id` when Aghanim sends no key.
+    /// unique `event_id` when Aghanim sends no key, or `None` when the event carries
+    /// neither (an empty string counts as absent).
+    ///
+    /// With `None` there is nothing to recognise a retry by: such an event cannot be
+    /// deduplicated, and a handler with side effects should refuse or log it rather than
+    /// apply it blindly. Every real delivery in Aghanim's documentation carries an
+    /// `event_id`; the test request of its "Handle webhooks" page does too.
     ///
     /// # Example
     ///
     /// ```
     /// # use aghanim_webhook::events::Event;
     /// let event: Event = serde_json::from_str(
-    ///     r#"{"event_id":"whevt_1","event_type":"item.add","event_time":1,"event_data":{},"idempotency_key":null}"#,
+    ///     r#"{"event_id":"whevt_1","event_type":"item.add","event_data":{},"idempotency_key":null}"#,
     /// ).unwrap();
-    /// assert_eq!(event.dedupe_key(), "whevt_1");
+    /// assert_eq!(event.dedupe_key(), Some("whevt_1"));
+    ///
+    /// let anonymous: Event = serde_json::from_str(r#"{"event_type":"item.add","event_data":{}}"#).unwrap();
+    /// assert_eq!(anonymous.dedupe_key(), None);
     /// ```
-    pub fn dedupe_key(&self) -> &str {
-        self.idempotency_key.as_deref().unwrap_or(&self.event_id)
+    pub fn dedupe_key(&self) -> Option<&str> {
+        present(&self.idempotency_key).or_else(|| present(&self.event_id))
     }
+}
+
+fn null_as_false<'de, De: Deserializer<'de>>(deserializer: De) -> Result<bool, De::Error> {
+    Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+fn present(key: &Option<String>) -> Option<&str> {
+    key.as_deref().filter(|key| !key.is_empty())
 }

@@ -7,7 +7,7 @@
 //! | `event_type` | `event_data` | answer |
 //! |---|---|---|
 //! | `player.verify` | [`PlayerVerify`] | [`PlayerVerifyResponse`], or a 4xx [`WebhookError`] (`not_found`, `banned`) |
-//! | `item.add`, `item.remove` | [`ItemChange`] | [`Ack`] once per `idempotency_key`; `item.add` may answer [`WebhookError::declined`] |
+//! | `item.add`, `item.remove` | [`ItemChange`] ([`ItemRemove`] for the extractor) | [`Ack`] once per `idempotency_key`; `item.add` may answer [`WebhookError::declined`] |
 //! | `store.get` | [`StoreGet`] | [`StoreGetResponse`] |
 //! | `player.update` | [`PlayerUpdate`] | [`Ack`] |
 //! | `player.marketing_consent.updated` | [`MarketingConsentUpdated`] | [`Ack`] |
@@ -33,12 +33,13 @@
 //!     "idempotency_key":"ord_1"}"#;
 //! let event: Event<ItemChange> = serde_json::from_slice(body).unwrap();
 //! assert_eq!(event.event_type, EventType::ItemAdd);
-//! assert_eq!(event.dedupe_key(), "ord_1");
+//! assert_eq!(event.dedupe_key(), Some("ord_1"));
 //! assert_eq!(event.event_data.items[0].price, Some(199));
 //! ```
 
 mod data;
 mod envelope;
+mod event_data;
 mod event_type;
 mod parse;
 mod response;
@@ -48,6 +49,7 @@ pub use data::{
     MarketingConsentUpdated, Order, PlayerUpdate, PlayerVerify, StoreGet,
 };
 pub use envelope::Event;
+pub use event_data::{EventData, ItemRemove};
 pub use event_type::EventType;
 pub(crate) use parse::from_json;
 pub use response::{

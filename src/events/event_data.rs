@@ -1,0 +1,110 @@
+use std::ops::{Deref, DerefMut};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    CouponRedeemed, EventType, FraudReported, IngameMessage, ItemChange, MarketingConsentUpdated,
+    Order, PlayerUpdate, PlayerVerify, StoreGet,
+};
+
+/// An `event_data` type that names the event types it belongs to.
+///
+/// [`AghanimEvent<D>`](crate::AghanimEvent) refuses an event whose `event_type` is not
+/// one of `D`'s, so that a route for purchases can never take a refund, nor a route for
+/// `player.verify` any event that merely has a `player_id`. [`serde_json::Value`]
+/// belongs to every type: it is the untyped form.
+///
+/// | data | event types |
+/// |---|---|
+/// | [`PlayerVerify`] | `player.verify` |
+/// | [`PlayerUpdate`] | `player.update` |
+/// | [`MarketingConsentUpdated`] | `player.marketing_consent.updated` |
+/// | [`ItemChange`] | `item.add` only: a credit |
+/// | [`ItemRemove`] | `item.remove` |
+/// | [`StoreGet`] | `store.get` |
+/// | [`Order`] | `order.created`, `order.paid`, `order.canceled`, `order.refunded` |
+/// | [`CouponRedeemed`] | `coupon.redeemed` |
+/// | [`IngameMessage`] | `ingame.popup`, `ingame.push` |
+/// | [`FraudReported`] | `fraud.reported` |
+/// | [`serde_json::Value`] | any |
+///
+/// [`Dispatch`](crate::dispatch::Dispatch) does not consult it: there the event type a
+/// handler is registered for decides, so one `ItemChange` handler can serve both
+/// `item.add` and `item.remove`.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::events::{EventData, EventType, ItemChange, ItemRemove};
+///
+/// assert!(ItemChange::is_for(&EventType::ItemAdd));
+/// assert!(!ItemChange::is_for(&EventType::ItemRemove));
+/// assert!(ItemRemove::is_for(&EventType::ItemRemove));
+/// assert!(serde_json::Value::is_for(&EventType::Other("quest.done".into())));
+/// ```
+pub trait EventData: DeserializeOwned {
+    /// Whether events of `event_type` carry this data.
+    fn is_for(event_type: &EventType) -> bool;
+}
+
+macro_rules! event_data {
+    ($($data:ty => $($event_type:ident)|+;)*) => {$(
+        impl EventData for $data {
+            fn is_for(event_type: &EventType) -> bool {
+                matches!(event_type, $(EventType::$event_type)|+)
+            }
+        }
+    )*};
+}
+
+event_data! {
+    PlayerVerify => PlayerVerify;
+    PlayerUpdate => PlayerUpdate;
+    MarketingConsentUpdated => PlayerMarketingConsentUpdated;
+    ItemChange => ItemAdd;
+    ItemRemove => ItemRemove;
+    StoreGet => StoreGet;
+    Order => OrderCreated | OrderPaid | OrderCanceled | OrderRefunded;
+    CouponRedeemed => CouponRedeemed;
+    IngameMessage => IngamePopup | IngamePush;
+    FraudReported => FraudReported;
+}
+
+impl EventData for Value {
+    fn is_for(_event_type: &EventType) -> bool {
+        true
+    }
+}
+
+/// `event_data` of `item.remove`: the [`ItemChange`] to take back after a refund.
+///
+/// A type of its own so that [`AghanimEvent<ItemChange>`](crate::AghanimEvent), a
+/// credit, never accepts a removal; it dereferences to the [`ItemChange`].
+///
+/// # Example
+///
+/// ```
+/// # use aghanim_webhook::events::ItemRemove;
+/// let data: ItemRemove = serde_json::from_str(
+///     r#"{"player_id":"p1","reason":"Order refunded ord_1","items":[{"sku":"gems_100"}]}"#,
+/// ).unwrap();
+/// assert_eq!(data.items[0].sku, "gems_100");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ItemRemove(pub ItemChange);
+
+impl Deref for ItemRemove {
+    type Target = ItemChange;
+
+    fn deref(&self) -> &ItemChange {
+        &self.0
+    }
+}
+
+impl DerefMut for ItemRemove {
+    fn deref_mut(&mut self) -> &mut ItemChange {
+        &mut self.0
+    }
+}
