@@ -30,11 +30,14 @@ def valid_request(serial: int) -> bytes:
                                         "items": [{"sku": "gems", "quantity": 1}]}
     else:
         event_type, data = "order.paid", {"id": f"ord_{serial}"}
+    # One reading of the clock per request: across a second boundary, separate readings
+    # would sign a different timestamp than the header carries.
+    now = int(time.time())
     body = json.dumps({
-        "event_id": f"whevt_{serial}", "event_type": event_type, "event_time": int(time.time()),
+        "event_id": f"whevt_{serial}", "event_type": event_type, "event_time": now,
         "event_data": data, "idempotency_key": f"key_{serial % 1000}",
     }).encode()
-    return request(body, int(time.time()), signature(body, int(time.time())))
+    return request(body, now, signature(body, now))
 
 
 def forged_request(serial: int) -> bytes:
