@@ -16,13 +16,17 @@
 //! | authentic, but timestamp more than the tolerance (300 s) away | 403 | `TimestampOutsideTolerance` |
 //! | body over the limit (1 MiB), by `content-length` or as it streams | 413 | `BodyTooLarge` |
 //! | the body stream fails | 400 | `BodyError` |
+//! | the body times out (a body timeout outside the layer) | 408 | `BodyTimeout` |
+//! | the [buffer budget](AghanimSignatureLayer::buffer_budget) for unverified bodies is spent | 503, `retry-after` | `Overloaded` |
 //!
 //! Every 403 carries the same small JSON body,
 //! `{"status":"error","code":"invalid_signature","message":"Invalid signature"}`, so a
 //! forger learns nothing about which check failed; the typed [`Rejection`] goes into the
 //! response extensions for your logs and metrics.
 //!
-//! The inner service receives the request with a [`body::BufferedBody`] that yields the
+//! The inner service is asked for readiness only once a request is verified, so
+//! forged requests never hold its capacity (see [`AghanimSignature`]'s readiness
+//! contract). It receives the request with a [`body::BufferedBody`] that yields the
 //! verified bytes (so axum's `Bytes`, `String` and `Json` extractors work) and a
 //! [`VerifiedBody`] extension holding the same bytes and the verified timestamp.
 //!
