@@ -84,7 +84,7 @@ pub mod dispatch;
 pub mod events;
 #[cfg(feature = "axum")]
 mod extract;
-mod middleware;
+mod signature;
 mod rejection;
 mod secret;
 mod sign;
@@ -94,7 +94,7 @@ mod verify;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::AghanimEvent;
-pub use middleware::{
+pub use signature::{
     body, AghanimSignature, AghanimSignatureLayer, ResponseFuture, DEFAULT_BODY_LIMIT,
     DEFAULT_BUFFER_BUDGET,
 };

@@ -1,4 +1,4 @@
-//! The tower middleware: [`AghanimSignatureLayer`] and its service, future and bodies.
+//! The signature middleware: [`AghanimSignatureLayer`] and its service, future and bodies.
 
 pub mod body;
 mod budget;
