@@ -84,6 +84,9 @@ pub mod dispatch;
 pub mod events;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "idempotency")]
+#[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
+pub mod idempotency;
 mod signature;
 mod rejection;
 mod secret;

@@ -1,0 +1,97 @@
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::events::{Event, EventType};
+
+/// What the layer knows about a verified delivery it deduplicates.
+pub(crate) struct Delivery {
+    /// The store key: a hash of the scope and the id, so its length and alphabet are
+    /// fixed whatever Aghanim sends.
+    pub(crate) store_key: String,
+    /// The scoped key in clear, for the handler's own records.
+    pub(crate) dedupe_key: String,
+    pub(crate) fingerprint: String,
+    pub(crate) event_type: EventType,
+}
+
+impl Delivery {
+    /// `None` for a body that is not an event, or one with neither `idempotency_key`
+    /// nor `event_id`: nothing to recognise a retry by.
+    pub(crate) fn of(verified: &[u8]) -> Option<Self> {
+        let event: Event<&RawValue> = serde_json::from_slice(verified).ok()?;
+        let id = event.dedupe_key()?;
+        let environment = if event.sandbox { "sandbox" } else { "live" };
+        let game = event.game_id.as_deref().unwrap_or("");
+        let dedupe_key = format!("{game}:{environment}:{}:{id}", event.event_type);
+        let mut scope = Sha256::new();
+        for part in [game, environment, event.event_type.as_str(), id] {
+            // Length-prefixed, so no choice of ids can make two scopes hash alike.
+            scope.update((part.len() as u64).to_be_bytes());
+            scope.update(part);
+        }
+        Some(Self {
+            store_key: hex::encode(scope.finalize()),
+            dedupe_key,
+            fingerprint: hex::encode(Sha256::digest(event.event_data.get())),
+            event_type: event.event_type,
+        })
+    }
+}
+
+/// The claim a deduplicated request runs under, in its extensions: the handler can key
+/// its own write by [`dedupe_key`](Self::dedupe_key), in the same transaction as its
+/// effect, to make the effect exactly once whatever happens to the store.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::idempotency::Claim;
+/// use http::Request;
+///
+/// fn attempt<B>(request: &Request<B>) -> Option<u64> {
+///     request.extensions().get::<Claim>().map(Claim::attempt)
+/// }
+/// # assert_eq!(attempt(&Request::new(())), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub(crate) dedupe_key: String,
+    pub(crate) attempt: u64,
+}
+
+impl Claim {
+    /// `{game_id}:{sandbox|live}:{event_type}:{idempotency_key or event_id}`: the
+    /// delivery's identity, scoped as the layer scopes it.
+    pub fn dedupe_key(&self) -> &str {
+        &self.dedupe_key
+    }
+
+    /// Which claim of this key this run is, from 1: a fencing number that only grows,
+    /// for logs or a `WHERE last_attempt < $attempt` guard in your own store.
+    pub fn attempt(&self) -> u64 {
+        self.attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delivery;
+
+    #[test]
+    fn the_key_is_scoped_by_game_environment_and_type() {
+        let key = |body: &str| Delivery::of(body.as_bytes()).map(|delivery| delivery.store_key);
+        let base = key(r#"{"event_type":"item.add","event_data":{},"game_id":"g","idempotency_key":"k"}"#);
+        assert!(base.as_deref().is_some_and(|key| key.len() == 64));
+        for other in [
+            r#"{"event_type":"item.remove","event_data":{},"game_id":"g","idempotency_key":"k"}"#,
+            r#"{"event_type":"item.add","event_data":{},"game_id":"h","idempotency_key":"k"}"#,
+            r#"{"event_type":"item.add","event_data":{},"game_id":"g","idempotency_key":"k","sandbox":true}"#,
+            r#"{"event_type":"item.add","event_data":{},"game_id":"g:live:item.add","idempotency_key":""}"#,
+        ] {
+            assert_ne!(key(other), base, "{other}");
+        }
+        let same = r#"{"event_type":"item.add","event_data":{"x":1},"game_id":"g","event_id":"e","idempotency_key":"k"}"#;
+        assert_eq!(key(same), base);
+        assert_eq!(key(r#"{"event_type":"item.add","event_data":{}}"#), None);
+    }
+}

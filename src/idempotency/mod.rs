@@ -1,0 +1,110 @@
+//! Exactly-once credit: run each side-effecting webhook once, replay its answer to
+//! every duplicate (feature `idempotency`).
+//!
+//! Aghanim retries a delivery until it gets a 2xx, studios run several instances behind
+//! a load balancer, and a captured delivery stays replayable for the whole signature
+//! window. [`IdempotencyLayer`] sits **inside** the signature layer, keys each verified
+//! delivery by `game_id` + sandbox/live + `event_type` + (`idempotency_key`, else
+//! `event_id`), and claims that key in an [`IdempotencyStore`] before the handler runs:
+//!
+//! | situation | answer |
+//! |---|---|
+//! | first delivery | claim, run the handler (renewing the claim's lease), record its final answer, return it |
+//! | duplicate after completion | the recorded answer with `idempotent-replayed: true`; the handler is not called |
+//! | duplicate while the original runs, on any instance sharing the store | waits up to 5 s: replays if the original completes, runs if it was released, else 503 with `retry-after`. Never a 2xx before the original's effect is done, never a 4xx |
+//! | the handler answers 2xx, or a final 4xx such as 400 `declined` | recorded and replayed, so a retry cannot turn a decline into a credit |
+//! | the handler answers 5xx, 408 or 429, fails, or its answer's body fails | the claim is released and the answer returned, so Aghanim's retry runs it again |
+//! | the request future is dropped mid-handler (client gone, timeout outside, panic) | never recorded: the claim is released in the background on the Tokio runtime, or, without one, expires with its lease |
+//! | a stale owner (its lease passed and another delivery took over) finishes | its record and release change nothing: they compare the owner token ([`IdempotencyOutcome::LeaseLost`]) |
+//! | the same key with another payload (fingerprint of `event_data`) | [`Policy::Deduplicate`] (`item.*`, `coupon.redeemed`): 422 `idempotency_key_reused`, handler not called; [`Policy::DeduplicateAllowingChanges`] (notifications, e.g. `payment.*` re-sent when amounts change): the handler runs |
+//! | the store is unreachable or times out | 503 with `retry-after` (fail closed); [`IdempotencyLayer::fail_open`] runs the handler instead |
+//! | a type that [passes through](Policy::PassThrough) (`player.verify`, `store.get`, ...), or an event with neither `idempotency_key` nor `event_id` | the handler, every time: there is nothing to recognise a retry by |
+//!
+//! What happened is in the response extensions as an [`IdempotencyOutcome`].
+//!
+//! # Two tiers of guarantee
+//!
+//! 1. **The layer**: at most one run per key at a time across every instance sharing
+//!    the store, the final answer replayed to later duplicates within the retention
+//!    (7 days), and no duplicate answered 2xx before the original's effect is done.
+//!    Records can still be lost (a Redis failover or eviction, a full memory store, a
+//!    lease that ran out under a stuck process), and then a duplicate runs again.
+//! 2. **Your handler**: key its write by the [`Claim`]'s
+//!    [`dedupe_key`](Claim::dedupe_key) (or the event's) *in the same transaction as
+//!    the effect*, e.g. `INSERT INTO credited(key) ... ON CONFLICT DO NOTHING` and the
+//!    balance update together, or one Redis script that sets a marker and credits.
+//!    With that, the effect is exactly once even when the layer's records are lost.
+//!
+//! # Stores
+//!
+//! [`MemoryStore`] (the default, no service to run) keeps records in this process:
+//! **it deduplicates within one process only**. `RedisStore` (feature `redis`) keeps
+//! them in Redis for every instance; each operation is one atomic script on one key.
+//!
+//! # Example
+//!
+//! ```
+//! use aghanim_webhook::{
+//!     dispatch::Dispatch,
+//!     events::{Ack, Event, EventType, ItemChange},
+//!     idempotency::IdempotencyLayer,
+//!     sign_headers, AghanimSignatureLayer,
+//! };
+//! use bytes::Bytes;
+//! use http::{Request, StatusCode};
+//! use http_body_util::Full;
+//! use std::sync::{atomic::{AtomicU32, Ordering}, Arc};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let credits = Arc::new(AtomicU32::new(0));
+//! let dispatch = Dispatch::with_state(credits.clone()).on(
+//!     EventType::ItemAdd,
+//!     |credits: Arc<AtomicU32>, _event: Event<ItemChange>| async move {
+//!         credits.fetch_add(1, Ordering::SeqCst);
+//!         Ack
+//!     },
+//! );
+//! let webhook = ServiceBuilder::new()
+//!     .layer(AghanimSignatureLayer::new("secret"))
+//!     .layer(IdempotencyLayer::in_memory())
+//!     .service(dispatch);
+//!
+//! let body = r#"{"event_id":"whevt_1","event_type":"item.add","idempotency_key":"ord_1",
+//!                "event_data":{"player_id":"p1","items":[{"sku":"gems","quantity":5}]}}"#;
+//! for delivery in 0..3 {
+//!     let mut request = Request::post("/webhook").body(Full::<Bytes>::from(body)).unwrap();
+//!     sign_headers(request.headers_mut(), "secret", aghanim_webhook::unix_now(), body);
+//!     let response = webhook.clone().oneshot(request).await.unwrap();
+//!     assert_eq!(response.status(), StatusCode::OK);
+//!     assert_eq!(response.headers().contains_key("idempotent-replayed"), delivery > 0);
+//! }
+//! assert_eq!(credits.load(Ordering::SeqCst), 1);
+//! # }
+//! ```
+
+mod future;
+mod key;
+mod layer;
+mod memory;
+mod outcome;
+#[cfg(feature = "redis")]
+mod redis;
+mod run;
+mod service;
+mod store;
+
+pub use future::ResponseFuture;
+pub use key::Claim;
+pub use layer::{IdempotencyLayer, Policy, DEFAULT_LEASE, DEFAULT_RETENTION, DEFAULT_WAIT};
+pub use memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
+pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisStore, DEFAULT_REDIS_PREFIX};
+pub use service::Idempotency;
+pub use store::{
+    ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
+    StoredResponse,
+};

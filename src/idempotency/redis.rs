@@ -1,0 +1,311 @@
+use std::{fmt, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use redis::{
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    Script, Value,
+};
+
+use super::store::{
+    ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
+    StoredResponse,
+};
+
+/// The key prefix unless configured otherwise; the layer's key follows in braces, a
+/// Redis Cluster hash tag.
+pub const DEFAULT_REDIS_PREFIX: &str = "aghanim:idem:v1:";
+
+/// Keeps idempotency records in Redis, shared by every instance that uses the same
+/// server and prefix (feature `redis`).
+///
+/// Each record is one hash; `claim`, `renew`, `complete` and `release` are each one Lua
+/// script on that one key, reading the time from the server (`TIME`), so they are
+/// atomic, need no clock agreement between instances, and are safe on Redis Cluster
+/// (feature `redis-cluster`: pass a cluster connection to
+/// [`with_connection`](Self::with_connection)). `renew`, `complete` and `release` only
+/// act while the caller's owner token holds the claim. Works with Redis 6 and later
+/// and with Valkey.
+///
+/// Configure the server so that records are not silently dropped:
+/// `maxmemory-policy noeviction` (or a database of its own) and persistence (AOF with
+/// `appendfsync everysec`). A record lost anyway (failover, restart without
+/// persistence) lets one duplicate run the handler again: make the handler's own write
+/// idempotent (see the [module documentation](super)).
+///
+/// # Example
+///
+/// ```no_run
+/// use aghanim_webhook::idempotency::{IdempotencyLayer, RedisStore};
+///
+/// # async fn run() -> Result<(), aghanim_webhook::idempotency::StoreError> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let layer = IdempotencyLayer::new(store);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore<C = ConnectionManager> {
+    connection: C,
+    prefix: String,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    claim: Script,
+    renew: Script,
+    complete: Script,
+    release: Script,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://`, `rediss://`, `redis+unix://`) through a
+    /// [`ConnectionManager`], which reconnects by itself after the server comes back.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is invalid or the first connection fails.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(StoreError::new)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(Self::with_connection(connection))
+    }
+}
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// A store over a connection you made: a [`ConnectionManager`], a multiplexed
+    /// connection, or a cluster connection.
+    pub fn with_connection(connection: C) -> Self {
+        Self {
+            connection,
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            scripts: Arc::new(Scripts {
+                claim: Script::new(CLAIM),
+                renew: Script::new(RENEW),
+                complete: Script::new(COMPLETE),
+                release: Script::new(RELEASE),
+            }),
+        }
+    }
+
+    /// Puts every key under `prefix` instead of [`DEFAULT_REDIS_PREFIX`], e.g. one per
+    /// game or environment sharing a server.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The Redis key of the layer's `key`.
+    fn redis_key(&self, key: &str) -> String {
+        format!("{}{{{key}}}", self.prefix)
+    }
+}
+
+impl<C> IdempotencyStore for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        request: &'a ClaimRequest,
+    ) -> StoreFuture<'a, ClaimOutcome> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let reply: Vec<Value> = self
+                .scripts
+                .claim
+                .key(self.redis_key(key))
+                .arg(request.owner.as_str())
+                .arg(&request.fingerprint)
+                .arg(millis(request.lease))
+                .arg(millis(request.retention.max(request.lease)))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(StoreError::new)?;
+            parse_claim(reply)
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        lease: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            self.scripts
+                .renew
+                .key(self.redis_key(key))
+                .arg(owner.as_str())
+                .arg(millis(lease))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(StoreError::new)
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        response: &'a StoredResponse,
+        retention: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            self.scripts
+                .complete
+                .key(self.redis_key(key))
+                .arg(owner.as_str())
+                .arg(response.status)
+                .arg(response.content_type.as_deref().unwrap_or(""))
+                .arg(response.body.as_ref())
+                .arg(millis(retention))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(StoreError::new)
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            self.scripts
+                .release
+                .key(self.redis_key(key))
+                .arg(owner.as_str())
+                .invoke_async(&mut connection)
+                .await
+                .map_err(StoreError::new)
+        })
+    }
+}
+
+impl<C> fmt::Debug for RedisStore<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn parse_claim(reply: Vec<Value>) -> Result<ClaimOutcome, StoreError> {
+    let mut fields = reply.into_iter().map(|value| match value {
+        Value::BulkString(bytes) => bytes,
+        Value::SimpleString(text) => text.into_bytes(),
+        Value::Int(number) => number.to_string().into_bytes(),
+        _ => Vec::new(),
+    });
+    let unexpected = || StoreError::new("unexpected reply from the claim script");
+    let number = |field: Option<Vec<u8>>| -> Result<u64, StoreError> {
+        field
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(unexpected)
+    };
+    match fields.next().as_deref() {
+        Some(b"claimed") => Ok(ClaimOutcome::Claimed {
+            attempt: number(fields.next())?,
+        }),
+        Some(b"in_progress") => Ok(ClaimOutcome::InProgress {
+            lease_remaining: Duration::from_millis(number(fields.next())?),
+        }),
+        Some(b"completed") => {
+            let status = u16::try_from(number(fields.next())?).map_err(|_| unexpected())?;
+            let content_type = fields
+                .next()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .filter(|text| !text.is_empty());
+            let body = Bytes::from(fields.next().unwrap_or_default());
+            Ok(ClaimOutcome::Completed(StoredResponse {
+                status,
+                content_type,
+                body,
+            }))
+        }
+        Some(b"mismatch") => Ok(ClaimOutcome::Mismatch),
+        _ => Err(unexpected()),
+    }
+}
+
+/// The server's time in milliseconds, in every script: no instance clock is trusted.
+macro_rules! lua_now {
+    () => {
+        "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    };
+}
+
+/// ARGV: owner, fingerprint, lease ms, retention ms.
+const CLAIM: &str = concat!(
+    lua_now!(),
+    r"
+local r = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'fp', 'status', 'ctype', 'body', 'attempt')
+local state = r[1]
+if state and r[4] ~= ARGV[2] then return {'mismatch'} end
+if state == 'completed' then return {'completed', r[5], r[6] or '', r[7] or ''} end
+if state == 'in_progress' then
+  if r[2] == ARGV[1] then return {'claimed', r[8]} end
+  local lease_until = tonumber(r[3])
+  -- A claim without a deadline is never taken for an orphan.
+  if not lease_until then return {'in_progress', ARGV[3]} end
+  if lease_until > now then return {'in_progress', tostring(lease_until - now)} end
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'state', 'in_progress', 'owner', ARGV[1], 'fp', ARGV[2],
+  'lease_until', now + tonumber(ARGV[3]), 'claimed_at', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {'claimed', tostring(attempt)}
+"
+);
+
+/// ARGV: owner, lease ms.
+const RENEW: &str = concat!(
+    lua_now!(),
+    r"
+local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if r[1] ~= 'in_progress' or r[2] ~= ARGV[1] then return 0 end
+local lease_until = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'lease_until', lease_until)
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"
+);
+
+/// ARGV: owner, status, content type, body, retention ms.
+const COMPLETE: &str = concat!(
+    lua_now!(),
+    r"
+local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if r[1] ~= 'in_progress' or r[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'ctype', ARGV[3],
+  'body', ARGV[4], 'completed_at', now)
+redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"
+);
+
+/// ARGV: owner.
+const RELEASE: &str = r"
+local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
+if r[1] ~= 'in_progress' or r[2] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'released')
+redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
+return 1
+";

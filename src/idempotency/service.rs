@@ -1,0 +1,109 @@
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::{key::Delivery, layer::Config, run::deduplicated, Policy, ResponseFuture};
+use crate::{
+    body::ResponseBody,
+    events::{IntoWebhookResponse, WebhookError},
+    VerifiedBody,
+};
+
+/// The service made by [`IdempotencyLayer`](super::IdempotencyLayer).
+///
+/// # Readiness
+///
+/// Always ready, like the signature layer: each request takes a clone of `S` and waits
+/// for its readiness only when it is about to run, after its claim; a duplicate that
+/// waits or is replayed never holds `S`'s capacity.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::{body::BufferedBody, idempotency::IdempotencyLayer};
+/// use http::{Request, Response};
+/// use tower::{service_fn, Layer};
+///
+/// let service = IdempotencyLayer::in_memory().layer(service_fn(
+///     |_req: Request<BufferedBody>| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) },
+/// ));
+/// ```
+#[derive(Clone)]
+pub struct Idempotency<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Idempotency<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Gives up the layer and returns the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Idempotency<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let inner = self.inner.clone();
+        let Some(verified) = request.extensions().get::<VerifiedBody>() else {
+            let error = WebhookError::missing_layer("IdempotencyLayer");
+            return ResponseFuture::answered(error.into_webhook_response());
+        };
+        let Some(delivery) = Delivery::of(verified) else {
+            return ResponseFuture::pass_through(inner, request);
+        };
+        match self.config.policy(&delivery.event_type) {
+            Policy::PassThrough => ResponseFuture::pass_through(inner, request),
+            policy => {
+                let config = Arc::clone(&self.config);
+                ResponseFuture::deduplicated(Box::pin(deduplicated(
+                    inner, request, config, delivery, policy,
+                )))
+            }
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Idempotency<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
