@@ -87,23 +87,23 @@ mod extract;
 #[cfg(feature = "idempotency")]
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
-mod signature;
 mod rejection;
 mod secret;
 mod sign;
+mod signature;
 mod verified_body;
 mod verify;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::AghanimEvent;
+pub use rejection::{Rejection, RejectionKind};
+pub use secret::{EmptySecret, Secret};
+pub use sign::{sign, sign_headers, unix_now};
 pub use signature::{
     body, AghanimSignature, AghanimSignatureLayer, ResponseFuture, DEFAULT_BODY_LIMIT,
     DEFAULT_BUFFER_BUDGET,
 };
-pub use rejection::{Rejection, RejectionKind};
-pub use secret::{EmptySecret, Secret};
-pub use sign::{sign, sign_headers, unix_now};
 pub use verified_body::VerifiedBody;
 pub use verify::{Verification, Verifier, DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 

@@ -80,7 +80,8 @@ mod tests {
     #[test]
     fn the_key_is_scoped_by_game_environment_and_type() {
         let key = |body: &str| Delivery::of(body.as_bytes()).map(|delivery| delivery.store_key);
-        let base = key(r#"{"event_type":"item.add","event_data":{},"game_id":"g","idempotency_key":"k"}"#);
+        let base =
+            key(r#"{"event_type":"item.add","event_data":{},"game_id":"g","idempotency_key":"k"}"#);
         assert!(base.as_deref().is_some_and(|key| key.len() == 64));
         for other in [
             r#"{"event_type":"item.remove","event_data":{},"game_id":"g","idempotency_key":"k"}"#,

@@ -53,11 +53,26 @@ impl Policy {
         use EventType::*;
         match event_type {
             ItemAdd | ItemRemove | CouponRedeemed => Self::Deduplicate,
-            OrderCreated | OrderPaid | OrderCanceled | OrderRefunded | PaymentSucceeded
-            | PaymentAbandoned | PaymentCanceled | PaymentChargeback | PaymentDeclined
-            | PaymentDispute | PaymentExpired | PaymentPending | PaymentRefunded
-            | PaymentRejected | PaymentVoided | SubscriptionActivated | SubscriptionUpdated
-            | SubscriptionRenewed | SubscriptionDeactivated | FraudReported
+            OrderCreated
+            | OrderPaid
+            | OrderCanceled
+            | OrderRefunded
+            | PaymentSucceeded
+            | PaymentAbandoned
+            | PaymentCanceled
+            | PaymentChargeback
+            | PaymentDeclined
+            | PaymentDispute
+            | PaymentExpired
+            | PaymentPending
+            | PaymentRefunded
+            | PaymentRejected
+            | PaymentVoided
+            | SubscriptionActivated
+            | SubscriptionUpdated
+            | SubscriptionRenewed
+            | SubscriptionDeactivated
+            | FraudReported
             | PlayerMarketingConsentUpdated => Self::DeduplicateAllowingChanges,
             _ => Self::PassThrough,
         }

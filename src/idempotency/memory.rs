@@ -168,7 +168,8 @@ impl MemoryStore {
         let Some(record) = records.get_mut(key) else {
             return false;
         };
-        let holds = matches!(&record.state, State::Claimed { owner: holder, .. } if holder == owner);
+        let holds =
+            matches!(&record.state, State::Claimed { owner: holder, .. } if holder == owner);
         if holds {
             change(record, now);
         }
@@ -309,16 +310,25 @@ mod tests {
             .await
             .unwrap();
         assert!(completed);
-        store.claim("b", &claim(&OwnerToken::random(), "f")).await.unwrap();
+        store
+            .claim("b", &claim(&OwnerToken::random(), "f"))
+            .await
+            .unwrap();
         // Full: "a" (completed) goes, the claim on "b" stays.
         let outcome = store.claim("c", &claim(&OwnerToken::random(), "f")).await;
         assert_eq!(outcome.unwrap(), ClaimOutcome::Claimed { attempt: 1 });
         assert!(matches!(
-            store.claim("b", &claim(&OwnerToken::random(), "f")).await.unwrap(),
+            store
+                .claim("b", &claim(&OwnerToken::random(), "f"))
+                .await
+                .unwrap(),
             ClaimOutcome::InProgress { .. }
         ));
         // Full of claims: refused, not evicted.
-        assert!(store.claim("d", &claim(&OwnerToken::random(), "f")).await.is_err());
+        assert!(store
+            .claim("d", &claim(&OwnerToken::random(), "f"))
+            .await
+            .is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -66,7 +66,8 @@ pub enum IdempotencyOutcome {
 
 const KEY_REUSED_BODY: &str = r#"{"status":"error","code":"idempotency_key_reused","message":"This idempotency key was used with another payload"}"#;
 const IN_PROGRESS_BODY: &str = r#"{"status":"error","code":"unavailable","message":"The same delivery is being processed, try again later"}"#;
-const STORE_DOWN_BODY: &str = r#"{"status":"error","code":"unavailable","message":"Try again later"}"#;
+const STORE_DOWN_BODY: &str =
+    r#"{"status":"error","code":"unavailable","message":"Try again later"}"#;
 const BODY_FAILED: &str = r#"{"status":"error","code":"internal_error","message":"The handler's answer could not be read"}"#;
 
 pub(crate) fn key_reused() -> Response<Bytes> {

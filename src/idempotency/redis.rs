@@ -202,7 +202,9 @@ impl<C> fmt::Debug for RedisStore<C> {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn parse_claim(reply: Vec<Value>) -> Result<ClaimOutcome, StoreError> {

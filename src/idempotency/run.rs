@@ -60,7 +60,10 @@ where
         match outcome {
             ClaimOutcome::Claimed { attempt } => break attempt,
             ClaimOutcome::Completed(stored) => {
-                return Ok(marked(outcome::replay(stored), IdempotencyOutcome::Replayed))
+                return Ok(marked(
+                    outcome::replay(stored),
+                    IdempotencyOutcome::Replayed,
+                ))
             }
             ClaimOutcome::Mismatch if policy == Policy::DeduplicateAllowingChanges => {
                 return run_unclaimed(inner, request, IdempotencyOutcome::PassedThrough).await

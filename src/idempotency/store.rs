@@ -49,8 +49,11 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// with another fingerprint (mismatch). Claiming again with the same owner token
     /// while the claim holds answers `Claimed` again, so a claim whose reply was lost
     /// can be retried safely.
-    fn claim<'a>(&'a self, key: &'a str, request: &'a ClaimRequest)
-        -> StoreFuture<'a, ClaimOutcome>;
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        request: &'a ClaimRequest,
+    ) -> StoreFuture<'a, ClaimOutcome>;
 
     /// Moves the lease deadline of `owner`'s claim to `lease` from now; `false` when
     /// `owner` no longer holds the claim.

@@ -2,6 +2,9 @@
 //! records what reaches it.
 #![allow(dead_code)]
 
+#[cfg(feature = "idempotency")]
+pub mod redis_server;
+
 use std::{
     collections::VecDeque,
     convert::Infallible,

@@ -1,0 +1,613 @@
+#![cfg(feature = "idempotency")]
+//! The idempotency layer behind the signature layer, on the memory store and, when
+//! `redis-server` can run here, on a private Redis: every row of the answer table.
+
+mod common;
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use aghanim_webhook::{
+    body::{BufferedBody, ResponseBody},
+    idempotency::{
+        Claim, ClaimOutcome, ClaimRequest, IdempotencyLayer, IdempotencyOutcome, IdempotencyStore,
+        MemoryStore, OwnerToken, Policy, StoreError, StoreFuture, StoredResponse,
+    },
+    sign_headers,
+};
+use bytes::Bytes;
+use common::{layer, NOW, SECRET};
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{util::BoxCloneService, ServiceBuilder, ServiceExt};
+
+type Body = ResponseBody<ResponseBody<Full<Bytes>>>;
+type Stack = BoxCloneService<Request<Full<Bytes>>, Response<Body>, String>;
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Ok,
+    Status(u16),
+    Fail,
+    Panic,
+}
+
+/// The handler: answers from a script (then 200), counts its runs, keeps the claims.
+#[derive(Clone, Default)]
+struct Handler {
+    script: Arc<Mutex<VecDeque<(Duration, Answer)>>>,
+    runs: Arc<AtomicUsize>,
+    claims: Arc<Mutex<Vec<Claim>>>,
+}
+
+impl Handler {
+    fn then(self, after: Duration, answer: Answer) -> Self {
+        self.script.lock().unwrap().push_back((after, answer));
+        self
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+
+    fn attempts(&self) -> Vec<u64> {
+        self.claims
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Claim::attempt)
+            .collect()
+    }
+
+    async fn handle(self, request: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, String> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(claim) = request.extensions().get::<Claim>() {
+            self.claims.lock().unwrap().push(claim.clone());
+        }
+        let step = self.script.lock().unwrap().pop_front();
+        let (after, answer) = step.unwrap_or((Duration::ZERO, Answer::Ok));
+        tokio::time::sleep(after).await;
+        let status = match answer {
+            Answer::Ok => 200,
+            Answer::Status(status) => status,
+            Answer::Fail => return Err(format!("run {run} failed")),
+            Answer::Panic => panic!("run {run} panicked"),
+        };
+        let mut response = Response::new(Full::from(format!(r#"{{"run":{run}}}"#)));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(response)
+    }
+}
+
+fn stack(idempotency: IdempotencyLayer, handler: &Handler) -> Stack {
+    let handler = handler.clone();
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(layer())
+            .layer(idempotency)
+            .service_fn(move |request| handler.clone().handle(request)),
+    )
+}
+
+fn delivery(event_type: &str, key: &str, data: &str) -> Request<Full<Bytes>> {
+    let body = format!(
+        r#"{{"event_id":"whevt_{key}","game_id":"gm_1","event_type":"{event_type}","idempotency_key":"{key}","event_data":{data}}}"#
+    );
+    let mut request = Request::post("/webhook")
+        .body(Full::from(body.clone()))
+        .unwrap();
+    sign_headers(request.headers_mut(), SECRET, NOW, &body);
+    request
+}
+
+const ITEMS: &str = r#"{"player_id":"p1","items":[{"sku":"gems","quantity":5}]}"#;
+
+fn item_add(key: &str) -> Request<Full<Bytes>> {
+    delivery("item.add", key, ITEMS)
+}
+
+#[derive(Debug)]
+struct Sent {
+    status: StatusCode,
+    outcome: Option<IdempotencyOutcome>,
+    replayed: bool,
+    retry_after: Option<String>,
+    body: String,
+}
+
+async fn send(stack: &Stack, request: Request<Full<Bytes>>) -> Result<Sent, String> {
+    send_owned(stack.clone(), request).await
+}
+
+async fn send_owned(stack: Stack, request: Request<Full<Bytes>>) -> Result<Sent, String> {
+    let response = stack.oneshot(request).await?;
+    let outcome = response.extensions().get::<IdempotencyOutcome>().copied();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok(Sent {
+        status,
+        outcome,
+        replayed,
+        retry_after,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    })
+}
+
+/// The stores every test runs on: memory, and Redis when a server can run here.
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn IdempotencyStore>,
+    #[cfg(feature = "redis")]
+    server: Option<common::redis_server::RedisServer>,
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend {
+        name: "memory",
+        store: Arc::new(MemoryStore::new()),
+        #[cfg(feature = "redis")]
+        server: None,
+    }];
+    #[cfg(feature = "redis")]
+    if let Some(server) = common::redis_server::RedisServer::start() {
+        let store = aghanim_webhook::idempotency::RedisStore::connect(&server.url())
+            .await
+            .expect("connects to the private redis-server");
+        backends.push(Backend {
+            name: "redis",
+            store: Arc::new(store),
+            server: Some(server),
+        });
+    }
+    backends
+}
+
+#[tokio::test]
+async fn a_delivery_runs_once_and_its_duplicates_are_replayed() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let first = send(&stack, item_add("ord_1")).await.unwrap();
+        assert_eq!(first.status, StatusCode::OK, "{}", backend.name);
+        assert_eq!(first.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+        assert!(!first.replayed);
+        for _ in 0..2 {
+            let again = send(&stack, item_add("ord_1")).await.unwrap();
+            assert_eq!(again.status, StatusCode::OK);
+            assert_eq!(again.outcome, Some(IdempotencyOutcome::Replayed));
+            assert!(again.replayed, "{}", backend.name);
+            assert_eq!(again.body, first.body);
+        }
+        assert_eq!(handler.runs(), 1, "{}", backend.name);
+        assert_eq!(handler.attempts(), [1]);
+        let claims = handler.claims.lock().unwrap().clone();
+        assert_eq!(claims[0].dedupe_key(), "gm_1:live:item.add:ord_1");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_through_separate_layers_run_the_handler_once() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::from_millis(200), Answer::Ok);
+        // Three "instances": three layers sharing one store.
+        let instances: Vec<Stack> = (0..3)
+            .map(|_| stack(IdempotencyLayer::new(backend.store.clone()), &handler))
+            .collect();
+        let sends: Vec<_> = (0..30)
+            .map(|i| {
+                let stack = instances[i % 3].clone();
+                tokio::spawn(send_owned(stack, item_add("ord_race")))
+            })
+            .collect();
+        let mut replays = 0;
+        for sent in sends {
+            let sent = sent.await.unwrap().unwrap();
+            assert_eq!(sent.status, StatusCode::OK, "{}", backend.name);
+            assert_eq!(sent.body, r#"{"run":1}"#);
+            replays += usize::from(sent.replayed);
+        }
+        assert_eq!(handler.runs(), 1, "{}", backend.name);
+        assert_eq!(replays, 29);
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_waits_and_runs_when_the_original_is_released() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::from_millis(300), Answer::Status(503));
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let original = tokio::spawn({
+            let stack = stack.clone();
+            send_owned(stack, item_add("ord_2"))
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let duplicate = send(&stack, item_add("ord_2")).await.unwrap();
+        let original = original.await.unwrap().unwrap();
+        assert_eq!(original.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            original.outcome,
+            Some(IdempotencyOutcome::Released { attempt: 1 })
+        );
+        assert_eq!(duplicate.status, StatusCode::OK, "{}", backend.name);
+        assert_eq!(
+            duplicate.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 2 })
+        );
+        assert_eq!(handler.attempts(), [1, 2]);
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_still_in_progress_after_the_wait_gets_503_never_2xx_or_4xx() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::from_millis(800), Answer::Ok);
+        let idempotency =
+            IdempotencyLayer::new(backend.store.clone()).wait(Duration::from_millis(200));
+        let stack = stack(idempotency, &handler);
+        let original = tokio::spawn({
+            let stack = stack.clone();
+            send_owned(stack, item_add("ord_3"))
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let busy = send(&stack, item_add("ord_3")).await.unwrap();
+        assert_eq!(
+            busy.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            backend.name
+        );
+        assert_eq!(busy.outcome, Some(IdempotencyOutcome::StillInProgress));
+        let retry_after: u64 = busy.retry_after.unwrap().parse().unwrap();
+        assert!((1..=30).contains(&retry_after));
+        assert_eq!(original.await.unwrap().unwrap().status, StatusCode::OK);
+        let later = send(&stack, item_add("ord_3")).await.unwrap();
+        assert!(later.replayed && later.status == StatusCode::OK);
+        assert_eq!(handler.runs(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_final_refusal_is_recorded_and_replayed() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::ZERO, Answer::Status(400));
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let declined = send(&stack, item_add("ord_4")).await.unwrap();
+        assert_eq!(declined.status, StatusCode::BAD_REQUEST);
+        let again = send(&stack, item_add("ord_4")).await.unwrap();
+        assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", backend.name);
+        assert!(again.replayed);
+        assert_eq!(again.body, declined.body);
+        assert_eq!(handler.runs(), 1, "a retry turned a decline into a credit");
+    }
+}
+
+#[tokio::test]
+async fn server_errors_and_failures_release_the_claim_for_the_retry() {
+    for backend in backends().await {
+        let handler = Handler::default()
+            .then(Duration::ZERO, Answer::Status(500))
+            .then(Duration::ZERO, Answer::Status(429))
+            .then(Duration::ZERO, Answer::Fail);
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let first = send(&stack, item_add("ord_5")).await.unwrap();
+        assert_eq!(first.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            first.outcome,
+            Some(IdempotencyOutcome::Released { attempt: 1 })
+        );
+        let second = send(&stack, item_add("ord_5")).await.unwrap();
+        assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+        let third = send(&stack, item_add("ord_5")).await;
+        assert_eq!(
+            third.err().as_deref(),
+            Some("run 3 failed"),
+            "{}",
+            backend.name
+        );
+        let fourth = send(&stack, item_add("ord_5")).await.unwrap();
+        assert_eq!(fourth.outcome, Some(IdempotencyOutcome::Ran { attempt: 4 }));
+        assert_eq!(handler.attempts(), [1, 2, 3, 4]);
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_or_dropped_handler_is_never_recorded_and_its_claim_is_released() {
+    for backend in backends().await {
+        let handler = Handler::default()
+            .then(Duration::ZERO, Answer::Panic)
+            .then(Duration::from_secs(60), Answer::Ok);
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let panicked = tokio::spawn({
+            let stack = stack.clone();
+            send_owned(stack, item_add("ord_6"))
+        });
+        assert!(panicked.await.unwrap_err().is_panic());
+
+        // The client goes away while the second run hangs: its future is dropped.
+        let dropped = tokio::spawn({
+            let stack = stack.clone();
+            send_owned(stack, item_add("ord_6"))
+        });
+        while handler.runs() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        dropped.abort();
+        assert!(dropped.await.unwrap_err().is_cancelled());
+
+        // The release happens in the background; the next delivery waits for it.
+        let retry = send(&stack, item_add("ord_6")).await.unwrap();
+        assert_eq!(retry.status, StatusCode::OK, "{}", backend.name);
+        assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 3 }));
+        assert_eq!(handler.attempts(), [1, 2, 3]);
+    }
+}
+
+/// Delegates to a store but never renews, so a slow owner's lease runs out.
+struct NoRenewal(Arc<dyn IdempotencyStore>);
+
+impl IdempotencyStore for NoRenewal {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        request: &'a ClaimRequest,
+    ) -> StoreFuture<'a, ClaimOutcome> {
+        self.0.claim(key, request)
+    }
+    fn renew<'a>(&'a self, _: &'a str, _: &'a OwnerToken, _: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(StoreError::new("renewal switched off")) })
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        response: &'a StoredResponse,
+        retention: Duration,
+    ) -> StoreFuture<'a, bool> {
+        self.0.complete(key, owner, response, retention)
+    }
+    fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
+        self.0.release(key, owner)
+    }
+}
+
+#[tokio::test]
+async fn a_stale_owner_cannot_overwrite_the_record_of_the_owner_that_took_over() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::from_millis(2000), Answer::Ok);
+        let store: Arc<dyn IdempotencyStore> = Arc::new(NoRenewal(backend.store.clone()));
+        let idempotency = IdempotencyLayer::new(store).lease(Duration::from_secs(1));
+        let stack = stack(idempotency, &handler);
+        let stale = tokio::spawn({
+            let stack = stack.clone();
+            send_owned(stack, item_add("ord_7"))
+        });
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let took_over = send(&stack, item_add("ord_7")).await.unwrap();
+        assert_eq!(
+            took_over.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 2 }),
+            "{}",
+            backend.name
+        );
+        assert_eq!(took_over.body, r#"{"run":2}"#);
+
+        let stale = stale.await.unwrap().unwrap();
+        assert_eq!(
+            stale.outcome,
+            Some(IdempotencyOutcome::LeaseLost { attempt: 1 })
+        );
+        assert_eq!(stale.body, r#"{"run":1}"#);
+        let later = send(&stack, item_add("ord_7")).await.unwrap();
+        assert!(later.replayed);
+        assert_eq!(
+            later.body, r#"{"run":2}"#,
+            "the stale owner overwrote the record"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_changed_payload_is_refused_for_items_and_runs_for_notifications() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        assert_eq!(
+            send(&stack, item_add("ord_8")).await.unwrap().status,
+            StatusCode::OK
+        );
+        let changed = r#"{"player_id":"p1","items":[{"sku":"gems","quantity":500}]}"#;
+        let reused = send(&stack, delivery("item.add", "ord_8", changed))
+            .await
+            .unwrap();
+        assert_eq!(
+            reused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            backend.name
+        );
+        assert!(reused.body.contains("idempotency_key_reused"));
+        assert_eq!(handler.runs(), 1);
+
+        let payment = |amount: u32| {
+            delivery(
+                "payment.succeeded",
+                "pay_1",
+                &format!(r#"{{"amount":{amount}}}"#),
+            )
+        };
+        assert_eq!(
+            send(&stack, payment(100)).await.unwrap().outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 1 })
+        );
+        assert!(send(&stack, payment(100)).await.unwrap().replayed);
+        let updated = send(&stack, payment(150)).await.unwrap();
+        assert_eq!(updated.status, StatusCode::OK);
+        assert_eq!(updated.outcome, Some(IdempotencyOutcome::PassedThrough));
+        assert_eq!(handler.runs(), 3);
+
+        // Configurable: payments refused too.
+        let strict = stack_with_policy(&backend, &handler);
+        let refused = send(&strict, payment(175)).await.unwrap();
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+fn stack_with_policy(backend: &Backend, handler: &Handler) -> Stack {
+    let idempotency = IdempotencyLayer::new(backend.store.clone())
+        .policy("payment.succeeded", Policy::Deduplicate);
+    stack(idempotency, handler)
+}
+
+#[tokio::test]
+async fn reads_and_deliveries_without_ids_pass_through_every_time() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        for _ in 0..3 {
+            let verify = send(
+                &stack,
+                delivery("player.verify", "k", r#"{"player_id":"p1"}"#),
+            )
+            .await;
+            assert_eq!(
+                verify.unwrap().outcome,
+                Some(IdempotencyOutcome::PassedThrough)
+            );
+            let body = format!(r#"{{"event_type":"item.add","event_data":{ITEMS}}}"#);
+            let mut anonymous = Request::post("/").body(Full::from(body.clone())).unwrap();
+            sign_headers(anonymous.headers_mut(), SECRET, NOW, &body);
+            let sent = send(&stack, anonymous).await.unwrap();
+            assert_eq!(sent.outcome, Some(IdempotencyOutcome::PassedThrough));
+        }
+        assert_eq!(handler.runs(), 6, "{}", backend.name);
+        assert!(
+            handler.attempts().is_empty(),
+            "a pass-through ran under a claim"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forged_requests_never_reach_the_store() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let mut forged = item_add("ord_9");
+        sign_headers(forged.headers_mut(), "not-the-secret", NOW, "anything");
+        let refused = send(&stack, forged).await.unwrap();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(refused.outcome, None);
+        let real = send(&stack, item_add("ord_9")).await.unwrap();
+        assert_eq!(
+            real.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 1 }),
+            "{}",
+            backend.name
+        );
+    }
+}
+
+/// A store that is never reachable.
+struct Unreachable;
+
+impl IdempotencyStore for Unreachable {
+    fn claim<'a>(&'a self, _: &'a str, _: &'a ClaimRequest) -> StoreFuture<'a, ClaimOutcome> {
+        Box::pin(async { Err(StoreError::new("connection refused")) })
+    }
+    fn renew<'a>(&'a self, _: &'a str, _: &'a OwnerToken, _: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(StoreError::new("connection refused")) })
+    }
+    fn complete<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a OwnerToken,
+        _: &'a StoredResponse,
+        _: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(StoreError::new("connection refused")) })
+    }
+    fn release<'a>(&'a self, _: &'a str, _: &'a OwnerToken) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(StoreError::new("connection refused")) })
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_closed_unless_told_to_fail_open() {
+    let handler = Handler::default();
+    let closed = stack(IdempotencyLayer::new(Unreachable), &handler);
+    let sent = send(&closed, item_add("ord_10")).await.unwrap();
+    assert_eq!(sent.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(sent.retry_after.as_deref(), Some("1"));
+    assert_eq!(sent.outcome, Some(IdempotencyOutcome::StoreUnavailable));
+    assert_eq!(handler.runs(), 0);
+
+    let open = stack(IdempotencyLayer::new(Unreachable).fail_open(), &handler);
+    let sent = send(&open, item_add("ord_10")).await.unwrap();
+    assert_eq!(sent.status, StatusCode::OK);
+    assert_eq!(sent.outcome, Some(IdempotencyOutcome::FailedOpen));
+    assert_eq!(handler.runs(), 1);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_going_down_answers_503_and_coming_back_recovers() {
+    let Some(backend) = backends()
+        .await
+        .into_iter()
+        .find(|backend| backend.name == "redis")
+    else {
+        return;
+    };
+    let mut server = backend.server.expect("a server for the redis backend");
+    let handler = Handler::default();
+    let idempotency =
+        IdempotencyLayer::new(backend.store.clone()).store_timeout(Duration::from_millis(500));
+    let stack = stack(idempotency, &handler);
+    assert_eq!(
+        send(&stack, item_add("ord_11")).await.unwrap().status,
+        StatusCode::OK
+    );
+
+    server.kill();
+    let down = send(&stack, item_add("ord_12")).await.unwrap();
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.outcome, Some(IdempotencyOutcome::StoreUnavailable));
+    assert_eq!(handler.runs(), 1);
+
+    server.restart();
+    let mut recovered = None;
+    for _ in 0..50 {
+        let sent = send(&stack, item_add("ord_12")).await.unwrap();
+        if sent.status == StatusCode::OK {
+            recovered = Some(sent);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = recovered.expect("the store recovered after the restart");
+    assert_eq!(
+        recovered.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 })
+    );
+    // A restart without persistence forgot ord_11: it runs again. Tier 2 is the backstop.
+    let forgotten = send(&stack, item_add("ord_11")).await.unwrap();
+    assert_eq!(
+        forgotten.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 })
+    );
+}
