@@ -2,6 +2,8 @@
 //! The examples' stacks over real TCP sockets, with raw HTTP/1.1 so that headers and
 //! framing can lie.
 
+mod common;
+
 #[path = "../examples/hyper_server/app.rs"]
 mod hyper_app;
 #[path = "../examples/server/app.rs"]
@@ -21,6 +23,13 @@ async fn axum_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, server_app::router(SECRET)).await });
+    address
+}
+
+async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
     address
 }
 
@@ -369,4 +378,75 @@ async fn hyper_stack_verifies_and_rejects() {
 
     let oversized = signed_head(b"", unix_now(), "content-length: 1048577\r\n");
     assert_eq!(exchange(address, &oversized, b"").await.status, 413);
+}
+
+/// What `player.verify` says `testplayer` owns of `sku`.
+async fn owned(address: SocketAddr, sku: &str) -> i64 {
+    let reply = post_signed(
+        address,
+        &event("player.verify", r#"{"player_id":"testplayer"}"#, "verify"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let player: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    player["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|balance| balance["sku"] == sku)
+        .map_or(0, |balance| balance["quantity"].as_i64().unwrap())
+}
+
+#[tokio::test]
+async fn two_instances_sharing_redis_credit_each_purchase_once() {
+    let Some(redis) = common::redis_server::RedisServer::start() else {
+        return;
+    };
+    let a = serve(
+        server_app::redis_router(SECRET, &redis.url())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let b = serve(
+        server_app::redis_router(SECRET, &redis.url())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let purchase = event(
+        "item.add",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
+        "ord_shared",
+    );
+    let deliveries: Vec<_> = (0..12)
+        .map(|i| {
+            let purchase = purchase.clone();
+            let instance = if i % 2 == 0 { a } else { b };
+            tokio::spawn(async move { post_signed(instance, &purchase).await.status })
+        })
+        .collect();
+    for delivery in deliveries {
+        assert_eq!(delivery.await.unwrap(), 200);
+    }
+    assert_eq!(owned(a, "gems").await, 5);
+    assert_eq!(owned(b, "gems").await, 5);
+
+    // The layer's records are lost (eviction, a failover): the retry runs the handler
+    // again, and the inventory's own marker still credits once.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg("aghanim:idem:v1:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!records.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&records)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(post_signed(b, &purchase).await.status, 200);
+    assert_eq!(owned(a, "gems").await, 5);
 }

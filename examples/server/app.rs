@@ -1,7 +1,13 @@
 //! The example game server's webhook endpoint, shared with the end-to-end tests.
+//!
+//! Two tiers keep every purchase credited exactly once: the idempotency layer runs each
+//! delivery once and replays its answer to duplicates, and the inventory itself applies
+//! each item event once, keyed in the same atomic step as the credit, so even a record
+//! the layer lost (a Redis restart, an expired lease) cannot credit twice.
 
 use std::{
     collections::{HashMap, HashSet},
+    error::Error,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -12,9 +18,12 @@ use aghanim_webhook::{
         Ack, ErrorCode, Event, EventType, ItemChange, PlayerVerify, PlayerVerifyResponse, StoreGet,
         StoreGetResponse, StoreItem, WebhookError,
     },
+    idempotency::{IdempotencyLayer, RedisStore},
     AghanimSignatureLayer,
 };
 use axum::{http::StatusCode, routing::post_service, Router};
+use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
 /// How long a whole request may take, body included: a client that stalls mid-body gets
@@ -22,20 +31,42 @@ use tower_http::timeout::TimeoutLayer;
 /// body takes, so this deadline belongs outside it.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
-/// `POST /webhook`: every event type at one URL, behind the signature layer and a deadline.
+/// `POST /webhook` with everything in this process: the memory store (one instance
+/// only) and an in-memory inventory.
 pub fn router(secret: &str) -> Router {
-    let dispatch = Dispatch::with_state(Arc::new(Game::default()))
+    router_with(secret, Game::in_memory(), IdempotencyLayer::in_memory())
+}
+
+/// `POST /webhook` with the idempotency records and the inventory in the Redis at
+/// `url`, shared by every instance that uses it.
+pub async fn redis_router(secret: &str, url: &str) -> Result<Router, Box<dyn Error>> {
+    let store = RedisStore::connect(url).await?;
+    let connection = ConnectionManager::new(redis::Client::open(url)?).await?;
+    let game = Game {
+        inventory: Inventory::Redis {
+            connection,
+            apply_once: Script::new(APPLY_ONCE),
+        },
+    };
+    Ok(router_with(secret, game, IdempotencyLayer::new(store)))
+}
+
+/// Every event type at one URL: a deadline, then the signature layer, then the
+/// idempotency layer, then `Dispatch`.
+fn router_with(secret: &str, game: Game, idempotency: IdempotencyLayer) -> Router {
+    let dispatch = Dispatch::with_state(Arc::new(game))
         .on(EventType::PlayerVerify, verify_player)
         .on(EventType::ItemAdd, |game: Arc<Game>, event| async move {
-            game.apply(event, 1)
+            game.apply(event, 1).await
         })
         .on(EventType::ItemRemove, |game: Arc<Game>, event| async move {
-            game.apply(event, -1)
+            game.apply(event, -1).await
         })
         .on(EventType::StoreGet, store)
         .fallback(acknowledge_documented);
     Router::new()
         .route("/webhook", post_service(dispatch))
+        .layer(idempotency)
         .layer(AghanimSignatureLayer::new(secret))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -43,19 +74,30 @@ pub fn router(secret: &str) -> Router {
         ))
 }
 
-async fn verify_player(event: Event<PlayerVerify>) -> Result<PlayerVerifyResponse, WebhookError> {
+/// Known players, with what they own in `balances`, so credits can be seen from outside.
+async fn verify_player(
+    game: Arc<Game>,
+    event: Event<PlayerVerify>,
+) -> Result<PlayerVerifyResponse, WebhookError> {
     let (name, level) = match event.event_data.player_id.as_str() {
         "testplayer" => ("Test Player", 42),
         "player_2" => ("Second Player", 7),
         _ => return Err(WebhookError::not_found("Player not found")),
     };
+    let owned = game.inventory.owned(&event.event_data.player_id).await?;
     let mut player = PlayerVerifyResponse::new(event.event_data.player_id, name);
     player.attributes.level = Some(level);
     player.attributes.platform = Some("pc".into());
+    player.balances = Some(
+        owned
+            .into_iter()
+            .map(|(sku, quantity)| json!({ "sku": sku, "quantity": quantity }))
+            .collect(),
+    );
     Ok(player)
 }
 
-async fn store(_event: Event<StoreGet>) -> StoreGetResponse {
+async fn store(_game: Arc<Game>, _event: Event<StoreGet>) -> StoreGetResponse {
     StoreGetResponse::new(vec![
         StoreItem::new("gems_100"),
         StoreItem::new("starter_pack"),
@@ -74,49 +116,142 @@ async fn acknowledge_documented(event: Event) -> Result<Ack, WebhookError> {
     }
 }
 
-/// The game's in-memory inventory.
-#[derive(Default)]
+/// The game's state.
 struct Game {
-    ledger: Mutex<Ledger>,
+    inventory: Inventory,
+}
+
+enum Inventory {
+    Memory(Mutex<Ledger>),
+    Redis {
+        connection: ConnectionManager,
+        apply_once: Script,
+    },
 }
 
 #[derive(Default)]
 struct Ledger {
-    /// `{event_type}:{idempotency key}` of every event already applied.
-    processed: HashSet<String>,
+    /// The keys of every item event already applied.
+    applied: HashSet<String>,
     /// (player_id, sku) → quantity owned.
-    inventory: HashMap<(String, String), i64>,
+    owned: HashMap<(String, String), i64>,
 }
 
+/// Applies an item event once per key: sets the "applied" marker and changes the
+/// inventory in one atomic step.
+const APPLY_ONCE: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX') then
+  for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  return 1
+end
+return 0
+";
+
 impl Game {
-    /// Credits (`sign` 1) or revokes (`sign` -1) the items, once per idempotency key: a
-    /// retried delivery is acknowledged again and changes nothing.
-    fn apply(&self, event: Event<ItemChange>, sign: i64) -> Result<Ack, WebhookError> {
-        let mut ledger = self.ledger.lock().map_err(|_| {
-            WebhookError::new(ErrorCode::Custom("unavailable".into()), "Try again later")
-                .with_status(StatusCode::SERVICE_UNAVAILABLE)
-        })?;
+    fn in_memory() -> Self {
+        Self {
+            inventory: Inventory::Memory(Mutex::default()),
+        }
+    }
+
+    /// Credits (`sign` 1) or revokes (`sign` -1) the items, once per event: a retried
+    /// delivery is acknowledged again and changes nothing.
+    async fn apply(&self, event: Event<ItemChange>, sign: i64) -> Result<Ack, WebhookError> {
         // Without a key a retry cannot be told from a new purchase: refuse rather than
         // risk crediting twice. Every real delivery carries at least an event_id.
-        let Some(key) = event.dedupe_key() else {
+        let Some(id) = event.dedupe_key() else {
             return Err(WebhookError::validation(
                 "item event without idempotency_key or event_id",
             ));
         };
-        let key = format!("{}:{key}", event.event_type);
-        if !ledger.processed.insert(key) {
-            return Ok(Ack);
-        }
-        let player_id = event.event_data.player_id;
-        for item in event.event_data.items {
-            let owned = ledger
-                .inventory
-                .entry((player_id.clone(), item.sku))
-                .or_default();
-            *owned = owned.saturating_add(sign.saturating_mul(item.quantity));
-        }
+        // Scoped like the idempotency layer's key: a removal with the purchase's key
+        // still applies.
+        let key = format!(
+            "{}:{}:{}:{id}",
+            event.game_id.as_deref().unwrap_or(""),
+            if event.sandbox { "sandbox" } else { "live" },
+            event.event_type,
+        );
+        let player = &event.event_data.player_id;
+        let changes = event
+            .event_data
+            .items
+            .iter()
+            .map(|item| (item.sku.as_str(), sign.saturating_mul(item.quantity)));
+        self.inventory.apply_once(&key, player, changes).await?;
         Ok(Ack)
     }
+}
+
+impl Inventory {
+    async fn apply_once<'a>(
+        &self,
+        key: &str,
+        player: &str,
+        changes: impl Iterator<Item = (&'a str, i64)>,
+    ) -> Result<(), WebhookError> {
+        match self {
+            Self::Memory(ledger) => {
+                let mut ledger = ledger.lock().map_err(|_| unavailable())?;
+                if ledger.applied.insert(key.to_owned()) {
+                    for (sku, change) in changes {
+                        let owned = ledger
+                            .owned
+                            .entry((player.to_owned(), sku.to_owned()))
+                            .or_default();
+                        *owned = owned.saturating_add(change);
+                    }
+                }
+                Ok(())
+            }
+            Self::Redis {
+                connection,
+                apply_once,
+            } => {
+                let mut invocation = apply_once.prepare_invoke();
+                invocation
+                    .key(format!("game:applied:{key}"))
+                    .key(format!("game:inventory:{player}"));
+                for (sku, change) in changes {
+                    invocation.arg(sku).arg(change);
+                }
+                let _: i64 = invocation
+                    .invoke_async(&mut connection.clone())
+                    .await
+                    .map_err(|_| unavailable())?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn owned(&self, player: &str) -> Result<Vec<(String, i64)>, WebhookError> {
+        let mut owned: Vec<(String, i64)> = match self {
+            Self::Memory(ledger) => {
+                let ledger = ledger.lock().map_err(|_| unavailable())?;
+                ledger
+                    .owned
+                    .iter()
+                    .filter(|((owner, _), _)| owner == player)
+                    .map(|((_, sku), quantity)| (sku.clone(), *quantity))
+                    .collect()
+            }
+            Self::Redis { connection, .. } => connection
+                .clone()
+                .hgetall::<_, HashMap<String, i64>>(format!("game:inventory:{player}"))
+                .await
+                .map_err(|_| unavailable())?
+                .into_iter()
+                .collect(),
+        };
+        owned.sort();
+        Ok(owned)
+    }
+}
+
+/// 503: Aghanim retries, and the idempotency layer releases the claim for that retry.
+fn unavailable() -> WebhookError {
+    WebhookError::new(ErrorCode::Custom("unavailable".into()), "Try again later")
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 #[cfg(test)]
@@ -135,38 +270,44 @@ mod tests {
         event
     }
 
-    fn gems(game: &Game) -> i64 {
-        let ledger = game.ledger.lock().unwrap();
-        ledger.inventory[&("testplayer".to_owned(), "gems".to_owned())]
+    async fn gems(game: &Game) -> i64 {
+        let owned = game.inventory.owned("testplayer").await.unwrap();
+        owned
+            .iter()
+            .find(|(sku, _)| sku == "gems")
+            .map_or(0, |(_, n)| *n)
     }
 
-    #[test]
-    fn a_repeated_idempotency_key_credits_once() {
-        let game = Game::default();
+    #[tokio::test]
+    async fn a_repeated_idempotency_key_credits_once() {
+        let game = Game::in_memory();
         for _ in 0..3 {
             assert!(game
                 .apply(change(EventType::ItemAdd, "ord_1", 5), 1)
+                .await
                 .is_ok());
         }
-        assert_eq!(gems(&game), 5);
+        assert_eq!(gems(&game).await, 5);
         assert!(game
             .apply(change(EventType::ItemAdd, "ord_2", 5), 1)
+            .await
             .is_ok());
-        assert_eq!(gems(&game), 10);
+        assert_eq!(gems(&game).await, 10);
     }
 
-    #[test]
-    fn a_removal_with_the_purchase_key_still_takes_items_back() {
-        let game = Game::default();
+    #[tokio::test]
+    async fn a_removal_with_the_purchase_key_still_takes_items_back() {
+        let game = Game::in_memory();
         assert!(game
             .apply(change(EventType::ItemAdd, "ord_1", 5), 1)
+            .await
             .is_ok());
-        assert!(game
-            .apply(change(EventType::ItemRemove, "ord_1", 5), -1)
-            .is_ok());
-        assert!(game
-            .apply(change(EventType::ItemRemove, "ord_1", 5), -1)
-            .is_ok());
-        assert_eq!(gems(&game), 0);
+        for _ in 0..2 {
+            assert!(game
+                .apply(change(EventType::ItemRemove, "ord_1", 5), -1)
+                .await
+                .is_ok());
+        }
+        assert_eq!(gems(&game).await, 0);
     }
 }

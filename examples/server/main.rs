@@ -1,10 +1,12 @@
 //! An axum game server that receives Aghanim webhooks at `POST /webhook`.
 //!
 //! ```text
-//! AGHANIM_WEBHOOK_SECRET=... PORT=8000 cargo run --example server
+//! AGHANIM_WEBHOOK_SECRET=... PORT=8000 [REDIS_URL=redis://127.0.0.1:6379] cargo run --example server
 //! ```
 //!
-//! At start it prints a `curl` command that sends a signed `player.verify`.
+//! With `REDIS_URL` set, idempotency records and the inventory live in that Redis, shared
+//! by every instance; without it, in this process. At start it prints which, and a
+//! `curl` command that sends a signed `player.verify`.
 
 mod app;
 
@@ -37,10 +39,27 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
 
+    let router = match env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let router = app::redis_router(&secret, &url)
+                .await
+                .map_err(|error| format!("REDIS_URL={url:?}: {error}"))?;
+            println!(
+                "Deduplicating with Redis at {url}, shared by every instance; the inventory is kept there too"
+            );
+            router
+        }
+        _ => {
+            println!(
+                "Deduplicating in memory: this process only, forgotten at restart. Set REDIS_URL to share one Redis between instances"
+            );
+            app::router(&secret)
+        }
+    };
     println!("Listening on http://{address}/webhook\nTry a signed player.verify:\n");
     println!("{}", sample_curl(&secret, address));
 
-    axum::serve(listener, app::router(&secret))
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
