@@ -175,13 +175,13 @@ impl<S> Reading<S> {
         let Self {
             inner,
             mut parts,
-            verification,
+            mut verification,
             buffer,
             config,
         } = self;
+        let bytes = buffer.finish(&mut verification);
         match verification.finish(config.now()) {
             Ok(timestamp) => {
-                let bytes = buffer.into_bytes();
                 parts
                     .extensions
                     .insert(VerifiedBody::new(bytes.clone(), timestamp));
