@@ -269,15 +269,18 @@ impl Verification {
     ///
     /// [`RejectionKind::SignatureMismatch`] or
     /// [`RejectionKind::TimestampOutsideTolerance`].
-    pub fn finish(self, now: u64) -> Result<u64, Rejection> {
+    pub fn finish(mut self, now: u64) -> Result<u64, Rejection> {
+        self.check(now)
+    }
+
+    /// [`finish`](Self::finish) in place: the layer's future verifies without moving
+    /// the MAC states out of itself.
+    pub(crate) fn check(&mut self, now: u64) -> Result<u64, Rejection> {
         let signature = &self.signature;
         // `verify_slice` compares in constant time. Which secret matched may show in the
         // timing; that reveals nothing about any secret.
-        let authentic = self.mac.verify_slice(signature).is_ok()
-            || self
-                .additional
-                .into_iter()
-                .any(|mac| mac.verify_slice(signature).is_ok());
+        let verify = |mac: &HmacSha256| mac.clone().verify_slice(signature).is_ok();
+        let authentic = verify(&self.mac) || self.additional.iter().any(verify);
         if !authentic {
             return Err(Rejection::new(RejectionKind::SignatureMismatch));
         }

@@ -120,10 +120,10 @@ impl BodyBuffer {
         }
     }
 
-    /// The collected bytes, all of them fed to the MAC; they leave the budget with the
-    /// buffer.
-    pub(crate) fn finish(self, verification: &mut Verification) -> Bytes {
-        match self.collected {
+    /// The collected bytes, all of them fed to the MAC; they leave the budget here.
+    pub(crate) fn finish(&mut self, verification: &mut Verification) -> Bytes {
+        self.reservation = Reservation::default();
+        match std::mem::replace(&mut self.collected, Collected::Nothing) {
             Collected::Nothing => Bytes::new(),
             Collected::OneFrame(frame) => frame,
             Collected::Frames { buffer, hashed } => {

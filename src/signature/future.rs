@@ -129,9 +129,19 @@ where
                         Some(Err(error)) => Err(Rejection::body_error(error.into())),
                         None => Ok(()),
                     };
-                    let pending = reading.take().expect("future polled after completion");
-                    match ended {
-                        Ok(()) => pending.finish(),
+                    let mut pending = reading.take().expect("future polled after completion");
+                    match ended.and_then(|()| pending.verified_request()) {
+                        // The inner service is usually ready at once: call it without
+                        // parking the request in `Verified` first.
+                        Ok(request) => match pending.inner.poll_ready(cx) {
+                            Poll::Ready(Ok(())) => State::Calling {
+                                future: pending.inner.call(request),
+                            },
+                            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                            Poll::Pending => State::Verified {
+                                verified: Some((pending.inner, request)),
+                            },
+                        },
                         Err(rejection) => State::rejected(rejection, pending.config),
                     }
                 }
@@ -170,28 +180,15 @@ impl<S> Reading<S> {
         }
     }
 
-    /// The body has ended: verify it, then wait for the inner service, or reject.
-    fn finish<ReqBody, F>(self) -> State<S, ReqBody, F> {
-        let Self {
-            inner,
-            mut parts,
-            mut verification,
-            buffer,
-            config,
-        } = self;
-        let bytes = buffer.finish(&mut verification);
-        match verification.finish(config.now()) {
-            Ok(timestamp) => {
-                parts
-                    .extensions
-                    .insert(VerifiedBody::new(bytes.clone(), timestamp));
-                let request = Request::from_parts(parts, BufferedBody::new(bytes));
-                State::Verified {
-                    verified: Some((inner, request)),
-                }
-            }
-            Err(rejection) => State::rejected(rejection, config),
-        }
+    /// The body has ended: the request for the inner service, if it is authentic.
+    fn verified_request(&mut self) -> Result<Request<BufferedBody>, Rejection> {
+        let bytes = self.buffer.finish(&mut self.verification);
+        let timestamp = self.verification.check(self.config.now())?;
+        let mut parts = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
+        parts
+            .extensions
+            .insert(VerifiedBody::new(bytes.clone(), timestamp));
+        Ok(Request::from_parts(parts, BufferedBody::new(bytes)))
     }
 }
 
