@@ -3,7 +3,6 @@ use std::{future::Future, marker::PhantomData, pin::Pin};
 use bytes::Bytes;
 use http::Response;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 
 use super::future::IntoResponseFuture;
 use crate::events::{from_json, Event, IntoWebhookResponse, WebhookError};
@@ -73,8 +72,8 @@ pub(crate) type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<Bytes>>
 
 /// A handler with its data type erased, as the route table stores it.
 pub(crate) trait Route<S>: Send + Sync {
-    /// Deserializes the event's data for the handler and starts it.
-    fn start(&self, state: S, event: Event<&RawValue>) -> Result<BoxResponseFuture, WebhookError>;
+    /// Parses the verified event for the handler and starts it.
+    fn start(&self, state: S, verified: &[u8]) -> Result<BoxResponseFuture, WebhookError>;
 }
 
 pub(crate) struct Erased<H, T> {
@@ -95,9 +94,8 @@ impl<H, T, S> Route<S> for Erased<H, T>
 where
     H: Handler<T, S>,
 {
-    fn start(&self, state: S, event: Event<&RawValue>) -> Result<BoxResponseFuture, WebhookError> {
-        let event =
-            event.try_map_data(|raw| from_json(raw.get().as_bytes(), Some("event_data")))?;
+    fn start(&self, state: S, verified: &[u8]) -> Result<BoxResponseFuture, WebhookError> {
+        let event = from_json(verified, None)?;
         Ok(Box::pin(self.handler.call(state, event)))
     }
 }

@@ -7,7 +7,6 @@ use std::{
 };
 
 use http::{Request, Response};
-use serde_json::value::RawValue;
 use tower_service::Service;
 
 use super::{
@@ -15,16 +14,16 @@ use super::{
     DispatchFuture, Handler,
 };
 use crate::{
-    events::{from_json, ErrorCode, Event, EventType, IntoWebhookResponse, WebhookError},
+    events::{peek_event_type, ErrorCode, EventType, IntoWebhookResponse, WebhookError},
     VerifiedBody,
 };
 
 /// Routes verified events to handlers by `event_type`: the single endpoint.
 ///
 /// Put it behind [`AghanimSignatureLayer`](crate::AghanimSignatureLayer): it reads the
-/// [`VerifiedBody`] the layer leaves in the request extensions, parses the envelope once,
-/// deserializes `event_data` into the registered handler's type and answers with what the
-/// handler returns.
+/// [`VerifiedBody`] the layer leaves in the request extensions, reads `event_type` to
+/// pick the handler, parses the event once straight into the handler's data type and
+/// answers with what the handler returns.
 ///
 /// | request | answer |
 /// |---|---|
@@ -161,20 +160,22 @@ where
         Arc::make_mut(&mut self.routes)
     }
 
+    /// Reads only `event_type` to pick the handler, which then parses the whole event
+    /// once, straight into its own data type.
     fn start(&self, verified: &[u8]) -> Result<DispatchFuture, WebhookError> {
-        let event: Event<&RawValue> = from_json(verified, None)?;
+        let event_type = peek_event_type(verified)?;
         let route = self
             .routes
             .handlers
-            .get(&event.event_type)
+            .get(&event_type)
             .or(self.routes.fallback.as_ref());
         match route {
             Some(route) => route
-                .start(self.state.clone(), event)
+                .start(self.state.clone(), verified)
                 .map(DispatchFuture::handler),
             None => Err(WebhookError::new(
                 ErrorCode::UnknownEventType,
-                format!("No handler for event_type {}", event.event_type),
+                format!("No handler for event_type {event_type}"),
             )),
         }
     }

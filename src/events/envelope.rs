@@ -1,4 +1,5 @@
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::EventType;
@@ -67,9 +68,11 @@ pub struct Event<D = Value> {
     /// `whtx_…`.
     #[serde(default)]
     pub transaction_id: Option<String>,
-    /// Player attributes and attribution, when enabled for the game.
+    /// Player attributes and attribution, when enabled for the game: kept as the raw
+    /// JSON it was sent as, so an event costs no parsing of it unless a handler reads
+    /// it with [`RawJson::parse`].
     #[serde(default)]
-    pub context: Option<Value>,
+    pub context: Option<RawJson>,
 }
 
 impl<D> Event<D> {
@@ -154,4 +157,46 @@ fn null_as_false<'de, De: Deserializer<'de>>(deserializer: De) -> Result<bool, D
 
 fn present(key: &Option<String>) -> Option<&str> {
     key.as_deref().filter(|key| !key.is_empty())
+}
+
+/// A JSON value kept as the text it was sent as, parsed only when asked.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::events::Event;
+///
+/// let event: Event = serde_json::from_str(
+///     r#"{"event_type":"item.add","event_data":{},"context":{"player":{"level":7}}}"#,
+/// ).unwrap();
+/// let context = event.context.unwrap();
+/// assert_eq!(context.get(), r#"{"player":{"level":7}}"#);
+/// let level: serde_json::Value = context.parse().unwrap();
+/// assert_eq!(level["player"]["level"], 7);
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// The JSON text, exactly as sent.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parses it as `T`.
+    ///
+    /// # Errors
+    ///
+    /// When the JSON does not fit `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+}
+
+/// Equal when the texts are equal.
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }

@@ -48,10 +48,10 @@ pub use data::{
     Coupon, CouponRedeemed, EmailConsent, FraudReported, IngameMessage, Item, ItemChange,
     MarketingConsentUpdated, Order, PlayerUpdate, PlayerVerify, StoreGet,
 };
-pub use envelope::Event;
+pub use envelope::{Event, RawJson};
 pub use event_data::{EventData, ItemRemove};
 pub use event_type::EventType;
-pub(crate) use parse::from_json;
+pub(crate) use parse::{from_json, peek_event_type};
 pub use response::{
     Ack, ErrorCode, IntoWebhookResponse, PlayerAttributes, PlayerVerifyResponse, StoreGetResponse,
     StoreItem, WebhookError,

@@ -1,13 +1,26 @@
-use std::fmt::Display;
+use std::{borrow::Cow, fmt, fmt::Display};
 
-use serde::Deserialize;
+use serde::{
+    de::{self, IgnoredAny, MapAccess, Visitor},
+    Deserialize, Deserializer,
+};
 
-use super::WebhookError;
+use super::{Event, EventType, WebhookError};
 
 /// Parses JSON, naming the path of the field at fault in the error, e.g.
 /// `event_data.items[0].quantity: invalid type: ...`. `prefix` names where `bytes` sits
 /// in the whole event.
+///
+/// Tracking the path slows every parse down, so it is only done again for input that
+/// failed: valid events, the common case, are parsed once at full speed.
 pub(crate) fn from_json<'de, T: Deserialize<'de>>(
+    bytes: &'de [u8],
+    prefix: Option<&str>,
+) -> Result<T, WebhookError> {
+    serde_json::from_slice(bytes).or_else(|_| from_json_tracking_path(bytes, prefix))
+}
+
+fn from_json_tracking_path<'de, T: Deserialize<'de>>(
     bytes: &'de [u8],
     prefix: Option<&str>,
 ) -> Result<T, WebhookError> {
@@ -29,4 +42,49 @@ fn invalid(prefix: Option<&str>, path: &str, error: &impl Display) -> WebhookErr
         (None, path) => path.to_owned(),
     };
     WebhookError::validation(format!("{location}: {error}"))
+}
+
+/// The `event_type` of an event, read without parsing the rest: the keys before it are
+/// skipped and nothing after it is read, so `Dispatch` can pick the handler and then
+/// parse the whole event once, straight into the handler's types.
+///
+/// # Errors
+///
+/// For a body that is not an object with a string `event_type`: the error the whole
+/// event's parse reports, naming the field at fault.
+pub(crate) fn peek_event_type(bytes: &[u8]) -> Result<EventType, WebhookError> {
+    let mut found = None;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    // The visitor stops at `event_type` by failing on purpose; what it found is in
+    // `found`, and any other outcome is reported by a full parse below.
+    let _ = deserializer.deserialize_map(EventTypeVisitor { found: &mut found });
+    match found {
+        Some(event_type) => Ok(event_type),
+        None => Err(from_json::<Event<IgnoredAny>>(bytes, None)
+            .err()
+            .unwrap_or_else(|| WebhookError::validation("event: missing field `event_type`"))),
+    }
+}
+
+struct EventTypeVisitor<'a> {
+    found: &'a mut Option<EventType>,
+}
+
+impl<'de> Visitor<'de> for EventTypeVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "event_type" {
+                *self.found = Some(map.next_value()?);
+                return Err(de::Error::custom("stopped at event_type"));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
 }

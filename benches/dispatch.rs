@@ -1,0 +1,104 @@
+//! What `Dispatch` costs per event: the signature layer in front of `Dispatch` with a
+//! typed `item.add` handler, against the same layer in front of a handler that answers
+//! without parsing; the difference is dispatch (envelope, typed data, handler, answer),
+//! to compare with `serde_json::from_slice::<Event<ItemChange>>` of the same bytes.
+//! `scripts/bench-ratios.py` prints the ratio.
+//!
+//! ```text
+//! cargo bench --bench dispatch
+//! ```
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    hint::black_box,
+    pin::pin,
+    task::{Context, Poll, Waker},
+};
+
+use aghanim_webhook::{
+    body::BufferedBody,
+    dispatch::Dispatch,
+    events::{Ack, Event, EventType, ItemChange},
+    sign_headers, AghanimSignatureLayer,
+};
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::{service_fn, Layer, ServiceExt};
+
+const SECRET: &str = "whsec_benchmark_secret";
+const TIMESTAMP: u64 = 1_700_000_000;
+
+/// A realistic `item.add` of about 1 KiB, as Aghanim documents it.
+fn body() -> Bytes {
+    let item = r#"{"id":"itm_eSeXmERbUGh","name":"100 gems","description":"A pouch of gems for the hub store","sku":"gems_100","quantity":1,"price":199,"price_decimal":1.99,"currency":"USD","type":"item","nested_items":null,"image_url":"https://cdn.example/gems_100.png"}"#;
+    let items = [item; 3].join(",");
+    Bytes::from(format!(
+        r#"{{"event_id":"whevt_eSeXmERbUGh","game_id":"gm_exoqPsmvqRu","event_type":"item.add","event_time":{TIMESTAMP},"event_data":{{"player_id":"testplayer","reason":"Order paid ord_eSeXmERbUGh","items":[{items}]}},"idempotency_key":"ord_eSeXmERbUGh","request_id":null,"sandbox":false,"trigger":null,"transaction_id":"whtx_eSeXmERbUGh","context":{{"player":{{"level":42,"country":"DE"}},"attribution":{{"campaign":"winter"}}}}}}"#
+    ))
+}
+
+fn request(body: &Bytes) -> Request<Full<Bytes>> {
+    let mut request = Request::post("/webhook")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    sign_headers(request.headers_mut(), SECRET, TIMESTAMP, body);
+    request
+}
+
+/// Polls `future` to completion; nothing here waits, so no runtime is measured.
+fn run<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+async fn credit(event: Event<ItemChange>) -> Ack {
+    black_box(&event.event_data.items);
+    Ack
+}
+
+async fn answer_unparsed(
+    _request: Request<BufferedBody>,
+) -> Result<Response<BufferedBody>, Infallible> {
+    let answer = Bytes::from_static(br#"{"status":"ok"}"#);
+    Ok(Response::new(BufferedBody::from(answer)))
+}
+
+fn dispatch(c: &mut Criterion) {
+    let body = body();
+    let layer = AghanimSignatureLayer::new(SECRET).clock(|| TIMESTAMP);
+    let dispatched = layer
+        .clone()
+        .layer(Dispatch::new().on(EventType::ItemAdd, credit));
+    let undispatched = layer.layer(service_fn(answer_unparsed));
+
+    let mut group = c.benchmark_group(format!("dispatch/{}B", body.len()));
+    group.bench_function("serde_json", |b| {
+        b.iter(|| serde_json::from_slice::<Event<ItemChange>>(black_box(&body)).unwrap())
+    });
+    group.bench_function("layer", |b| {
+        b.iter_batched(
+            || request(&body),
+            |request| run(undispatched.clone().oneshot(black_box(request))),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("layer+dispatch", |b| {
+        b.iter_batched(
+            || request(&body),
+            |request| run(dispatched.clone().oneshot(black_box(request))),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dispatch);
+criterion_main!(benches);
