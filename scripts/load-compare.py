@@ -6,7 +6,8 @@
 Starts, each pinned to CPU 0 with taskset:
   bare      examples/load_target.rs: an axum route that reads the body, no verification
   verified  the same route behind AghanimSignatureLayer
-  example   examples/server: the layer plus typed dispatch (item.add, idempotent)
+  dispatch  the layer in front of Dispatch with a typed item.add handler
+  example   examples/server: the layer, the idempotency layer (memory store), Dispatch
   python    Aghanim's Python template (FastAPI + uvicorn), when pip can install them
 and drives each, pinned to CPU 1, with 1 KiB signed item.add bodies over 64 keep-alive
 connections, two ways:
@@ -222,10 +223,11 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=int, default=20000, help="open-loop requests/s")
     parser.add_argument("--no-python", action="store_true")
+    parser.add_argument("--closed-only", action="store_true", help="skip the oha runs")
     args = parser.parse_args()
 
     ensure_wrk()
-    open_loop = ensure_oha()
+    open_loop = not args.closed_only and ensure_oha()
     sh("cargo", "build", "-q", "--release", "--example", "load_target", "--example", "server", cwd=ROOT)
     python = None if args.no_python else ensure_python_template()
     examples = ROOT / "target" / "release" / "examples"
@@ -233,6 +235,7 @@ def main():
     servers = {
         "bare": (8100, [str(examples / "load_target"), "bare"]),
         "verified": (8101, [str(examples / "load_target"), "verified"]),
+        "dispatch": (8104, [str(examples / "load_target"), "dispatch"]),
         "example": (8102, [str(examples / "server")]),
     }
     if python:
@@ -288,6 +291,11 @@ def main():
     print()
     paired("closed loop", results)
     paired(f"open loop at {args.rate}/s", fixed)
+    verified_cpu = statistics.median(run["cpu_us"] for run in results["verified"])
+    for name in ("dispatch", "example"):
+        if results.get(name):
+            cpu = statistics.median(run["cpu_us"] for run in results[name])
+            print(f"{name} - verified, server CPU per request: {cpu - verified_cpu:+.2f} µs")
     if results.get("python"):
         python_rps = statistics.median(run["rps"] for run in results["python"])
         for name in ("verified", "example"):
