@@ -91,6 +91,7 @@ mod rejection;
 mod secret;
 mod sign;
 mod signature;
+mod trace;
 mod verified_body;
 mod verify;
 

@@ -180,6 +180,18 @@ impl Rejection {
         }
     }
 
+    /// For [`RejectionKind::TimestampOutsideTolerance`], the refused timestamp and how
+    /// far the clock was from it (clock minus timestamp, in seconds).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn skew(&self) -> Option<(u64, i128)> {
+        match self.detail {
+            Detail::Skew { timestamp, now } => {
+                Some((timestamp, i128::from(now) - i128::from(timestamp)))
+            }
+            _ => None,
+        }
+    }
+
     /// For [`RejectionKind::TimestampOutsideTolerance`], the authentic timestamp that was
     /// refused; `None` for every other kind.
     ///

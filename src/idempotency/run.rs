@@ -35,6 +35,8 @@ where
     ResBody: Body<Data = Bytes>,
 {
     let key = delivery.store_key.as_str();
+    let dedupe_key = delivery.dedupe_key;
+    let marked = |response, reported| marked(response, reported, &dedupe_key);
     let owner = OwnerToken::random();
     let claim = ClaimRequest::new(
         owner.clone(),
@@ -48,7 +50,8 @@ where
         let outcome = match claim_once_more_on_error(&config, key, &claim).await {
             Ok(outcome) => outcome,
             Err(_) if config.fail_open => {
-                return run_unclaimed(inner, request, IdempotencyOutcome::FailedOpen).await
+                let response = run_unclaimed(inner, request).await?;
+                return Ok(marked(response, IdempotencyOutcome::FailedOpen));
             }
             Err(_) => {
                 return Ok(marked(
@@ -66,13 +69,17 @@ where
                 ))
             }
             ClaimOutcome::Mismatch if policy == Policy::DeduplicateAllowingChanges => {
-                return run_unclaimed(inner, request, IdempotencyOutcome::PassedThrough).await
+                let response = run_unclaimed(inner, request).await?;
+                return Ok(marked(response, IdempotencyOutcome::PassedThrough));
             }
             ClaimOutcome::Mismatch => {
                 return Ok(marked(outcome::key_reused(), IdempotencyOutcome::KeyReused))
             }
             ClaimOutcome::InProgress { lease_remaining } => {
                 let now = Instant::now();
+                if pause == FIRST_PAUSE {
+                    crate::trace::claim(&dedupe_key, None);
+                }
                 if now >= deadline {
                     let busy = outcome::still_in_progress(lease_remaining);
                     return Ok(marked(busy, IdempotencyOutcome::StillInProgress));
@@ -83,6 +90,7 @@ where
         }
     };
 
+    crate::trace::claim(&dedupe_key, Some(attempt));
     let mut guard = ClaimGuard {
         store: Arc::clone(&config.store),
         key: key.to_owned(),
@@ -90,7 +98,7 @@ where
         held: true,
     };
     request.extensions_mut().insert(Claim {
-        dedupe_key: delivery.dedupe_key,
+        dedupe_key: dedupe_key.clone(),
         attempt,
     });
     if let Err(error) = poll_fn(|cx| inner.poll_ready(cx)).await {
@@ -192,7 +200,6 @@ async fn run_renewing<F: std::future::Future>(
 async fn run_unclaimed<S, ReqBody, ResBody>(
     mut inner: S,
     request: Request<ReqBody>,
-    reported: IdempotencyOutcome,
 ) -> Result<Response<Bytes>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -200,10 +207,9 @@ where
 {
     poll_fn(|cx| inner.poll_ready(cx)).await?;
     let response = inner.call(request).await?;
-    let response = collect(response)
+    Ok(collect(response)
         .await
-        .unwrap_or_else(|()| outcome::body_failed());
-    Ok(marked(response, reported))
+        .unwrap_or_else(|()| outcome::body_failed()))
 }
 
 async fn collect<B: Body<Data = Bytes>>(response: Response<B>) -> Result<Response<Bytes>, ()> {
@@ -221,7 +227,13 @@ fn is_final(status: StatusCode) -> bool {
         || status == StatusCode::TOO_MANY_REQUESTS)
 }
 
-fn marked(mut response: Response<Bytes>, reported: IdempotencyOutcome) -> Response<Bytes> {
+/// Reports what the layer did, in the response extensions and through `tracing`.
+fn marked(
+    mut response: Response<Bytes>,
+    reported: IdempotencyOutcome,
+    dedupe_key: &str,
+) -> Response<Bytes> {
+    crate::trace::idempotency(reported, dedupe_key);
     response.extensions_mut().insert(reported);
     response
 }

@@ -112,7 +112,7 @@ impl BodyBuffer {
         Ok(())
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match &self.collected {
             Collected::Nothing => 0,
             Collected::OneFrame(frame) => frame.len(),

@@ -130,6 +130,7 @@ where
                         None => Ok(()),
                     };
                     let mut pending = reading.take().expect("future polled after completion");
+                    let body_read = pending.buffer.len();
                     match ended.and_then(|()| pending.verified_request()) {
                         // The inner service is usually ready at once: call it without
                         // parking the request in `Verified` first.
@@ -142,7 +143,10 @@ where
                                 verified: Some((pending.inner, request)),
                             },
                         },
-                        Err(rejection) => State::rejected(rejection, pending.config),
+                        Err(rejection) => {
+                            crate::trace::rejection(&rejection, &pending.parts, body_read);
+                            State::rejected(rejection, pending.config)
+                        }
                     }
                 }
                 StateProj::Verified { verified } => {

@@ -10,7 +10,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::{layer::Config, BufferedBody, ResponseBody, ResponseFuture};
-use crate::{BoxError, Rejection};
+use crate::{BoxError, Rejection, Verification};
 
 /// The service made by [`AghanimSignatureLayer`](super::AghanimSignatureLayer): it
 /// verifies each request and hands only authentic ones to `S`.
@@ -86,24 +86,38 @@ where
         let config = Arc::clone(&self.config);
         let (parts, body) = request.into_parts();
         let declared = declared_length(&parts.headers, &body);
-        let limit = config.body_limit;
-        if declared.is_some_and(|length| length > limit as u64) {
-            return ResponseFuture::rejected(Rejection::body_too_large(limit), config);
-        }
-        let verification = match config.verifier.begin_headers(&parts.headers) {
-            Ok(verification) => verification,
-            Err(rejection) => return ResponseFuture::rejected(rejection, config),
-        };
-        if let Some(budget) = &config.buffer_budget {
-            let first_need = declared.map_or(0, |length| length as usize);
-            if !budget.fits(first_need) {
-                let rejection = Rejection::overloaded(Some(budget.total()));
-                return ResponseFuture::rejected(rejection, config);
+        match admit(&config, &parts.headers, declared) {
+            Ok(verification) => {
+                let inner = self.inner.clone();
+                ResponseFuture::reading(inner, parts, body, verification, declared, config)
+            }
+            Err(rejection) => {
+                crate::trace::rejection(&rejection, &parts, 0);
+                ResponseFuture::rejected(rejection, config)
             }
         }
-        let inner = self.inner.clone();
-        ResponseFuture::reading(inner, parts, body, verification, declared, config)
     }
+}
+
+/// What can be checked before a byte of the body is read: the declared length against
+/// the limit, the signature headers, and the declared length against the budget left.
+fn admit(
+    config: &Config,
+    headers: &HeaderMap,
+    declared: Option<u64>,
+) -> Result<Verification, Rejection> {
+    let limit = config.body_limit;
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(Rejection::body_too_large(limit));
+    }
+    let verification = config.verifier.begin_headers(headers)?;
+    if let Some(budget) = &config.buffer_budget {
+        let first_need = declared.map_or(0, |length| length as usize);
+        if !budget.fits(first_need) {
+            return Err(Rejection::overloaded(Some(budget.total())));
+        }
+    }
+    Ok(verification)
 }
 
 /// The length the client announced: the larger of the body's exact size hint (hyper

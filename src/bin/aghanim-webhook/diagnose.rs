@@ -1,0 +1,142 @@
+//! Which check a captured request fails, and why, using the crate's own `Verifier`.
+
+use aghanim_webhook::{
+    RejectionKind, Secret, Verifier, DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
+use http::HeaderMap;
+
+/// A captured request: its headers and its body as received.
+pub(crate) struct Captured {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Reads raw HTTP/1.1 (`POST ... HTTP/1.1`, headers, a blank line, the body), or only
+/// header lines and a blank line when the body comes separately.
+pub(crate) fn parse(raw: &[u8], separate_body: Option<Vec<u8>>) -> Result<Captured, String> {
+    let (head, rest) = match find(raw, b"\r\n\r\n")
+        .map(|at| (at, 4))
+        .or_else(|| find(raw, b"\n\n").map(|at| (at, 2)))
+    {
+        Some((at, gap)) => (&raw[..at], &raw[at + gap..]),
+        None => (raw, &raw[raw.len()..]),
+    };
+    let head =
+        std::str::from_utf8(head).map_err(|_| "the request head is not UTF-8 text".to_owned())?;
+    let mut headers = HeaderMap::new();
+    for line in head.lines().map(|line| line.trim_end_matches('\r')) {
+        if line.is_empty() || line.starts_with("POST ") || line.contains(" HTTP/") {
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("not a header line: {line:?}"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("not a header name: {name:?}"))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("not a header value: {value:?}"))?;
+        headers.append(name, value);
+    }
+    let body = separate_body.unwrap_or_else(|| rest.to_vec());
+    Ok(Captured { headers, body })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The verdict, in sentences, and whether the layer would accept the request.
+pub(crate) fn diagnose(
+    captured: &Captured,
+    secret: &str,
+    now: u64,
+) -> Result<(bool, Vec<String>), String> {
+    let secret = Secret::new(secret).map_err(|error| error.to_string())?;
+    let verifier = Verifier::new(secret).disable_tolerance();
+    let mut findings = vec![format!("body: {} bytes", captured.body.len())];
+    let check = |body: &[u8]| verifier.verify_headers(&captured.headers, body, now);
+    match check(&captured.body) {
+        Ok(timestamp) => {
+            let skew = i128::from(now) - i128::from(timestamp);
+            findings.push(format!(
+                "signature: matches this body under this secret (timestamp {timestamp})"
+            ));
+            let tolerance = DEFAULT_TOLERANCE.as_secs();
+            if skew.unsigned_abs() > u128::from(tolerance) {
+                findings.push(format!(
+                    "timestamp: the clock is {skew} s from it, outside the default {tolerance} s window: \
+                     a replay, a late retry, or a clock that is off (answer: 403, TimestampOutsideTolerance)"
+                ));
+                return Ok((false, findings));
+            }
+            findings.push(format!(
+                "timestamp: {skew} s from the clock, inside the {tolerance} s window"
+            ));
+            findings.push("verdict: accepted".into());
+            Ok((true, findings))
+        }
+        Err(rejection) => {
+            let reason =
+                match rejection.kind() {
+                    RejectionKind::MissingTimestamp => format!("no {TIMESTAMP_HEADER} header"),
+                    RejectionKind::MalformedTimestamp => format!(
+                        "{TIMESTAMP_HEADER} is not one decimal Unix time in seconds: {:?}",
+                        captured
+                            .headers
+                            .get_all(&TIMESTAMP_HEADER)
+                            .iter()
+                            .collect::<Vec<_>>()
+                    ),
+                    RejectionKind::MissingSignature => format!("no {SIGNATURE_HEADER} header"),
+                    RejectionKind::MalformedSignature => format!(
+                    "{SIGNATURE_HEADER} is not exactly 64 hex digits (no prefix, sent once): {:?}",
+                    captured.headers.get_all(&SIGNATURE_HEADER).iter().collect::<Vec<_>>()
+                ),
+                    RejectionKind::SignatureMismatch => mismatch(&check, &captured.body),
+                    _ => rejection.to_string(),
+                };
+            findings.push(format!(
+                "rejected: {reason} (answer: 403, {:?})",
+                rejection.kind()
+            ));
+            Ok((false, findings))
+        }
+    }
+}
+
+/// A mismatch is a wrong secret or a changed body; the usual changes are tried so that
+/// the second can be named.
+fn mismatch(
+    check: &dyn Fn(&[u8]) -> Result<u64, aghanim_webhook::Rejection>,
+    body: &[u8],
+) -> String {
+    let text = String::from_utf8_lossy(body);
+    let candidates: [(&str, Vec<u8>); 4] = [
+        (
+            "a trailing newline was added to the body",
+            body.strip_suffix(b"\n").unwrap_or(body).to_vec(),
+        ),
+        ("the body lost its trailing newline", [body, b"\n"].concat()),
+        (
+            "line endings were changed to CRLF",
+            text.replace("\r\n", "\n").into_bytes(),
+        ),
+        (
+            "the JSON was re-serialized (whitespace changed)",
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|value| serde_json::to_vec(&value).ok())
+                .unwrap_or_default(),
+        ),
+    ];
+    for (change, candidate) in candidates {
+        if candidate != body && check(&candidate).is_ok() {
+            return format!("the signature does not match this body, but matches it if {change}: the body was changed in transit");
+        }
+    }
+    "the signature does not match this body under this secret: the secret is not the one \
+     Aghanim signs with (Dashboard: Game > Webhooks), or the body was changed in transit"
+        .into()
+}

@@ -1,0 +1,350 @@
+//! `aghanim-webhook`: send, sign and diagnose Aghanim webhook deliveries.
+//!
+//! ```text
+//! cargo install --path . --features cli
+//! aghanim-webhook send item.add --url http://127.0.0.1:8000/webhook --repeat 5
+//! aghanim-webhook sign event.json
+//! aghanim-webhook diagnose --secret "$AGHANIM_WEBHOOK_SECRET" captured.http
+//! ```
+
+mod diagnose;
+mod samples;
+
+use std::{
+    fs,
+    io::Read,
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use aghanim_webhook::{events::EventType, sign, unix_now, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use clap::{Args, Parser, Subcommand};
+
+/// The example server's development secret, used when no secret is given.
+const DEVELOPMENT_SECRET: &str = "aghanim-webhook-development-secret";
+const DEFAULT_URL: &str = "http://127.0.0.1:8000/webhook";
+
+/// Send, sign and diagnose Aghanim webhook deliveries.
+#[derive(Parser)]
+#[command(
+    name = "aghanim-webhook",
+    version,
+    about = "Send, sign and diagnose Aghanim webhook deliveries"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send a signed sample of any documented event type (or a file) to an endpoint, as
+    /// Aghanim would, and print each answer.
+    Send(Send),
+    /// Print the signature headers and a curl command for a payload.
+    Sign(Sign),
+    /// Say which check a captured request fails, and why.
+    Diagnose(Diagnose),
+}
+
+#[derive(Args)]
+struct Secrets {
+    /// The webhook secret [default: $AGHANIM_WEBHOOK_SECRET, else the example server's
+    /// development secret]
+    #[arg(long, env = "AGHANIM_WEBHOOK_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+}
+
+impl Secrets {
+    fn get(self) -> String {
+        self.secret.filter(|secret| !secret.is_empty()).unwrap_or_else(|| {
+            eprintln!("no --secret and no AGHANIM_WEBHOOK_SECRET: using the example server's development secret");
+            DEVELOPMENT_SECRET.to_owned()
+        })
+    }
+}
+
+#[derive(Args)]
+struct Send {
+    /// The event type to sample, e.g. item.add, player.verify, payment.succeeded
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    event_type: Option<String>,
+    /// Send this file's bytes instead of a sample
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The endpoint
+    #[arg(long, default_value = DEFAULT_URL)]
+    url: String,
+    #[command(flatten)]
+    secrets: Secrets,
+    /// The player the sample is for
+    #[arg(long, default_value = "testplayer")]
+    player: String,
+    /// The sample's ids (event_id whevt_ID, idempotency_key ord_ID) [default: from the time]
+    #[arg(long)]
+    id: Option<String>,
+    /// Deliveries of the same event, with the same ids, as Aghanim's retries would send them
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// How many of them at once
+    #[arg(long, default_value_t = 1)]
+    concurrency: u32,
+    /// Seconds between deliveries (per concurrent sender)
+    #[arg(long, default_value_t = 0.0)]
+    delay: f64,
+    /// Print the signed curl command instead of sending
+    #[arg(long)]
+    print_curl: bool,
+}
+
+#[derive(Args)]
+struct Sign {
+    /// The payload file, or - for standard input
+    input: String,
+    #[command(flatten)]
+    secrets: Secrets,
+    /// The signature timestamp, Unix seconds [default: now]
+    #[arg(long)]
+    timestamp: Option<u64>,
+    /// The URL in the printed curl command
+    #[arg(long, default_value = DEFAULT_URL)]
+    url: String,
+}
+
+#[derive(Args)]
+struct Diagnose {
+    /// The captured request: raw HTTP (request line, headers, blank line, body), or
+    /// header lines only with --body; - for standard input
+    input: String,
+    /// The body, when the capture holds only the headers
+    #[arg(long)]
+    body: Option<PathBuf>,
+    #[command(flatten)]
+    secrets: Secrets,
+    /// The time to check the timestamp against, Unix seconds [default: now]
+    #[arg(long)]
+    now: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Send(send) => send.run(),
+        Command::Sign(sign) => sign.run(),
+        Command::Diagnose(diagnose) => diagnose.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_input(input: &str) -> Result<Vec<u8>, String> {
+    if input == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|error| format!("standard input: {error}"))?;
+        Ok(bytes)
+    } else {
+        fs::read(input).map_err(|error| format!("{input}: {error}"))
+    }
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn curl(url: &str, timestamp: u64, signature: &str, data: &str) -> String {
+    format!(
+        "curl -i {url} -H 'content-type: application/json' -H '{TIMESTAMP_HEADER}: {timestamp}' \
+         -H '{SIGNATURE_HEADER}: {signature}' --data-binary {data}",
+        url = shell_quote(url),
+    )
+}
+
+impl Send {
+    fn run(self) -> Result<ExitCode, String> {
+        let secret = self.secrets.get();
+        let body = match (&self.event_type, &self.file) {
+            (_, Some(file)) => {
+                fs::read(file).map_err(|error| format!("{}: {error}", file.display()))?
+            }
+            (Some(event_type), None) => {
+                let event_type = EventType::from(event_type.as_str());
+                if !event_type.is_documented() {
+                    return Err(format!(
+                        "{event_type} is not a documented event type (try item.add, player.verify, order.paid, ...)"
+                    ));
+                }
+                let id = self
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("cli{}", unix_now()));
+                samples::sample(&event_type, &self.player, &id, unix_now())?.into_bytes()
+            }
+            (None, None) => return Err("name an event type or --file".into()),
+        };
+        if self.print_curl {
+            let text = std::str::from_utf8(&body).map_err(|_| {
+                "the payload is not UTF-8: curl --data-binary @file instead".to_owned()
+            })?;
+            let timestamp = unix_now();
+            println!(
+                "{}",
+                curl(
+                    &self.url,
+                    timestamp,
+                    &sign(&secret, timestamp, &body),
+                    &shell_quote(text)
+                )
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if self.repeat == 0
+            || self.concurrency == 0
+            || !(self.delay >= 0.0 && self.delay.is_finite())
+        {
+            return Err(
+                "--repeat and --concurrency must be at least 1, --delay a number of seconds".into(),
+            );
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let shared = Arc::new((agent, body, secret, self.url.clone()));
+        let senders = self.concurrency.min(self.repeat);
+        let mut all_2xx = true;
+        let threads: Vec<_> = (0..senders)
+            .map(|sender| {
+                let shared = Arc::clone(&shared);
+                let (repeat, delay) = (self.repeat, self.delay);
+                std::thread::spawn(move || {
+                    let (agent, body, secret, url) = &*shared;
+                    let mut lines = Vec::new();
+                    for delivery in (sender..repeat).step_by(senders as usize) {
+                        if delivery >= senders && delay > 0.0 {
+                            std::thread::sleep(Duration::from_secs_f64(delay));
+                        }
+                        lines.push((delivery, deliver(agent, url, secret, body)));
+                    }
+                    lines
+                })
+            })
+            .collect();
+        let mut answers: Vec<_> = threads
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap_or_default())
+            .collect();
+        answers.sort_by_key(|(delivery, _)| *delivery);
+        for (delivery, answer) in answers {
+            match answer {
+                Ok(answer) => {
+                    all_2xx &= (200..300).contains(&answer.status);
+                    println!(
+                        "#{} {} {:.1} ms{} {}",
+                        delivery + 1,
+                        answer.status,
+                        answer.latency.as_secs_f64() * 1000.0,
+                        if answer.replayed { " (replayed)" } else { "" },
+                        answer.body
+                    );
+                }
+                Err(error) => {
+                    all_2xx = false;
+                    println!("#{} failed: {error}", delivery + 1);
+                }
+            }
+        }
+        Ok(if all_2xx {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
+struct Answer {
+    status: u16,
+    latency: Duration,
+    replayed: bool,
+    body: String,
+}
+
+/// One delivery, signed at the moment it is sent.
+fn deliver(agent: &ureq::Agent, url: &str, secret: &str, body: &[u8]) -> Result<Answer, String> {
+    let timestamp = unix_now();
+    let started = Instant::now();
+    let mut response = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .header("user-agent", "aghanim-webhook-cli")
+        .header(TIMESTAMP_HEADER.as_str(), timestamp.to_string())
+        .header(SIGNATURE_HEADER.as_str(), sign(secret, timestamp, body))
+        .send(body)
+        .map_err(|error| format!("{url}: {error}"))?;
+    let latency = started.elapsed();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_else(|error| format!("(unreadable body: {error})"));
+    Ok(Answer {
+        status: response.status().as_u16(),
+        latency,
+        replayed,
+        body: text,
+    })
+}
+
+impl Sign {
+    fn run(self) -> Result<ExitCode, String> {
+        let secret = self.secrets.get();
+        let timestamp = self.timestamp.unwrap_or_else(unix_now);
+        let body = read_input(&self.input)?;
+        let signature = sign(&secret, timestamp, &body);
+        println!("{TIMESTAMP_HEADER}: {timestamp}");
+        println!("{SIGNATURE_HEADER}: {signature}");
+        println!();
+        let data = if self.input != "-" {
+            format!("@{}", shell_quote(&self.input))
+        } else {
+            let text = std::str::from_utf8(&body).map_err(|_| {
+                "the payload is not UTF-8: save it to a file and pass the file".to_owned()
+            })?;
+            shell_quote(text)
+        };
+        println!("{}", curl(&self.url, timestamp, &signature, &data));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Diagnose {
+    fn run(self) -> Result<ExitCode, String> {
+        let secret = self.secrets.get();
+        let raw = read_input(&self.input)?;
+        let body = match &self.body {
+            Some(path) => {
+                Some(fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?)
+            }
+            None => None,
+        };
+        let captured = diagnose::parse(&raw, body)?;
+        let (accepted, findings) =
+            diagnose::diagnose(&captured, &secret, self.now.unwrap_or_else(unix_now))?;
+        for finding in findings {
+            println!("{finding}");
+        }
+        Ok(if accepted {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}

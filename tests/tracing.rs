@@ -1,0 +1,140 @@
+#![cfg(feature = "tracing")]
+//! What the layers report through `tracing`: one event per rejection at the level the
+//! README states, with its fields, and never the secret, an expected MAC or the body.
+
+mod common;
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use aghanim_webhook::{idempotency::IdempotencyLayer, sign, sign_headers};
+use bytes::Bytes;
+use common::{layer, signed, stack, NOW, SECRET};
+use http::Request;
+use http_body_util::Full;
+use tower::{ServiceBuilder, ServiceExt};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Everything the subscriber writes, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+const BODY: &str = r#"{"event_type":"item.add","idempotency_key":"ord_trace","event_data":{"player_id":"p-secretive","items":[{"sku":"gems"}]}}"#;
+
+#[tokio::test(flavor = "current_thread")]
+async fn rejections_are_reported_with_their_fields_and_no_secret() {
+    let (captured, _guard) = capture();
+    let (service, _) = stack(layer());
+
+    // A forgery: the right headers, a MAC that does not match. The expected MAC is the
+    // one the verifier computed; it must not be printed.
+    let expected = sign(SECRET, NOW, BODY);
+    let mut forged = Request::post("/webhook")
+        .body(Full::<Bytes>::from(BODY))
+        .unwrap();
+    sign_headers(forged.headers_mut(), "not-the-secret", NOW, BODY);
+    service.clone().oneshot(forged).await.unwrap();
+
+    // Authentic but 400 s late.
+    service
+        .clone()
+        .oneshot(signed(BODY, NOW - 400))
+        .await
+        .unwrap();
+
+    // No headers at all.
+    let unsigned = Request::post("/webhook")
+        .body(Full::<Bytes>::from(BODY))
+        .unwrap();
+    service.oneshot(unsigned).await.unwrap();
+
+    let text = captured.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    for field in [
+        "kind=SignatureMismatch",
+        "method=POST",
+        "path=\"/webhook\"",
+        &format!("body_read={}", BODY.len()),
+    ] {
+        assert!(lines[0].contains(field), "{field} missing: {}", lines[0]);
+    }
+    assert!(lines[1].contains("WARN") && lines[1].contains("kind=TimestampOutsideTolerance"));
+    assert!(
+        lines[1].contains(&format!("claimed_timestamp={}", NOW - 400)),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains("clock_skew_secs=400"), "{}", lines[1]);
+    assert!(
+        lines[2].contains("DEBUG") && lines[2].contains("kind=MissingTimestamp"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[2].contains("body_read=0"));
+
+    assert!(!text.contains(SECRET), "the secret: {text}");
+    assert!(!text.contains(&expected[..16]), "the expected MAC: {text}");
+    assert!(!text.contains("p-secretive"), "the body: {text}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn idempotency_decisions_are_reported() {
+    let (captured, _guard) = capture();
+    let service = ServiceBuilder::new()
+        .layer(layer())
+        .layer(IdempotencyLayer::in_memory())
+        .service_fn(|_| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from("{}")))
+        });
+    for _ in 0..2 {
+        service.clone().oneshot(signed(BODY, NOW)).await.unwrap();
+    }
+    let text = captured.text();
+    assert!(
+        text.contains("claimed") && text.contains("attempt=1"),
+        "{text}"
+    );
+    assert!(text.contains("ran and recorded"), "{text}");
+    assert!(text.contains("replayed the recorded answer"), "{text}");
+    assert!(
+        text.contains("dedupe_key=\":live:item.add:ord_trace\""),
+        "{text}"
+    );
+}
