@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Prints the criterion results of `cargo bench` as ratios against their floors.
 
-    cargo bench --bench verify --bench layer && python3 scripts/bench-ratios.py
+    cargo bench --bench verify --bench layer --bench dispatch && python3 scripts/bench-ratios.py
 
 verify/<size>:  verifier / floor, where the floor is one HMAC-SHA256 pass from a keyed
                 state prepared once plus the constant-time compare.
 layer/<size>/<n>-frames: layer - collect, the time the layer adds to reading the body,
                 and that minus the HMAC floor of the same size (the layer's own work).
+dispatch/<size>: (layer + Dispatch) - layer, what dispatch costs, against serde_json
+                parsing the same event into its typed form.
 Times are criterion's median estimates.
 """
 import json
@@ -53,6 +55,16 @@ def main():
             added = layer - collect
             own = f"{fmt(added - floors[size])}" if size in floors else "?"
             print(f"| {size} | {frames} | {fmt(collect)} | {fmt(layer)} | {fmt(added)} | {own} |")
+    dispatch_groups = sorted(path.name for path in ROOT.glob("dispatch_*"))
+    if dispatch_groups:
+        print()
+        print("| event | serde_json::from_slice::<Event<ItemChange>> | layer + Dispatch - layer | ratio |")
+        print("|---|---|---|---|")
+        for group in dispatch_groups:
+            serde = median_ns(group, "serde_json")
+            dispatch = median_ns(group, "layer+dispatch") - median_ns(group, "layer")
+            size = group.removeprefix("dispatch_")
+            print(f"| {size} item.add | {fmt(serde)} | {fmt(dispatch)} | {dispatch / serde:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ Starts, each pinned to CPU 0 with taskset:
   example   examples/server: the layer, the idempotency layer (memory store), Dispatch
   python    Aghanim's Python template (FastAPI + uvicorn), when pip can install them
 and drives each, pinned to CPU 1, with 1 KiB signed item.add bodies over 64 keep-alive
-connections, two ways:
+connections, two ways (the example server's memory idempotency store replays the repeated
+item.add after its first delivery):
   closed loop  wrk as fast as the server answers: requests/s and latency
-  open loop    oha at a fixed --rate for bare and verified: server CPU per request at
+  open loop    oha at a fixed --rate for the Rust servers: server CPU per request at
                the same offered load, so that neither server's speed changes how the
                kernel batches its wake-ups
 bare and verified run in interleaved pairs; the ratios reported are medians over the
@@ -253,7 +254,7 @@ def main():
             wait_for_port(port, processes[name])
 
         results = {name: [] for name in servers}
-        fixed = {"bare": [], "verified": []}
+        fixed = {name: [] for name in ("bare", "verified", "dispatch", "example")}
         with tempfile.TemporaryDirectory() as directory:
             def measure(name):
                 port = servers[name][0]
@@ -275,8 +276,8 @@ def main():
                 measure("bare")
                 measure("verified")
                 if open_loop:
-                    measure_fixed("bare")
-                    measure_fixed("verified")
+                    for name in fixed:
+                        measure_fixed(name)
             for name in [n for n in servers if n not in ("bare", "verified")]:
                 for _ in range(max(2, args.rounds // 4)):
                     measure(name)
@@ -291,11 +292,14 @@ def main():
     print()
     paired("closed loop", results)
     paired(f"open loop at {args.rate}/s", fixed)
-    verified_cpu = statistics.median(run["cpu_us"] for run in results["verified"])
-    for name in ("dispatch", "example"):
-        if results.get(name):
-            cpu = statistics.median(run["cpu_us"] for run in results[name])
-            print(f"{name} - verified, server CPU per request: {cpu - verified_cpu:+.2f} µs")
+    for label, runs in (("closed loop", results), (f"open loop at {args.rate}/s", fixed)):
+        if not runs.get("verified"):
+            continue
+        verified_cpu = statistics.median(run["cpu_us"] for run in runs["verified"])
+        for name in ("dispatch", "example"):
+            if runs.get(name):
+                cpu = statistics.median(run["cpu_us"] for run in runs[name])
+                print(f"{label}: {name} - verified, server CPU per request: {cpu - verified_cpu:+.2f} µs")
     if results.get("python"):
         python_rps = statistics.median(run["rps"] for run in results["python"])
         for name in ("verified", "example"):
