@@ -4,7 +4,8 @@
 //! AGHANIM_WEBHOOK_SECRET=... PORT=8000 [REDIS_URL=redis://127.0.0.1:6379] cargo run --example server
 //! ```
 //!
-//! With `REDIS_URL` set, idempotency records and the inventory live in that Redis, shared
+//! Logs go to standard output at `LOG_LEVEL` (default `info`). With `REDIS_URL` set,
+//! idempotency records and the inventory live in that Redis, shared
 //! by every instance; without it, in this process. At start it prints which, and a
 //! `curl` command that sends a signed `player.verify`.
 
@@ -20,6 +21,16 @@ const DEVELOPMENT_SECRET: &str = "aghanim-webhook-development-secret";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    // The crate reports rejections and idempotency decisions through `tracing`: forged
+    // and stale deliveries at `warn`, junk at `debug` (LOG_LEVEL=debug shows it).
+    let level = match env::var("LOG_LEVEL") {
+        Ok(level) => level.parse().map_err(|_| {
+            format!("LOG_LEVEL={level:?} is not one of error, warn, info, debug, trace")
+        })?,
+        Err(_) => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt().with_max_level(level).init();
+
     let secret = match env::var("AGHANIM_WEBHOOK_SECRET") {
         Ok(secret) if !secret.is_empty() => secret,
         _ => {
