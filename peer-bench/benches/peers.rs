@@ -12,98 +12,17 @@
 //!   against Aghanim's template recipe written literally in Rust (`format!` of the
 //!   message, a key per call, a hex string compare), at 256 B, 1 KiB and 64 KiB.
 
-use std::{
-    collections::VecDeque,
-    convert::Infallible,
-    future::Future,
-    hint::black_box,
-    pin::{pin, Pin},
-    task::{Context, Poll, Waker},
-};
+use std::hint::black_box;
 
-use aghanim_webhook::{sign, sign_headers, AghanimSignatureLayer, Secret, Verifier};
+use aghanim_webhook::{sign, AghanimSignatureLayer, Secret, Verifier};
+use aghanim_webhook_peer_bench::{echo, github, ours, run, SECRET, TIMESTAMP};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hmac::{Hmac, KeyInit, Mac};
-use http::{HeaderMap, HeaderValue, Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_github_webhook::ValidateGitHubWebhookLayer;
-
-const SECRET: &str = "whsec_benchmark_secret";
-const TIMESTAMP: u64 = 1_700_000_000;
-
-/// The body in equal frames, ending with `is_end_stream()` true: `tower-github-webhook`
-/// asks `is_end_stream()` before every poll and spins forever on a body that never says
-/// it has ended.
-struct Frames(VecDeque<Bytes>, u64);
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.1)
-    }
-}
-
-fn frames(body: &Bytes, count: usize) -> Frames {
-    let size = body.len() / count;
-    let chunks = (0..count)
-        .map(|i| body.slice(i * size..(i + 1) * size))
-        .collect();
-    Frames(chunks, body.len() as u64)
-}
-
-fn ours(body: &Bytes, count: usize) -> Request<Frames> {
-    let mut request = Request::post("/webhook").body(frames(body, count)).unwrap();
-    sign_headers(request.headers_mut(), SECRET, TIMESTAMP, body);
-    request
-}
-
-fn github(body: &Bytes, count: usize) -> Request<Frames> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let mut request = Request::post("/webhook").body(frames(body, count)).unwrap();
-    request.headers_mut().insert(
-        "x-hub-signature-256",
-        HeaderValue::from_str(&signature).unwrap(),
-    );
-    request
-}
-
-/// Polls `future` to completion; nothing here waits, so no runtime is measured. The
-/// peer wakes itself between states, which this loop absorbs.
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}
-
-async fn echo<B: Body<Data = Bytes>>(
-    request: Request<B>,
-) -> Result<Response<Full<Bytes>>, B::Error> {
-    let body = request.into_body().collect().await?.to_bytes();
-    Ok(Response::new(Full::new(body)))
-}
 
 fn layers(c: &mut Criterion) {
     let aghanim = AghanimSignatureLayer::new(SECRET)
