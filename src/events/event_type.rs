@@ -40,6 +40,18 @@ macro_rules! event_types {
         }
 
         impl EventType {
+            /// Every type Aghanim documents by name, in the order of its catalog; the
+            /// `analytics.*` families are not listed, their members being open-ended.
+            ///
+            /// # Example
+            ///
+            /// ```
+            /// # use aghanim_webhook::events::EventType;
+            /// assert!(EventType::DOCUMENTED.contains(&EventType::ItemAdd));
+            /// assert!(EventType::DOCUMENTED.iter().all(EventType::is_documented));
+            /// ```
+            pub const DOCUMENTED: &'static [EventType] = &[$(Self::$variant),*];
+
             /// The wire name, e.g. `"player.verify"`.
             ///
             /// # Example

@@ -68,7 +68,8 @@ impl Secrets {
 
 #[derive(Args)]
 struct Send {
-    /// The event type to sample, e.g. item.add, player.verify, payment.succeeded
+    /// The event type to sample: any documented one, e.g. item.add, player.verify,
+    /// store.get, order.paid, payment.succeeded, subscription.renewed, coupon.redeemed
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     event_type: Option<String>,
     /// Send this file's bytes instead of a sample
