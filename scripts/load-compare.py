@@ -16,8 +16,8 @@ item.add after its first delivery):
   open loop    oha at a fixed --rate for the Rust servers: server CPU per request at
                the same offered load, so that neither server's speed changes how the
                kernel batches its wake-ups
-bare and verified run in interleaved pairs; the ratios reported are medians over the
-pairs. Server CPU time comes from /proc/<pid>/stat.
+The Rust servers run interleaved in every round, so that drift of the machine reaches
+them alike; the ratios reported are medians over the rounds. Server CPU time comes from /proc/<pid>/stat.
 
 Installs what it needs: wrk from Debian's packages (apt-get, as root), oha from
 crates.io (cargo install), fastapi and uvicorn into target/load-venv from PyPI.
@@ -272,15 +272,16 @@ def main():
             for name in servers:  # warm-up, not recorded
                 run_wrk(servers[name][0], wrk_script(directory), 2, args.connections,
                         processes[name].pid)
+            rust = [name for name in servers if name != "python"]
             for _ in range(args.rounds):
-                measure("bare")
-                measure("verified")
+                for name in rust:
+                    measure(name)
                 if open_loop:
                     for name in fixed:
                         measure_fixed(name)
-            for name in [n for n in servers if n not in ("bare", "verified")]:
+            if "python" in servers:
                 for _ in range(max(2, args.rounds // 4)):
-                    measure(name)
+                    measure("python")
     finally:
         for process in processes.values():
             os.killpg(process.pid, signal.SIGTERM)
