@@ -5,12 +5,12 @@ use axum_core::{
     response::{IntoResponse, Response},
 };
 use http::request::Parts;
-use serde_json::{value::RawValue, Value};
+use serde_json::Value;
 
 use crate::{
     events::{
-        from_json, Ack, ErrorCode, Event, EventData, IntoWebhookResponse, PlayerVerifyResponse,
-        StoreGetResponse, WebhookError,
+        from_json, peek_event_type, Ack, ErrorCode, Event, EventData, IntoWebhookResponse,
+        PlayerVerifyResponse, StoreGetResponse, WebhookError,
     },
     VerifiedBody,
 };
@@ -66,16 +66,14 @@ where
             .get::<VerifiedBody>()
             .ok_or_else(|| WebhookError::missing_layer("AghanimEvent"))?;
         // The type first, so a mismatch is named as such even if the data would not fit.
-        let event: Event<&RawValue> = from_json(verified, None)?;
-        if !D::is_for(&event.event_type) {
+        let event_type = peek_event_type(verified)?;
+        if !D::is_for(&event_type) {
             return Err(WebhookError::new(
                 ErrorCode::UnknownEventType,
-                format!("event_type {} is not handled here", event.event_type),
+                format!("event_type {event_type} is not handled here"),
             ));
         }
-        event
-            .try_map_data(|raw| from_json(raw.get().as_bytes(), Some("event_data")))
-            .map(AghanimEvent)
+        from_json(verified).map(AghanimEvent)
     }
 }
 

@@ -35,7 +35,10 @@
 //!
 //! With the default feature `events`, [`events`] types Aghanim's envelope, event data and
 //! answers, and [`dispatch::Dispatch`] routes verified events to handlers by type; the
-//! `axum` feature adds the `AghanimEvent` extractor.
+//! `axum` feature adds the `AghanimEvent` extractor. The `idempotency` feature adds
+//! `idempotency::IdempotencyLayer`, which runs each side-effecting event once across
+//! instances and replays its answer to duplicates (with a Redis store under `redis`);
+//! `tracing` reports every rejection and idempotency decision.
 //!
 //! # Example
 //!

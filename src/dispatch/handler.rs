@@ -95,7 +95,7 @@ where
     H: Handler<T, S>,
 {
     fn start(&self, state: S, verified: &[u8]) -> Result<BoxResponseFuture, WebhookError> {
-        let event = from_json(verified, None)?;
+        let event = from_json(verified)?;
         Ok(Box::pin(self.handler.call(state, event)))
     }
 }

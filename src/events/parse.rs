@@ -7,39 +7,28 @@ use serde::{
 
 use super::{Event, EventType, WebhookError};
 
-/// Parses JSON, naming the path of the field at fault in the error, e.g.
-/// `event_data.items[0].quantity: invalid type: ...`. `prefix` names where `bytes` sits
-/// in the whole event.
+/// Parses an event, naming the path of the field at fault in the error, e.g.
+/// `event_data.items[0].quantity: invalid type: ...`.
 ///
 /// Tracking the path slows every parse down, so it is only done again for input that
 /// failed: valid events, the common case, are parsed once at full speed.
-pub(crate) fn from_json<'de, T: Deserialize<'de>>(
-    bytes: &'de [u8],
-    prefix: Option<&str>,
-) -> Result<T, WebhookError> {
-    serde_json::from_slice(bytes).or_else(|_| from_json_tracking_path(bytes, prefix))
+pub(crate) fn from_json<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, WebhookError> {
+    serde_json::from_slice(bytes).or_else(|_| from_json_tracking_path(bytes))
 }
 
-fn from_json_tracking_path<'de, T: Deserialize<'de>>(
-    bytes: &'de [u8],
-    prefix: Option<&str>,
-) -> Result<T, WebhookError> {
+fn from_json_tracking_path<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, WebhookError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| invalid(prefix, &error.path().to_string(), error.inner()))?;
-    deserializer
-        .end()
-        .map_err(|error| invalid(prefix, ".", &error))?;
+        .map_err(|error| invalid(&error.path().to_string(), error.inner()))?;
+    deserializer.end().map_err(|error| invalid(".", &error))?;
     Ok(value)
 }
 
-fn invalid(prefix: Option<&str>, path: &str, error: &impl Display) -> WebhookError {
-    let location = match (prefix, path) {
-        (Some(prefix), ".") => prefix.to_owned(),
-        (Some(prefix), path) => format!("{prefix}.{path}"),
-        (None, ".") => "event".to_owned(),
-        (None, path) if path.starts_with('[') => format!("event{path}"),
-        (None, path) => path.to_owned(),
+fn invalid(path: &str, error: &impl Display) -> WebhookError {
+    let location = match path {
+        "." => "event".to_owned(),
+        path if path.starts_with('[') => format!("event{path}"),
+        path => path.to_owned(),
     };
     WebhookError::validation(format!("{location}: {error}"))
 }
@@ -60,7 +49,7 @@ pub(crate) fn peek_event_type(bytes: &[u8]) -> Result<EventType, WebhookError> {
     let _ = deserializer.deserialize_map(EventTypeVisitor { found: &mut found });
     match found {
         Some(event_type) => Ok(event_type),
-        None => Err(from_json::<Event<IgnoredAny>>(bytes, None)
+        None => Err(from_json::<Event<IgnoredAny>>(bytes)
             .err()
             .unwrap_or_else(|| WebhookError::validation("event: missing field `event_type`"))),
     }
