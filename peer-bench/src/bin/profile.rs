@@ -27,6 +27,16 @@ fn main() {
         .clock(|| TIMESTAMP)
         .layer(service_fn(echo));
     let peer = ValidateGitHubWebhookLayer::new(SECRET).layer(service_fn(echo));
+    if which == "sizes" {
+        let ours_future = aghanim.clone().oneshot(ours(&body, count));
+        let peer_future = peer.clone().oneshot(github(&body, count));
+        println!(
+            "oneshot future: ours {} bytes, peer {} bytes",
+            std::mem::size_of_val(&ours_future),
+            std::mem::size_of_val(&peer_future)
+        );
+        return;
+    }
     for _ in 0..5 {
         let template = match which {
             "aghanim" => ours(&body, count),
