@@ -3,6 +3,8 @@
 //! ```text
 //! cargo build --release --bin profile
 //! valgrind --tool=callgrind target/release/profile aghanim 1024 16 10000
+//! target/release/profile peer 1024 16 100000     # ns per request, five rounds
+//! target/release/profile sizes 1024 1 1          # the two futures' sizes
 //! ```
 
 use std::hint::black_box;
