@@ -1,7 +1,27 @@
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::events::{Event, EventType};
+use crate::{events::EventType, sign::lower_hex};
+
+/// The envelope fields the key is made of, borrowed from the verified bytes: what
+/// `Event` would allocate for the other fields is skipped.
+#[derive(Deserialize)]
+struct KeyFields<'a> {
+    event_type: EventType,
+    #[serde(borrow)]
+    event_data: &'a RawValue,
+    #[serde(default, borrow)]
+    game_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    sandbox: Option<bool>,
+    #[serde(default, borrow)]
+    idempotency_key: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event_id: Option<Cow<'a, str>>,
+}
 
 /// What the layer knows about a verified delivery it deduplicates.
 pub(crate) struct Delivery {
@@ -18,9 +38,14 @@ impl Delivery {
     /// `None` for a body that is not an event, or one with neither `idempotency_key`
     /// nor `event_id`: nothing to recognise a retry by.
     pub(crate) fn of(verified: &[u8]) -> Option<Self> {
-        let event: Event<&RawValue> = serde_json::from_slice(verified).ok()?;
-        let id = event.dedupe_key()?;
-        let environment = if event.sandbox { "sandbox" } else { "live" };
+        let event: KeyFields<'_> = serde_json::from_slice(verified).ok()?;
+        // As `Event::dedupe_key`: the idempotency key, else the event id; empty is absent.
+        let id = present(&event.idempotency_key).or_else(|| present(&event.event_id))?;
+        let environment = if event.sandbox == Some(true) {
+            "sandbox"
+        } else {
+            "live"
+        };
         let game = event.game_id.as_deref().unwrap_or("");
         let dedupe_key = format!("{game}:{environment}:{}:{id}", event.event_type);
         let mut scope = Sha256::new();
@@ -30,12 +55,16 @@ impl Delivery {
             scope.update(part);
         }
         Some(Self {
-            store_key: hex::encode(scope.finalize()),
+            store_key: lower_hex(&scope.finalize().into()),
             dedupe_key,
-            fingerprint: hex::encode(Sha256::digest(event.event_data.get())),
+            fingerprint: lower_hex(&Sha256::digest(event.event_data.get()).into()),
             event_type: event.event_type,
         })
     }
+}
+
+fn present<'a>(id: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
+    id.as_deref().filter(|id| !id.is_empty())
 }
 
 /// The claim a deduplicated request runs under, in its extensions: the handler can key

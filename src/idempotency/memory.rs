@@ -187,22 +187,23 @@ fn make_room(
     if records.len() < capacity {
         return Ok(());
     }
-    // Evict a tenth at once, so a full store does not scan on every claim.
-    let mut finished: Vec<(Instant, String)> = records
-        .iter()
-        .filter(|(_, record)| !matches!(record.state, State::Claimed { .. }))
-        .map(|(key, record)| (record.expires_at, key.clone()))
+    // Evict a tenth at once, so a full store does not scan on every claim: the finished
+    // records that expire first, found by their deadlines alone (no key is copied).
+    let mut deadlines: Vec<Instant> = records
+        .values()
+        .filter(|record| !matches!(record.state, State::Claimed { .. }))
+        .map(|record| record.expires_at)
         .collect();
-    if finished.is_empty() {
+    if deadlines.is_empty() {
         return Err(StoreError::new(
             "the memory store is full of claims in progress",
         ));
     }
-    let evict = (capacity / 10).clamp(1, finished.len());
-    finished.select_nth_unstable(evict - 1);
-    for (_, key) in &finished[..evict] {
-        records.remove(key);
-    }
+    let evict = (capacity / 10).clamp(1, deadlines.len());
+    let (_, &mut threshold, _) = deadlines.select_nth_unstable(evict - 1);
+    records.retain(|_, record| {
+        matches!(record.state, State::Claimed { .. }) || record.expires_at > threshold
+    });
     Ok(())
 }
 

@@ -184,7 +184,9 @@ async fn run_renewing<F: std::future::Future>(
     let mut call = std::pin::pin!(call);
     let every = config.lease / 3;
     loop {
+        // The handler first: one that answers at once never arms the renewal timer.
         tokio::select! {
+            biased;
             answered = &mut call => return answered,
             () = tokio::time::sleep(every) => {
                 let renewal = config.store.renew(&guard.key, &guard.owner, config.lease);
