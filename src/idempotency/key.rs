@@ -31,7 +31,6 @@ pub(crate) struct Delivery {
     /// The scoped key in clear, for the handler's own records.
     pub(crate) dedupe_key: String,
     pub(crate) fingerprint: String,
-    pub(crate) event_type: EventType,
 }
 
 impl Delivery {
@@ -58,7 +57,6 @@ impl Delivery {
             store_key: lower_hex(&scope.finalize().into()),
             dedupe_key,
             fingerprint: lower_hex(&Sha256::digest(event.event_data.get()).into()),
-            event_type: event.event_type,
         })
     }
 }

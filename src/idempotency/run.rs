@@ -36,7 +36,7 @@ where
 {
     let key = delivery.store_key.as_str();
     let dedupe_key = delivery.dedupe_key;
-    let marked = |response, reported| marked(response, reported, &dedupe_key);
+    let answer = |response, reported| marked(response, reported, &dedupe_key);
     let owner = OwnerToken::random();
     let claim = ClaimRequest::new(
         owner.clone(),
@@ -51,10 +51,10 @@ where
             Ok(outcome) => outcome,
             Err(_) if config.fail_open => {
                 let response = run_unclaimed(inner, request).await?;
-                return Ok(marked(response, IdempotencyOutcome::FailedOpen));
+                return Ok(answer(response, IdempotencyOutcome::FailedOpen));
             }
             Err(_) => {
-                return Ok(marked(
+                return Ok(answer(
                     outcome::store_unavailable(),
                     IdempotencyOutcome::StoreUnavailable,
                 ))
@@ -63,17 +63,17 @@ where
         match outcome {
             ClaimOutcome::Claimed { attempt } => break attempt,
             ClaimOutcome::Completed(stored) => {
-                return Ok(marked(
+                return Ok(answer(
                     outcome::replay(stored),
                     IdempotencyOutcome::Replayed,
                 ))
             }
             ClaimOutcome::Mismatch if policy == Policy::DeduplicateAllowingChanges => {
                 let response = run_unclaimed(inner, request).await?;
-                return Ok(marked(response, IdempotencyOutcome::PassedThrough));
+                return Ok(answer(response, IdempotencyOutcome::PassedThrough));
             }
             ClaimOutcome::Mismatch => {
-                return Ok(marked(outcome::key_reused(), IdempotencyOutcome::KeyReused))
+                return Ok(answer(outcome::key_reused(), IdempotencyOutcome::KeyReused))
             }
             ClaimOutcome::InProgress { lease_remaining } => {
                 let now = Instant::now();
@@ -82,7 +82,7 @@ where
                 }
                 if now >= deadline {
                     let busy = outcome::still_in_progress(lease_remaining);
-                    return Ok(marked(busy, IdempotencyOutcome::StillInProgress));
+                    return Ok(answer(busy, IdempotencyOutcome::StillInProgress));
                 }
                 config.store.changed(key, pause.min(deadline - now)).await;
                 pause = (pause * 2).min(LONGEST_PAUSE);
@@ -116,11 +116,11 @@ where
     let Ok(response) = collect(response).await else {
         guard.release(&config).await;
         let failed = outcome::body_failed();
-        return Ok(marked(failed, IdempotencyOutcome::Released { attempt }));
+        return Ok(answer(failed, IdempotencyOutcome::Released { attempt }));
     };
     if !is_final(response.status()) {
         guard.release(&config).await;
-        return Ok(marked(response, IdempotencyOutcome::Released { attempt }));
+        return Ok(answer(response, IdempotencyOutcome::Released { attempt }));
     }
 
     let body = response.body();
@@ -152,7 +152,7 @@ where
         Ok(false) => IdempotencyOutcome::LeaseLost { attempt },
         Err(_) => IdempotencyOutcome::NotRecorded { attempt },
     };
-    Ok(marked(response, reported))
+    Ok(answer(response, reported))
 }
 
 /// A claim whose reply was lost may have been applied: asking again with the same

@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::{key::Delivery, layer::Config, run::deduplicated, Policy, ResponseFuture};
 use crate::{
     body::ResponseBody,
-    events::{IntoWebhookResponse, WebhookError},
+    events::{peek_event_type, IntoWebhookResponse, WebhookError},
     VerifiedBody,
 };
 
@@ -84,12 +84,18 @@ where
             let error = WebhookError::missing_layer("IdempotencyLayer");
             return ResponseFuture::answered(error.into_webhook_response());
         };
-        let Some(delivery) = Delivery::of(verified) else {
-            return ResponseFuture::pass_through(inner, request);
+        // The type alone decides whether to deduplicate: reads pass through without
+        // computing a key or a fingerprint.
+        let policy = peek_event_type(verified).map_or(Policy::PassThrough, |event_type| {
+            self.config.policy(&event_type)
+        });
+        let delivery = match policy {
+            Policy::PassThrough => None,
+            _ => Delivery::of(verified),
         };
-        match self.config.policy(&delivery.event_type) {
-            Policy::PassThrough => ResponseFuture::pass_through(inner, request),
-            policy => {
+        match delivery {
+            None => ResponseFuture::pass_through(inner, request),
+            Some(delivery) => {
                 let config = Arc::clone(&self.config);
                 ResponseFuture::deduplicated(Box::pin(deduplicated(
                     inner, request, config, delivery, policy,
