@@ -112,41 +112,40 @@ where
         let mut state = self.project().state;
         loop {
             let next = match state.as_mut().project() {
-                StateProj::Reading { body, reading } => {
-                    let frame = ready!(body.poll_frame(cx));
+                StateProj::Reading { mut body, reading } => {
                     let pending = reading.as_mut().expect("future polled after completion");
-                    let ended = match frame {
-                        Some(Ok(frame)) => match frame.into_data() {
-                            Ok(data) => {
-                                match pending.buffer.push(data, &mut pending.verification) {
-                                    Ok(()) => continue,
-                                    Err(refused) => Err(pending.refusal(refused)),
+                    // Frames are taken here until the body ends, without going back
+                    // through the state machine for each one.
+                    let ended = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            Some(Ok(frame)) => {
+                                // Trailers carry nothing that was signed.
+                                if let Ok(data) = frame.into_data() {
+                                    if let Err(refused) =
+                                        pending.buffer.push(data, &mut pending.verification)
+                                    {
+                                        break Err(pending.refusal(refused));
+                                    }
                                 }
                             }
-                            // Trailers carry nothing that was signed.
-                            Err(_trailers) => continue,
-                        },
-                        Some(Err(error)) => Err(Rejection::body_error(error.into())),
-                        None => Ok(()),
+                            Some(Err(error)) => break Err(Rejection::body_error(error.into())),
+                            None => break Ok(()),
+                        }
                     };
-                    let mut pending = reading.take().expect("future polled after completion");
-                    let body_read = pending.buffer.len();
-                    match ended.and_then(|()| pending.verified_request()) {
+                    let pending = reading.take().expect("future polled after completion");
+                    match pending.finish(ended) {
                         // The inner service is usually ready at once: call it without
                         // parking the request in `Verified` first.
-                        Ok(request) => match pending.inner.poll_ready(cx) {
+                        Ok((mut inner, request)) => match inner.poll_ready(cx) {
                             Poll::Ready(Ok(())) => State::Calling {
-                                future: pending.inner.call(request),
+                                future: inner.call(request),
                             },
                             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                             Poll::Pending => State::Verified {
-                                verified: Some((pending.inner, request)),
+                                verified: Some((inner, request)),
                             },
                         },
-                        Err(rejection) => {
-                            crate::trace::rejection(&rejection, &pending.parts, body_read);
-                            State::rejected(rejection, pending.config)
-                        }
+                        Err((rejection, config)) => State::rejected(rejection, config),
                     }
                 }
                 StateProj::Verified { verified } => {
@@ -184,15 +183,35 @@ impl<S> Reading<S> {
         }
     }
 
-    /// The body has ended: the request for the inner service, if it is authentic.
-    fn verified_request(&mut self) -> Result<Request<BufferedBody>, Rejection> {
-        let bytes = self.buffer.finish(&mut self.verification);
-        let timestamp = self.verification.check(self.config.now())?;
-        let mut parts = std::mem::replace(&mut self.parts, Request::new(()).into_parts().0);
-        parts
-            .extensions
-            .insert(VerifiedBody::new(bytes.clone(), timestamp));
-        Ok(Request::from_parts(parts, BufferedBody::new(bytes)))
+    /// The body has ended, or failed: the request for the inner service if it is
+    /// authentic, else the rejection (traced) and what answering it needs.
+    fn finish(
+        self,
+        ended: Result<(), Rejection>,
+    ) -> Result<(S, Request<BufferedBody>), (Rejection, Arc<Config>)> {
+        let Self {
+            inner,
+            mut parts,
+            mut verification,
+            mut buffer,
+            config,
+        } = self;
+        let body_read = buffer.len();
+        let verified = ended.and_then(|()| {
+            let bytes = buffer.finish(&mut verification);
+            Ok((bytes, verification.check(config.now())?))
+        });
+        match verified {
+            Ok((bytes, timestamp)) => {
+                let verified_body = VerifiedBody::new(bytes.clone(), timestamp);
+                parts.extensions.insert(verified_body);
+                Ok((inner, Request::from_parts(parts, BufferedBody::new(bytes))))
+            }
+            Err(rejection) => {
+                crate::trace::rejection(&rejection, &parts, body_read);
+                Err((rejection, config))
+            }
+        }
     }
 }
 
