@@ -7,7 +7,7 @@ verify/<size>:  verifier / floor, where the floor is one HMAC-SHA256 pass from a
                 state prepared once plus the constant-time compare.
 layer/<size>/<n>-frames: layer - collect, the time the layer adds to reading the body,
                 and that minus the HMAC floor of the same size (the layer's own work).
-dispatch/<size>: (layer + Dispatch) - layer, what dispatch costs, against serde_json
+dispatch/<body>: (layer + Dispatch) - layer, what dispatch costs, against serde_json
                 parsing the same event into its typed form.
 Times are criterion's median estimates.
 """

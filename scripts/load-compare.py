@@ -17,7 +17,9 @@ item.add after its first delivery):
                the same offered load, so that neither server's speed changes how the
                kernel batches its wake-ups
 The Rust servers run interleaved in every round, so that drift of the machine reaches
-them alike; the ratios reported are medians over the rounds. Server CPU time comes from /proc/<pid>/stat.
+them alike; the ratios reported are medians over the rounds, and what one server adds to
+another is the median of the differences within each round. Server CPU time (user and
+system, reported apart) comes from /proc/<pid>/stat.
 
 Installs what it needs: wrk from Debian's packages (apt-get, as root), oha from
 crates.io (cargo install), fastapi and uvicorn into target/load-venv from PyPI.
@@ -127,8 +129,16 @@ def wait_for_port(port, process, timeout=60):
 
 
 def cpu_seconds(pid):
+    """User and system CPU time the process has used so far."""
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_per_request(before, after, requests):
+    """Server CPU per request in µs: total, user and system."""
+    user, system = ((b - a) / requests * 1e6 if requests else float("nan")
+                    for a, b in zip(before, after))
+    return {"cpu_us": user + system, "user_us": user, "sys_us": system}
 
 
 def to_ms(text):
@@ -154,7 +164,7 @@ def run_oha(port, rate, duration, connections, pid):
              "-D", file.name, f"http://127.0.0.1:{port}/webhook"],
             check=True, capture_output=True, text=True, timeout=duration + 30,
         ).stdout
-        cpu = cpu_seconds(pid) - before
+        after = cpu_seconds(pid)
     report = json.loads(out)
     statuses = report["statusCodeDistribution"]
     requests = sum(statuses.values())
@@ -162,7 +172,7 @@ def run_oha(port, rate, duration, connections, pid):
         "rps": report["summary"]["requestsPerSec"],
         "p50": report["latencyPercentiles"]["p50"] * 1000,
         "p99": report["latencyPercentiles"]["p99"] * 1000,
-        "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+        **cpu_per_request(before, after, requests),
         "non_2xx": requests - statuses.get("200", 0),
         "requests": requests,
     }
@@ -175,14 +185,14 @@ def run_wrk(port, script, duration, connections, pid):
          "-s", str(script), f"http://127.0.0.1:{port}/webhook"],
         check=True, capture_output=True, text=True, timeout=duration + 30,
     ).stdout
-    cpu = cpu_seconds(pid) - before
+    after = cpu_seconds(pid)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
         "p99": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
-        "cpu_us": cpu / requests * 1e6 if requests else float("nan"),
+        **cpu_per_request(before, after, requests),
         "non_2xx": int(errors.group(1)) if errors else 0,
         "requests": requests,
     }
@@ -196,14 +206,15 @@ def report(name, load, result):
 
 def table(title, results):
     print(f"\n{title}\n")
-    print("| server | req/s | p50 ms | p99 ms | server CPU µs/req | non-2xx |")
+    print("| server | req/s | p50 ms | p99 ms | server CPU µs/req (user + system) | non-2xx |")
     print("|---|---|---|---|---|---|")
     for name, runs in results.items():
         if not runs:
             continue
         median = lambda key: statistics.median(run[key] for run in runs)
         print(f"| {name} | {median('rps'):.0f} | {median('p50'):.2f} | {median('p99'):.2f} | "
-              f"{median('cpu_us'):.2f} | {sum(run['non_2xx'] for run in runs)} |")
+              f"{median('cpu_us'):.2f} ({median('user_us'):.2f} + {median('sys_us'):.2f}) | "
+              f"{sum(run['non_2xx'] for run in runs)} |")
 
 
 def paired(label, results):
@@ -215,6 +226,20 @@ def paired(label, results):
     print(f"{label}: verified / bare, median of {len(pairs)} pairs (min-max): "
           f"CPU per request {statistics.median(cpu):.3f}x ({min(cpu):.3f}-{max(cpu):.3f}), "
           f"req/s {statistics.median(rps):.3f}x ({min(rps):.3f}-{max(rps):.3f})")
+
+
+def difference(label, name, base, runs):
+    """What `name` adds to `base` in server CPU per request, paired within each round
+    (both measured minutes apart at most), so that drift between rounds cancels."""
+    pairs = list(zip(runs.get(base, []), runs.get(name, [])))
+    if not pairs:
+        return
+    parts = []
+    for key, what in (("cpu_us", "total"), ("user_us", "user"), ("sys_us", "system")):
+        deltas = [n[key] - b[key] for b, n in pairs]
+        parts.append(f"{what} {statistics.median(deltas):+.2f} ({min(deltas):+.2f} to {max(deltas):+.2f})")
+    print(f"{label}: {name} - {base}, server CPU per request, median of {len(pairs)} rounds "
+          f"(min to max), µs: " + ", ".join(parts))
 
 
 def main():
@@ -294,13 +319,8 @@ def main():
     paired("closed loop", results)
     paired(f"open loop at {args.rate}/s", fixed)
     for label, runs in (("closed loop", results), (f"open loop at {args.rate}/s", fixed)):
-        if not runs.get("verified"):
-            continue
-        verified_cpu = statistics.median(run["cpu_us"] for run in runs["verified"])
-        for name in ("dispatch", "example"):
-            if runs.get(name):
-                cpu = statistics.median(run["cpu_us"] for run in runs[name])
-                print(f"{label}: {name} - verified, server CPU per request: {cpu - verified_cpu:+.2f} µs")
+        for name, base in (("verified", "bare"), ("dispatch", "verified"), ("example", "verified")):
+            difference(label, name, base, runs)
     if results.get("python"):
         python_rps = statistics.median(run["rps"] for run in results["python"])
         for name in ("verified", "example"):

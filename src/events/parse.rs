@@ -1,7 +1,7 @@
-use std::{borrow::Cow, fmt, fmt::Display};
+use std::{fmt, fmt::Display};
 
 use serde::{
-    de::{self, IgnoredAny, MapAccess, Visitor},
+    de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor},
     Deserialize, Deserializer,
 };
 
@@ -44,8 +44,9 @@ fn invalid(path: &str, error: &impl Display) -> WebhookError {
 pub(crate) fn peek_event_type(bytes: &[u8]) -> Result<EventType, WebhookError> {
     let mut found = None;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    // The visitor stops at `event_type` by failing on purpose; what it found is in
-    // `found`, and any other outcome is reported by a full parse below.
+    // The visitor stops reading at `event_type`; serde_json then reports the rest of
+    // the object as unread, which is ignored: what was found is in `found`, and any
+    // other outcome is reported by a full parse below.
     let _ = deserializer.deserialize_map(EventTypeVisitor { found: &mut found });
     match found {
         Some(event_type) => Ok(event_type),
@@ -67,13 +68,38 @@ impl<'de> Visitor<'de> for EventTypeVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "event_type" {
+        while let Some(is_event_type) = map.next_key_seed(IsEventType)? {
+            if is_event_type {
+                // Returning here, not failing, spares formatting an error message.
                 *self.found = Some(map.next_value()?);
-                return Err(de::Error::custom("stopped at event_type"));
+                return Ok(());
             }
             map.next_value::<IgnoredAny>()?;
         }
         Ok(())
+    }
+}
+
+/// Reads a key and tells whether it is `event_type`, without an owned copy (serde's
+/// `Cow<str>` would allocate every key).
+struct IsEventType;
+
+impl<'de> DeserializeSeed<'de> for IsEventType {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for IsEventType {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == "event_type")
     }
 }
