@@ -12,6 +12,10 @@ pub(crate) const INITIAL_CAPACITY_CAP: usize = 64 * 1024;
 /// frame, while a chunk this size is still in cache from the copy.
 const HASH_CHUNK: usize = 16 * 1024;
 
+/// Frames at least this large are hashed straight from the frame: SHA-256's cost per call
+/// is lost in them.
+const HASH_DIRECTLY: usize = 1024;
+
 /// Collects the body within the limit while feeding the MAC.
 ///
 /// A body that arrives as a single frame is kept as that frame's `Bytes`, never copied,
@@ -88,11 +92,11 @@ impl BodyBuffer {
                 let mut buffer = Vec::new();
                 reserve(&mut buffer, capacity, &mut self.reservation)?;
                 buffer.extend_from_slice(first);
-                let hashed = first.len();
-                append(&mut buffer, data);
+                let mut hashed = first.len();
+                append(&mut buffer, &mut hashed, data, verification);
                 self.collected = Collected::Frames { buffer, hashed };
             }
-            Collected::Frames { buffer, .. } => {
+            Collected::Frames { buffer, hashed } => {
                 if buffer.capacity() < len {
                     let mut capacity = buffer.capacity().saturating_mul(2).min(self.limit);
                     if let Some(declared) = self.declared.filter(|&declared| declared >= len) {
@@ -100,13 +104,7 @@ impl BodyBuffer {
                     }
                     reserve(buffer, capacity.max(len), &mut self.reservation)?;
                 }
-                append(buffer, data);
-            }
-        }
-        if let Collected::Frames { buffer, hashed } = &mut self.collected {
-            if buffer.len() - *hashed >= HASH_CHUNK {
-                verification.update(&buffer[*hashed..]);
-                *hashed = buffer.len();
+                append(buffer, hashed, data, verification);
             }
         }
         Ok(())
@@ -148,11 +146,29 @@ fn reserve(
         .map_err(|_| Refused::OverBudget)
 }
 
-fn append(buffer: &mut Vec<u8>, mut data: impl Buf) {
+/// Copies `data` into `buffer`, of which the first `hashed` bytes have been fed to the
+/// MAC. A large frame with nothing waiting before it is hashed as it is copied, while it
+/// is in cache; small ones wait until [`HASH_CHUNK`] bytes have gathered.
+fn append(
+    buffer: &mut Vec<u8>,
+    hashed: &mut usize,
+    mut data: impl Buf,
+    verification: &mut Verification,
+) {
+    let direct = *hashed == buffer.len() && data.remaining() >= HASH_DIRECTLY;
     while data.has_remaining() {
         let chunk = data.chunk();
+        if direct {
+            verification.update(chunk);
+        }
         buffer.extend_from_slice(chunk);
         let read = chunk.len();
         data.advance(read);
+    }
+    if direct {
+        *hashed = buffer.len();
+    } else if buffer.len() - *hashed >= HASH_CHUNK {
+        verification.update(&buffer[*hashed..]);
+        *hashed = buffer.len();
     }
 }
