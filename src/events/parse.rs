@@ -32,7 +32,8 @@ fn invalid(path: &str, error: &impl Display) -> WebhookError {
 
 /// The `event_type` of an event, read without parsing the rest: the keys before it are
 /// skipped and nothing after it is read, so `Dispatch` can pick the handler and then
-/// parse the whole event once, straight into the handler's types.
+/// parse the whole event once, straight into the handler's types. Only a body whose keys
+/// or type hold escapes, or that is not a JSON object, is parsed whole here.
 ///
 /// # Errors
 ///
