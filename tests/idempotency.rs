@@ -6,10 +6,14 @@ mod common;
 
 use std::{
     collections::VecDeque,
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
+    task::{ready, Context, Poll},
     time::Duration,
 };
 
@@ -24,18 +28,45 @@ use aghanim_webhook::{
 use bytes::Bytes;
 use common::{layer, NOW, SECRET};
 use http::{header, Request, Response, StatusCode};
+use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use tower::{util::BoxCloneService, ServiceBuilder, ServiceExt};
 
-type Body = ResponseBody<ResponseBody<Full<Bytes>>>;
+type Body = ResponseBody<ResponseBody<Delayed>>;
 type Stack = BoxCloneService<Request<Full<Bytes>>, Response<Body>, String>;
 
 #[derive(Clone, Copy, Debug)]
 enum Answer {
     Ok,
     Status(u16),
+    /// `{"status":"error","code":…}` with this status.
+    Refuse(u16, &'static str),
+    /// 200 at once, its body only after this long.
+    SlowBody(Duration),
     Fail,
     Panic,
+}
+
+/// A response body that yields its one frame after a delay.
+struct Delayed {
+    delay: Option<Pin<Box<tokio::time::Sleep>>>,
+    body: Full<Bytes>,
+}
+
+impl http_body::Body for Delayed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(delay) = self.delay.as_mut() {
+            ready!(delay.as_mut().poll(cx));
+            self.delay = None;
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
 }
 
 /// The handler: answers from a script (then 200), counts its runs, keeps the claims.
@@ -65,7 +96,7 @@ impl Handler {
             .collect()
     }
 
-    async fn handle(self, request: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, String> {
+    async fn handle(self, request: Request<BufferedBody>) -> Result<Response<Delayed>, String> {
         let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(claim) = request.extensions().get::<Claim>() {
             self.claims.lock().unwrap().push(claim.clone());
@@ -73,13 +104,24 @@ impl Handler {
         let step = self.script.lock().unwrap().pop_front();
         let (after, answer) = step.unwrap_or((Duration::ZERO, Answer::Ok));
         tokio::time::sleep(after).await;
+        let mut body = format!(r#"{{"run":{run}}}"#);
+        let mut delay = None;
         let status = match answer {
             Answer::Ok => 200,
             Answer::Status(status) => status,
+            Answer::Refuse(status, code) => {
+                body = format!(r#"{{"status":"error","code":"{code}","message":"run {run}"}}"#);
+                status
+            }
+            Answer::SlowBody(after) => {
+                delay = Some(Box::pin(tokio::time::sleep(after)));
+                200
+            }
             Answer::Fail => return Err(format!("run {run} failed")),
             Answer::Panic => panic!("run {run} panicked"),
         };
-        let mut response = Response::new(Full::from(format!(r#"{{"run":{run}}}"#)));
+        let body = Full::from(body);
+        let mut response = Response::new(Delayed { delay, body });
         *response.status_mut() = StatusCode::from_u16(status).unwrap();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -103,6 +145,10 @@ fn delivery(event_type: &str, key: &str, data: &str) -> Request<Full<Bytes>> {
     let body = format!(
         r#"{{"event_id":"whevt_{key}","game_id":"gm_1","event_type":"{event_type}","idempotency_key":"{key}","event_data":{data}}}"#
     );
+    signed_body(body)
+}
+
+fn signed_body(body: String) -> Request<Full<Bytes>> {
     let mut request = Request::post("/webhook")
         .body(Full::from(body.clone()))
         .unwrap();
@@ -282,17 +328,62 @@ async fn a_duplicate_still_in_progress_after_the_wait_gets_503_never_2xx_or_4xx(
 }
 
 #[tokio::test]
-async fn a_final_refusal_is_recorded_and_replayed() {
+async fn business_refusals_are_recorded_and_replayed() {
     for backend in backends().await {
-        let handler = Handler::default().then(Duration::ZERO, Answer::Status(400));
+        let handler = Handler::default()
+            .then(Duration::ZERO, Answer::Refuse(400, "declined"))
+            .then(Duration::ZERO, Answer::Refuse(400, "banned"))
+            .then(Duration::ZERO, Answer::Status(409));
+        let idempotency = IdempotencyLayer::new(backend.store.clone())
+            .final_refusal(StatusCode::BAD_REQUEST, "banned")
+            .final_status(StatusCode::CONFLICT);
+        let stack = stack(idempotency, &handler);
+        for key in ["ord_4a", "ord_4b", "ord_4c"] {
+            let refused = send(&stack, item_add(key)).await.unwrap();
+            assert_eq!(
+                refused.outcome,
+                Some(IdempotencyOutcome::Ran { attempt: 1 })
+            );
+            let again = send(&stack, item_add(key)).await.unwrap();
+            assert_eq!(again.status, refused.status, "{} {key}", backend.name);
+            assert!(again.replayed, "{} {key}", backend.name);
+            assert_eq!(again.body, refused.body);
+        }
+        assert_eq!(
+            handler.runs(),
+            3,
+            "{}: a retry turned a refusal into a credit",
+            backend.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn answers_about_todays_code_are_not_recorded_and_the_next_delivery_runs() {
+    for backend in backends().await {
+        let handler = Handler::default()
+            .then(Duration::ZERO, Answer::Refuse(400, "validation_error"))
+            .then(Duration::ZERO, Answer::Refuse(400, "unknown_event_type"))
+            .then(Duration::ZERO, Answer::Status(404))
+            .then(Duration::ZERO, Answer::Status(408))
+            .then(Duration::ZERO, Answer::Refuse(409, "declined"));
         let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
-        let declined = send(&stack, item_add("ord_4")).await.unwrap();
-        assert_eq!(declined.status, StatusCode::BAD_REQUEST);
-        let again = send(&stack, item_add("ord_4")).await.unwrap();
-        assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", backend.name);
-        assert!(again.replayed);
-        assert_eq!(again.body, declined.body);
-        assert_eq!(handler.runs(), 1, "a retry turned a decline into a credit");
+        for attempt in 1..=5 {
+            let sent = send(&stack, item_add("ord_4d")).await.unwrap();
+            assert!(!sent.status.is_success());
+            assert!(
+                !sent.replayed,
+                "{}: attempt {attempt} replayed",
+                backend.name
+            );
+            assert_eq!(sent.outcome, Some(IdempotencyOutcome::Released { attempt }));
+        }
+        // The fix is deployed: the same delivery now credits, and that sticks.
+        let fixed = send(&stack, item_add("ord_4d")).await.unwrap();
+        assert_eq!(fixed.status, StatusCode::OK, "{}", backend.name);
+        assert_eq!(fixed.outcome, Some(IdempotencyOutcome::Ran { attempt: 6 }));
+        assert!(send(&stack, item_add("ord_4d")).await.unwrap().replayed);
+        assert_eq!(handler.runs(), 6);
     }
 }
 
@@ -325,35 +416,218 @@ async fn server_errors_and_failures_release_the_claim_for_the_retry() {
     }
 }
 
+/// Waits, at most 10 s, until the handler has started `runs` runs.
+async fn until_runs(handler: &Handler, runs: usize) {
+    let started = async {
+        while handler.runs() < runs {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), started)
+        .await
+        .expect("the handler started in time");
+}
+
 #[tokio::test]
-async fn a_panicking_or_dropped_handler_is_never_recorded_and_its_claim_is_released() {
+async fn a_panicking_handler_is_never_recorded_and_its_claim_is_released() {
     for backend in backends().await {
-        let handler = Handler::default()
-            .then(Duration::ZERO, Answer::Panic)
-            .then(Duration::from_secs(60), Answer::Ok);
+        let handler = Handler::default().then(Duration::ZERO, Answer::Panic);
         let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
-        let panicked = tokio::spawn({
-            let stack = stack.clone();
-            send_owned(stack, item_add("ord_6"))
-        });
+        let panicked = tokio::spawn(send_owned(stack.clone(), item_add("ord_6")));
         assert!(panicked.await.unwrap_err().is_panic());
 
-        // The client goes away while the second run hangs: its future is dropped.
-        let dropped = tokio::spawn({
-            let stack = stack.clone();
-            send_owned(stack, item_add("ord_6"))
-        });
-        while handler.runs() < 2 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // The release happens in the background; the next delivery waits for it, if
+        // it has to, and runs.
+        let retry = tokio::time::timeout(Duration::from_secs(10), send(&stack, item_add("ord_6")))
+            .await
+            .expect("the claim was released")
+            .unwrap();
+        assert_eq!(retry.status, StatusCode::OK, "{}", backend.name);
+        assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 2 }));
+        assert_eq!(handler.attempts(), [1, 2]);
+    }
+}
+
+#[tokio::test]
+async fn a_request_dropped_after_its_handler_started_is_recorded_and_never_run_again() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::from_millis(300), Answer::Ok);
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        // The client hangs up (or a timeout outside fires) while the handler runs.
+        let dropped = tokio::spawn(send_owned(stack.clone(), item_add("ord_6b")));
+        until_runs(&handler, 1).await;
         dropped.abort();
         assert!(dropped.await.unwrap_err().is_cancelled());
 
-        // The release happens in the background; the next delivery waits for it.
-        let retry = send(&stack, item_add("ord_6")).await.unwrap();
+        // Aghanim's retry waits for the run it abandoned and gets its answer.
+        let retry = send(&stack, item_add("ord_6b")).await.unwrap();
         assert_eq!(retry.status, StatusCode::OK, "{}", backend.name);
-        assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 3 }));
-        assert_eq!(handler.attempts(), [1, 2, 3]);
+        assert_eq!(retry.outcome, Some(IdempotencyOutcome::Replayed));
+        assert_eq!(retry.body, r#"{"run":1}"#);
+        assert_eq!(handler.runs(), 1, "{}: the handler ran twice", backend.name);
+    }
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_the_answer_is_recorded_still_records_it() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let store = Arc::new(Faulty::new(backend.store.clone()));
+        store.slow_complete.store(true, Ordering::SeqCst);
+        let stack = stack(IdempotencyLayer::new(store.clone()), &handler);
+        let dropped = tokio::spawn(send_owned(stack.clone(), item_add("ord_6c")));
+        let completing = async {
+            while store.completes.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), completing)
+            .await
+            .unwrap();
+        dropped.abort();
+        let _ = dropped.await;
+        store.slow_complete.store(false, Ordering::SeqCst);
+
+        let retry = send(&stack, item_add("ord_6c")).await.unwrap();
+        assert_eq!(
+            retry.outcome,
+            Some(IdempotencyOutcome::Replayed),
+            "{}",
+            backend.name
+        );
+        assert_eq!(handler.runs(), 1);
+    }
+}
+
+/// Delegates to a store, with faults switched on and off: claims applied but their
+/// replies lost, slow completions, renewals that fail a given number of times.
+struct Faulty {
+    inner: Arc<dyn IdempotencyStore>,
+    lose_claim_replies: AtomicBool,
+    slow_complete: AtomicBool,
+    failing_renewals: AtomicUsize,
+    claims: AtomicUsize,
+    completes: AtomicUsize,
+}
+
+impl Faulty {
+    fn new(inner: Arc<dyn IdempotencyStore>) -> Self {
+        Self {
+            inner,
+            lose_claim_replies: AtomicBool::new(false),
+            slow_complete: AtomicBool::new(false),
+            failing_renewals: AtomicUsize::new(0),
+            claims: AtomicUsize::new(0),
+            completes: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl IdempotencyStore for Faulty {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        request: &'a ClaimRequest,
+    ) -> StoreFuture<'a, ClaimOutcome> {
+        Box::pin(async move {
+            self.claims.fetch_add(1, Ordering::SeqCst);
+            let outcome = self.inner.claim(key, request).await;
+            if self.lose_claim_replies.load(Ordering::SeqCst) {
+                return Err(StoreError::new("the reply was lost"));
+            }
+            outcome
+        })
+    }
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        lease: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let failing = self
+            .failing_renewals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if failing {
+            return Box::pin(async { Err(StoreError::new("renewal failed")) });
+        }
+        self.inner.renew(key, owner, lease)
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        response: &'a StoredResponse,
+        retention: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.completes.fetch_add(1, Ordering::SeqCst);
+            if self.slow_complete.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.inner.complete(key, owner, response, retention).await
+        })
+    }
+    fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
+        self.inner.release(key, owner)
+    }
+}
+
+#[tokio::test]
+async fn a_claim_whose_reply_was_lost_is_released_at_once_not_after_its_lease() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let store = Arc::new(Faulty::new(backend.store.clone()));
+        let idempotency = IdempotencyLayer::new(store.clone()).wait(Duration::from_millis(300));
+        let stack = stack(idempotency, &handler);
+        store.lose_claim_replies.store(true, Ordering::SeqCst);
+        let lost = send(&stack, item_add("ord_6d")).await.unwrap();
+        assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(lost.outcome, Some(IdempotencyOutcome::StoreUnavailable));
+        store.lose_claim_replies.store(false, Ordering::SeqCst);
+
+        // The claim was applied, twice asked; its release followed in the background,
+        // so the retry runs within the wait instead of getting 503 for the whole
+        // 15 s lease.
+        let retry = send(&stack, item_add("ord_6d")).await.unwrap();
+        assert_eq!(retry.status, StatusCode::OK, "{}", backend.name);
+        assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 2 }));
+        assert_eq!(handler.runs(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_lease_is_renewed_while_the_answer_is_collected_and_after_a_failed_renewal() {
+    for backend in backends().await {
+        let handler = Handler::default().then(
+            Duration::ZERO,
+            Answer::SlowBody(Duration::from_millis(1600)),
+        );
+        let store = Arc::new(Faulty::new(backend.store.clone()));
+        // The first renewal (at 333 ms) fails; it is tried again within the lease.
+        store.failing_renewals.store(1, Ordering::SeqCst);
+        let idempotency = IdempotencyLayer::new(store.clone())
+            .lease(Duration::from_secs(1))
+            .wait(Duration::from_millis(100));
+        let stack = stack(idempotency, &handler);
+        let original = tokio::spawn(send_owned(stack.clone(), item_add("ord_6e")));
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        // Past the first lease, while the body is still being collected: still held.
+        let duplicate = send(&stack, item_add("ord_6e")).await.unwrap();
+        assert_eq!(
+            duplicate.outcome,
+            Some(IdempotencyOutcome::StillInProgress),
+            "{}",
+            backend.name
+        );
+        let original = original.await.unwrap().unwrap();
+        assert_eq!(
+            original.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 1 })
+        );
+        assert_eq!(handler.runs(), 1);
     }
 }
 
@@ -422,7 +696,7 @@ async fn a_stale_owner_cannot_overwrite_the_record_of_the_owner_that_took_over()
 }
 
 #[tokio::test]
-async fn a_changed_payload_is_refused_for_items_and_runs_for_notifications() {
+async fn a_changed_payload_is_refused_for_items_and_claimed_on_its_own_for_notifications() {
     for backend in backends().await {
         let handler = Handler::default();
         let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
@@ -455,15 +729,85 @@ async fn a_changed_payload_is_refused_for_items_and_runs_for_notifications() {
             Some(IdempotencyOutcome::Ran { attempt: 1 })
         );
         assert!(send(&stack, payment(100)).await.unwrap().replayed);
-        let updated = send(&stack, payment(150)).await.unwrap();
-        assert_eq!(updated.status, StatusCode::OK);
-        assert_eq!(updated.outcome, Some(IdempotencyOutcome::PassedThrough));
+        // A change runs once, under a claim of its own; its copies are replayed.
+        let updates: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(send_owned(stack.clone(), payment(150))))
+            .collect();
+        let mut ran = 0;
+        for update in updates {
+            let update = update.await.unwrap().unwrap();
+            assert_eq!(update.status, StatusCode::OK, "{}", backend.name);
+            ran += usize::from(update.outcome == Some(IdempotencyOutcome::Ran { attempt: 1 }));
+        }
+        assert_eq!(ran, 1, "{}", backend.name);
         assert_eq!(handler.runs(), 3);
 
         // Configurable: payments refused too.
         let strict = stack_with_policy(&backend, &handler);
-        let refused = send(&strict, payment(175)).await.unwrap();
+        assert!(send(&strict, delivery("payment.succeeded", "pay_2", "{}"))
+            .await
+            .unwrap()
+            .status
+            .is_success());
+        let refused = send(&strict, delivery("payment.succeeded", "pay_2", "[]"))
+            .await
+            .unwrap();
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
+
+/// `item.add` for `key` whose envelope and `event_data` are written by another
+/// serializer: keys reordered, spaced out, escaped, numbers spelled otherwise.
+fn item_add_rewritten(key: &str) -> Request<Full<Bytes>> {
+    let body = format!(
+        "{{\n  \"event_data\" : {{ \"items\" : [ {{ \"quantity\" : 5.0, \"\\u0073ku\" : \"g\\u0065ms\" }} ],\n    \"player_id\" : \"p1\" }},\n  \"idempotency_key\" : \"{key}\", \"event_type\" : \"item.add\",\n  \"game_id\" : \"gm_1\", \"event_id\" : \"whevt_{key}\"\n}}"
+    );
+    signed_body(body)
+}
+
+#[tokio::test]
+async fn a_duplicate_written_differently_is_a_duplicate_not_a_conflict() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let first = send(&stack, item_add("ord_8b")).await.unwrap();
+        assert_eq!(first.status, StatusCode::OK);
+        let rewritten = send(&stack, item_add_rewritten("ord_8b")).await.unwrap();
+        assert_eq!(
+            rewritten.status,
+            StatusCode::OK,
+            "{}: {}",
+            backend.name,
+            rewritten.body
+        );
+        assert_eq!(rewritten.outcome, Some(IdempotencyOutcome::Replayed));
+        assert_eq!(handler.runs(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_released_record_never_refuses_another_payload() {
+    for backend in backends().await {
+        let handler =
+            Handler::default().then(Duration::ZERO, Answer::Refuse(400, "validation_error"));
+        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let bad = delivery(
+            "item.add",
+            "ord_8c",
+            r#"{"player_id":"p1","items":[{"sku":"gems","quantity":1.5}]}"#,
+        );
+        let refused = send(&stack, bad).await.unwrap();
+        assert_eq!(
+            refused.outcome,
+            Some(IdempotencyOutcome::Released { attempt: 1 })
+        );
+        // Aghanim corrects the payload and sends it under the same key.
+        let corrected = send(&stack, item_add("ord_8c")).await.unwrap();
+        assert_eq!(corrected.status, StatusCode::OK, "{}", backend.name);
+        assert_eq!(
+            corrected.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 2 })
+        );
     }
 }
 
@@ -506,19 +850,17 @@ async fn reads_and_deliveries_without_ids_pass_through_every_time() {
 async fn forged_requests_never_reach_the_store() {
     for backend in backends().await {
         let handler = Handler::default();
-        let stack = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let store = Arc::new(Faulty::new(backend.store.clone()));
+        let stack = stack(IdempotencyLayer::new(store.clone()), &handler);
         let mut forged = item_add("ord_9");
         sign_headers(forged.headers_mut(), "not-the-secret", NOW, "anything");
         let refused = send(&stack, forged).await.unwrap();
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert_eq!(refused.outcome, None);
+        assert_eq!(store.claims.load(Ordering::SeqCst), 0, "{}", backend.name);
         let real = send(&stack, item_add("ord_9")).await.unwrap();
-        assert_eq!(
-            real.outcome,
-            Some(IdempotencyOutcome::Ran { attempt: 1 }),
-            "{}",
-            backend.name
-        );
+        assert_eq!(real.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+        assert_eq!(store.claims.load(Ordering::SeqCst), 1, "{}", backend.name);
     }
 }
 

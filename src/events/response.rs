@@ -311,11 +311,15 @@ impl WebhookError {
     /// 500 for a request that reached `what` without passing the signature layer: a
     /// stack built wrong, shown at once rather than handling unverified events.
     pub(crate) fn missing_layer(what: &str) -> Self {
-        Self::new(
-            ErrorCode::Custom("internal_error".into()),
-            format!("{what} must sit behind AghanimSignatureLayer: no verified body"),
-        )
-        .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+        Self::misconfigured(format!(
+            "{what} must sit behind AghanimSignatureLayer: no verified body"
+        ))
+    }
+
+    /// 500 `internal_error`: the stack is put together wrongly, whatever the request.
+    pub(crate) fn misconfigured(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::Custom("internal_error".into()), message)
+            .with_status(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The same error answered with `status`.

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::fingerprint::fingerprint;
 use crate::{events::EventType, sign::lower_hex};
 
 /// The envelope fields the key is made of, borrowed from the verified bytes: what
@@ -35,8 +36,10 @@ pub(crate) struct Delivery {
 
 impl Delivery {
     /// `None` for a body that is not an event, or one with neither `idempotency_key`
-    /// nor `event_id`: nothing to recognise a retry by.
-    pub(crate) fn of(verified: &[u8]) -> Option<Self> {
+    /// nor `event_id`: nothing to recognise a retry by. With `per_payload`, the store
+    /// key covers the payload's fingerprint too, so that each distinct payload under
+    /// one id is claimed (and replayed) on its own.
+    pub(crate) fn of(verified: &[u8], per_payload: bool) -> Option<Self> {
         let event: KeyFields<'_> = serde_json::from_slice(verified).ok()?;
         // As `Event::dedupe_key`: the idempotency key, else the event id; empty is absent.
         let id = present(&event.idempotency_key).or_else(|| present(&event.event_id))?;
@@ -47,16 +50,20 @@ impl Delivery {
         };
         let game = event.game_id.as_deref().unwrap_or("");
         let dedupe_key = format!("{game}:{environment}:{}:{id}", event.event_type);
+        let fingerprint = fingerprint(event.event_data.get());
         let mut scope = Sha256::new();
         for part in [game, environment, event.event_type.as_str(), id] {
             // Length-prefixed, so no choice of ids can make two scopes hash alike.
             scope.update((part.len() as u64).to_be_bytes());
             scope.update(part);
         }
+        if per_payload {
+            scope.update(fingerprint);
+        }
         Some(Self {
             store_key: lower_hex(&scope.finalize().into()),
             dedupe_key,
-            fingerprint: lower_hex(&Sha256::digest(event.event_data.get()).into()),
+            fingerprint: lower_hex(&fingerprint),
         })
     }
 }
@@ -106,7 +113,8 @@ mod tests {
 
     #[test]
     fn the_key_is_scoped_by_game_environment_and_type() {
-        let key = |body: &str| Delivery::of(body.as_bytes()).map(|delivery| delivery.store_key);
+        let key =
+            |body: &str| Delivery::of(body.as_bytes(), false).map(|delivery| delivery.store_key);
         let base =
             key(r#"{"event_type":"item.add","event_data":{},"game_id":"g","idempotency_key":"k"}"#);
         assert!(base.as_deref().is_some_and(|key| key.len() == 64));

@@ -1,5 +1,8 @@
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde::Deserialize;
 use tower_layer::Layer;
 
 use super::{Idempotency, IdempotencyStore, MemoryStore};
@@ -8,12 +11,17 @@ use crate::events::EventType;
 /// How long a completed or released record is kept unless configured otherwise: 7 days,
 /// twice the longest retry horizon known among webhook senders (Aghanim publishes none).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long a claim holds without renewal unless configured otherwise: 60 s. It is
-/// renewed every third of it while the handler runs, so it only ever runs out when the
-/// process holding it is gone or stuck.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// How long a claim holds without renewal unless configured otherwise: 15 s. It is
+/// renewed every third of it from the claim until the answer is recorded, so it only
+/// ever runs out when the process holding it is gone or stuck, and then blocks the
+/// key's duplicates for at most this long.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 /// How long a duplicate waits for the delivery in progress unless configured otherwise.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+/// How long one store call may take unless configured otherwise.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest answer body kept for replay unless configured otherwise: 64 KiB.
+pub const DEFAULT_MAX_STORED_BODY: usize = 64 * 1024;
 
 /// What the layer does with one event type.
 ///
@@ -35,9 +43,11 @@ pub enum Policy {
     /// One run per key, its answer replayed; the same key with another payload is
     /// refused with 422 `idempotency_key_reused` and never reaches the handler.
     Deduplicate,
-    /// One run per key and payload, its answer replayed; the same key with another
-    /// payload reaches the handler (outside any claim), for notifications that Aghanim
-    /// re-sends when something changed, such as `payment.*` when amounts change.
+    /// One run per key and payload, its answer replayed: each distinct payload under a
+    /// key is claimed on its own (the key plus the payload's fingerprint), so identical
+    /// copies of one change run once and a different change runs. For notifications
+    /// that Aghanim re-sends when something changed, such as `payment.*` when amounts
+    /// change.
     DeduplicateAllowingChanges,
 }
 
@@ -93,10 +103,11 @@ impl Policy {
 /// | store | [`MemoryStore`] with [`in_memory`](Self::in_memory) (one process only) | [`new`](Self::new) |
 /// | policy per event type | [`Policy::default_for`] | [`policy`](Self::policy) |
 /// | wait for a delivery in progress | 5 s | [`wait`](Self::wait) |
-/// | lease of a claim | 60 s, renewed every 20 s | [`lease`](Self::lease) |
+/// | lease of a claim | 15 s, renewed every 5 s | [`lease`](Self::lease) |
 /// | retention of records | 7 days | [`retention`](Self::retention) |
 /// | timeout of one store call | 2 s | [`store_timeout`](Self::store_timeout) |
 /// | largest answer kept for replay | 64 KiB | [`max_stored_body`](Self::max_stored_body) |
+/// | answers besides 2xx that are recorded | 400 `declined` | [`final_refusal`](Self::final_refusal), [`final_status`](Self::final_status) |
 /// | store unreachable | 503 (fail closed) | [`fail_open`](Self::fail_open) |
 ///
 /// # Example
@@ -125,6 +136,9 @@ pub(crate) struct Config {
     pub(crate) store_timeout: Duration,
     pub(crate) max_stored_body: usize,
     pub(crate) fail_open: bool,
+    /// Refusals that are business decisions: a status, and the body's `code` if it
+    /// must match too.
+    final_refusals: Vec<(StatusCode, Option<String>)>,
 }
 
 impl Config {
@@ -134,6 +148,35 @@ impl Config {
             .copied()
             .unwrap_or_else(|| Policy::default_for(event_type))
     }
+
+    /// Whether `response` is recorded and replayed: a 2xx, or a refusal marked final.
+    /// Every other answer says something about the code deployed now, not about the
+    /// purchase, and must not outlive a fix.
+    pub(crate) fn is_final(&self, response: &Response<Bytes>) -> bool {
+        let status = response.status();
+        if status.is_success() {
+            return true;
+        }
+        let mut code = None;
+        self.final_refusals
+            .iter()
+            .any(|(final_status, final_code)| {
+                *final_status == status
+                    && final_code.as_ref().is_none_or(|final_code| {
+                        let code = code.get_or_insert_with(|| error_code(response.body()));
+                        code.as_deref() == Some(final_code.as_str())
+                    })
+            })
+    }
+}
+
+/// The `code` of a `{"status":"error","code":…}` body.
+fn error_code(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        code: Option<String>,
+    }
+    serde_json::from_slice::<ErrorBody>(body).ok()?.code
 }
 
 impl IdempotencyLayer {
@@ -146,9 +189,10 @@ impl IdempotencyLayer {
                 wait: DEFAULT_WAIT,
                 lease: DEFAULT_LEASE,
                 retention: DEFAULT_RETENTION,
-                store_timeout: Duration::from_secs(2),
-                max_stored_body: 64 * 1024,
+                store_timeout: DEFAULT_STORE_TIMEOUT,
+                max_stored_body: DEFAULT_MAX_STORED_BODY,
                 fail_open: false,
+                final_refusals: vec![(StatusCode::BAD_REQUEST, Some("declined".to_owned()))],
             }),
         }
     }
@@ -171,9 +215,9 @@ impl IdempotencyLayer {
         self
     }
 
-    /// How long a claim holds without renewal; it is renewed every third of it while
-    /// the handler runs. A process that dies holding a claim blocks the key's retries
-    /// for at most this long. At least 1 s.
+    /// How long a claim holds without renewal; it is renewed every third of it from the
+    /// claim until the answer is recorded. A process that dies holding a claim blocks
+    /// the key's retries for at most this long. At least 1 s.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config_mut().lease = lease.max(Duration::from_secs(1));
         self
@@ -195,6 +239,34 @@ impl IdempotencyLayer {
     /// status and content type but an empty body.
     pub fn max_stored_body(mut self, bytes: usize) -> Self {
         self.config_mut().max_stored_body = bytes;
+        self
+    }
+
+    /// Records and replays answers with `status` whose JSON body has this `code`, as
+    /// 400 `declined` is by default: a refusal that is a business decision about the
+    /// purchase, which a retry must not turn into a credit.
+    ///
+    /// Every answer that is neither a 2xx nor marked final (400 `validation_error`,
+    /// `unknown_event_type`, 404, 408, 429, 5xx, a handler error or panic) releases the
+    /// claim, so the next delivery runs with whatever code is deployed then.
+    ///
+    /// ```
+    /// use aghanim_webhook::idempotency::IdempotencyLayer;
+    /// use http::StatusCode;
+    ///
+    /// let layer = IdempotencyLayer::in_memory()
+    ///     .final_refusal(StatusCode::BAD_REQUEST, "banned");
+    /// ```
+    pub fn final_refusal(mut self, status: StatusCode, code: impl Into<String>) -> Self {
+        let refusal = (status, Some(code.into()));
+        self.config_mut().final_refusals.push(refusal);
+        self
+    }
+
+    /// Records and replays every answer with `status`, whatever its body: for a handler
+    /// that refuses with a status of its own, such as 409 or 410.
+    pub fn final_status(mut self, status: StatusCode) -> Self {
+        self.config_mut().final_refusals.push((status, None));
         self
     }
 
@@ -236,6 +308,7 @@ impl fmt::Debug for Config {
             .field("store_timeout", &self.store_timeout)
             .field("max_stored_body", &self.max_stored_body)
             .field("fail_open", &self.fail_open)
+            .field("final_refusals", &self.final_refusals)
             .finish_non_exhaustive()
     }
 }

@@ -116,23 +116,31 @@ impl MemoryStore {
         let mut records = self.records();
         let live = records.get(key).filter(|record| record.expires_at > now);
         let attempt = match live {
-            Some(record) if record.fingerprint != request.fingerprint => {
-                return Ok(ClaimOutcome::Mismatch)
+            Some(record) => {
+                // Only a completed record or a live claim can refuse another payload.
+                let other_payload = record.fingerprint != request.fingerprint;
+                match &record.state {
+                    State::Completed(_) if other_payload => return Ok(ClaimOutcome::Mismatch),
+                    State::Completed(response) => {
+                        return Ok(ClaimOutcome::Completed(response.clone()))
+                    }
+                    State::Claimed { owner, .. } if *owner == request.owner => {
+                        return Ok(ClaimOutcome::Claimed {
+                            attempt: record.attempt,
+                        })
+                    }
+                    State::Claimed { lease_until, .. } if *lease_until > now => {
+                        return Ok(if other_payload {
+                            ClaimOutcome::Mismatch
+                        } else {
+                            ClaimOutcome::InProgress {
+                                lease_remaining: *lease_until - now,
+                            }
+                        });
+                    }
+                    State::Claimed { .. } | State::Released => record.attempt + 1,
+                }
             }
-            Some(record) => match &record.state {
-                State::Completed(response) => return Ok(ClaimOutcome::Completed(response.clone())),
-                State::Claimed { owner, .. } if *owner == request.owner => {
-                    return Ok(ClaimOutcome::Claimed {
-                        attempt: record.attempt,
-                    })
-                }
-                State::Claimed { lease_until, .. } if *lease_until > now => {
-                    return Ok(ClaimOutcome::InProgress {
-                        lease_remaining: *lease_until - now,
-                    })
-                }
-                State::Claimed { .. } | State::Released => record.attempt + 1,
-            },
             None => {
                 records.remove(key);
                 if records.len() >= self.shared.capacity {

@@ -84,6 +84,7 @@
 //! # }
 //! ```
 
+mod fingerprint;
 mod future;
 mod key;
 mod layer;
@@ -97,7 +98,10 @@ mod store;
 
 pub use future::ResponseFuture;
 pub use key::Claim;
-pub use layer::{IdempotencyLayer, Policy, DEFAULT_LEASE, DEFAULT_RETENTION, DEFAULT_WAIT};
+pub use layer::{
+    IdempotencyLayer, Policy, DEFAULT_LEASE, DEFAULT_MAX_STORED_BODY, DEFAULT_RETENTION,
+    DEFAULT_STORE_TIMEOUT, DEFAULT_WAIT,
+};
 pub use memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
 pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
 #[cfg(feature = "redis")]

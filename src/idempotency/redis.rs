@@ -259,14 +259,21 @@ const CLAIM: &str = concat!(
     r"
 local r = redis.call('HMGET', KEYS[1], 'state', 'owner', 'lease_until', 'fp', 'status', 'ctype', 'body', 'attempt')
 local state = r[1]
-if state and r[4] ~= ARGV[2] then return {'mismatch'} end
-if state == 'completed' then return {'completed', r[5], r[6] or '', r[7] or ''} end
+-- Only a completed record or a live claim can refuse another payload.
+local other_payload = r[4] ~= ARGV[2]
+if state == 'completed' then
+  if other_payload then return {'mismatch'} end
+  return {'completed', r[5], r[6] or '', r[7] or ''}
+end
 if state == 'in_progress' then
   if r[2] == ARGV[1] then return {'claimed', r[8]} end
   local lease_until = tonumber(r[3])
   -- A claim without a deadline is never taken for an orphan.
-  if not lease_until then return {'in_progress', ARGV[3]} end
-  if lease_until > now then return {'in_progress', tostring(lease_until - now)} end
+  if not lease_until then lease_until = now + tonumber(ARGV[3]) end
+  if lease_until > now then
+    if other_payload then return {'mismatch'} end
+    return {'in_progress', tostring(lease_until - now)}
+  end
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'owner', ARGV[1], 'fp', ARGV[2],

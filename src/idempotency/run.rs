@@ -1,20 +1,20 @@
-//! The deduplicated path: claim (or wait, or replay), run the handler under a renewed
-//! lease, record its final answer.
+//! The deduplicated path: claim (or wait, or replay); then, in a task of its own, run
+//! the handler under a renewed lease and record its final answer.
 
-use std::{future::poll_fn, sync::Arc, time::Duration};
+use std::{future::poll_fn, panic, pin::pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tokio::time::Instant;
+use tokio::{runtime::Handle, time::Instant};
 use tower_service::Service;
 
 use super::{
     key::{Claim, Delivery},
     layer::Config,
     outcome::{self, IdempotencyOutcome},
-    ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, Policy, StoreError, StoreFuture,
+    ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
 };
 
@@ -24,19 +24,20 @@ const FIRST_PAUSE: Duration = Duration::from_millis(25);
 const LONGEST_PAUSE: Duration = Duration::from_millis(400);
 
 pub(crate) async fn deduplicated<S, ReqBody, ResBody>(
-    mut inner: S,
+    runtime: Handle,
+    inner: S,
     mut request: Request<ReqBody>,
     config: Arc<Config>,
     delivery: Delivery,
-    policy: Policy,
 ) -> Result<Response<Bytes>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
 {
-    let key = delivery.store_key.as_str();
     let dedupe_key = delivery.dedupe_key;
-    let answer = |response, reported| marked(response, reported, &dedupe_key);
     let owner = OwnerToken::random();
     let claim = ClaimRequest::new(
         owner.clone(),
@@ -44,115 +45,159 @@ where
         config.lease,
         config.retention,
     );
+    // Armed while a claim call is out: a reply that was lost or timed out, or a request
+    // dropped mid-call, may leave a claim behind, which it releases in the background.
+    let mut guard = ClaimGuard {
+        store: Arc::clone(&config.store),
+        key: delivery.store_key,
+        owner,
+        held: false,
+    };
     let deadline = Instant::now() + config.wait;
     let mut pause = FIRST_PAUSE;
     let attempt = loop {
-        let outcome = match claim_once_more_on_error(&config, key, &claim).await {
-            Ok(outcome) => outcome,
-            Err(_) if config.fail_open => {
+        guard.held = true;
+        let Ok(outcome) = claim_once_more_on_error(&config, &guard.key, &claim).await else {
+            drop(guard);
+            if config.fail_open {
                 let response = run_unclaimed(inner, request).await?;
-                return Ok(answer(response, IdempotencyOutcome::FailedOpen));
+                return Ok(marked(
+                    response,
+                    IdempotencyOutcome::FailedOpen,
+                    &dedupe_key,
+                ));
             }
-            Err(_) => {
-                return Ok(answer(
-                    outcome::store_unavailable(),
-                    IdempotencyOutcome::StoreUnavailable,
-                ))
-            }
+            let unavailable = outcome::store_unavailable();
+            let reported = IdempotencyOutcome::StoreUnavailable;
+            return Ok(marked(unavailable, reported, &dedupe_key));
         };
-        match outcome {
+        guard.held = matches!(outcome, ClaimOutcome::Claimed { .. });
+        let (response, reported) = match outcome {
             ClaimOutcome::Claimed { attempt } => break attempt,
             ClaimOutcome::Completed(stored) => {
-                return Ok(answer(
-                    outcome::replay(stored),
-                    IdempotencyOutcome::Replayed,
-                ))
+                (outcome::replay(stored), IdempotencyOutcome::Replayed)
             }
-            ClaimOutcome::Mismatch if policy == Policy::DeduplicateAllowingChanges => {
-                let response = run_unclaimed(inner, request).await?;
-                return Ok(answer(response, IdempotencyOutcome::PassedThrough));
-            }
-            ClaimOutcome::Mismatch => {
-                return Ok(answer(outcome::key_reused(), IdempotencyOutcome::KeyReused))
-            }
+            ClaimOutcome::Mismatch => (outcome::key_reused(), IdempotencyOutcome::KeyReused),
             ClaimOutcome::InProgress { lease_remaining } => {
                 let now = Instant::now();
                 if pause == FIRST_PAUSE {
                     crate::trace::claim(&dedupe_key, None);
                 }
-                if now >= deadline {
-                    let busy = outcome::still_in_progress(lease_remaining);
-                    return Ok(answer(busy, IdempotencyOutcome::StillInProgress));
+                if now < deadline {
+                    config
+                        .store
+                        .changed(&guard.key, pause.min(deadline - now))
+                        .await;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                    continue;
                 }
-                config.store.changed(key, pause.min(deadline - now)).await;
-                pause = (pause * 2).min(LONGEST_PAUSE);
+                let busy = outcome::still_in_progress(lease_remaining);
+                (busy, IdempotencyOutcome::StillInProgress)
             }
-        }
+        };
+        return Ok(marked(response, reported, &dedupe_key));
     };
 
     crate::trace::claim(&dedupe_key, Some(attempt));
-    let mut guard = ClaimGuard {
-        store: Arc::clone(&config.store),
-        key: key.to_owned(),
-        owner,
-        held: true,
-    };
     request.extensions_mut().insert(Claim {
         dedupe_key: dedupe_key.clone(),
         attempt,
     });
-    if let Err(error) = poll_fn(|cx| inner.poll_ready(cx)).await {
-        guard.release(&config).await;
-        return Err(error);
+    let claimed = Claimed {
+        config,
+        guard,
+        attempt,
+        dedupe_key,
+    };
+    // Detached from the request: a client that hangs up or a timeout outside drops the
+    // request future, not the run, so a handler that has started always has its
+    // outcome recorded (or its claim released) and is never run twice.
+    match runtime.spawn(claimed.run(inner, request)).await {
+        Ok(answered) => answered,
+        Err(failed) => match failed.try_into_panic() {
+            // The claim was released as the panic unwound; the caller sees the panic,
+            // as it would without the layer.
+            Ok(payload) => panic::resume_unwind(payload),
+            // The runtime is shutting down: nothing was recorded.
+            Err(_) => Ok(outcome::store_unavailable()),
+        },
     }
-    let answered = run_renewing(inner.call(request), &config, &guard).await;
-    let response = match answered {
-        Ok(response) => response,
-        Err(error) => {
-            guard.release(&config).await;
-            return Err(error);
-        }
-    };
-    let Ok(response) = collect(response).await else {
-        guard.release(&config).await;
-        let failed = outcome::body_failed();
-        return Ok(answer(failed, IdempotencyOutcome::Released { attempt }));
-    };
-    if !is_final(response.status()) {
-        guard.release(&config).await;
-        return Ok(answer(response, IdempotencyOutcome::Released { attempt }));
+}
+
+/// A claim taken, and what its run needs.
+struct Claimed {
+    config: Arc<Config>,
+    guard: ClaimGuard,
+    attempt: u64,
+    dedupe_key: String,
+}
+
+impl Claimed {
+    /// Waits for the handler's readiness, calls it and collects its answer, renewing the
+    /// lease all along; then records a final answer or releases the claim.
+    async fn run<S, ReqBody, ResBody>(
+        mut self,
+        mut inner: S,
+        request: Request<ReqBody>,
+    ) -> Result<Response<Bytes>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Body<Data = Bytes>,
+    {
+        let config = Arc::clone(&self.config);
+        let attempt = self.attempt;
+        let handled = handle(&mut inner, request);
+        let response = match renewing(handled, &config, &self.guard).await {
+            Ok(Ok(response)) if config.is_final(&response) => response,
+            Ok(Ok(response)) => return Ok(self.release(response).await),
+            Ok(Err(())) => return Ok(self.release(outcome::body_failed()).await),
+            Err(error) => {
+                self.guard.release(&config).await;
+                crate::trace::idempotency(
+                    IdempotencyOutcome::Released { attempt },
+                    &self.dedupe_key,
+                );
+                return Err(error);
+            }
+        };
+
+        let stored = StoredResponse {
+            status: response.status().as_u16(),
+            content_type: response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+            body: if response.body().len() <= config.max_stored_body {
+                response.body().clone()
+            } else {
+                Bytes::new()
+            },
+        };
+        let guard = &mut self.guard;
+        let recording = config
+            .store
+            .complete(&guard.key, &guard.owner, &stored, config.retention);
+        let recorded = timed(&config, recording).await;
+        // Whatever the store says, the effect happened: the handler's answer goes back.
+        // A claim that could not be completed expires with its lease.
+        guard.held = false;
+        let reported = match recorded {
+            Ok(true) => IdempotencyOutcome::Ran { attempt },
+            Ok(false) => IdempotencyOutcome::LeaseLost { attempt },
+            Err(_) => IdempotencyOutcome::NotRecorded { attempt },
+        };
+        Ok(marked(response, reported, &self.dedupe_key))
     }
 
-    let body = response.body();
-    let stored = StoredResponse {
-        status: response.status().as_u16(),
-        content_type: response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        body: if body.len() <= config.max_stored_body {
-            body.clone()
-        } else {
-            Bytes::new()
-        },
-    };
-    let recorded = timed(
-        &config,
-        config
-            .store
-            .complete(key, &guard.owner, &stored, config.retention),
-    )
-    .await;
-    // Whatever the store says, the effect happened: the handler's answer goes back.
-    // A claim that could not be completed expires with its lease.
-    guard.held = false;
-    let reported = match recorded {
-        Ok(true) => IdempotencyOutcome::Ran { attempt },
-        Ok(false) => IdempotencyOutcome::LeaseLost { attempt },
-        Err(_) => IdempotencyOutcome::NotRecorded { attempt },
-    };
-    Ok(answer(response, reported))
+    /// Gives the claim up for the next delivery and answers `response`.
+    async fn release(mut self, response: Response<Bytes>) -> Response<Bytes> {
+        self.guard.release(&self.config).await;
+        let released = IdempotencyOutcome::Released {
+            attempt: self.attempt,
+        };
+        marked(response, released, &self.dedupe_key)
+    }
 }
 
 /// A claim whose reply was lost may have been applied: asking again with the same
@@ -174,25 +219,47 @@ async fn timed<T>(config: &Config, call: StoreFuture<'_, T>) -> Result<T, StoreE
         .unwrap_or_else(|_| Err(StoreError::new("timed out")))
 }
 
-/// Runs the handler while renewing the lease every third of it; stops renewing once
-/// the claim is lost.
-async fn run_renewing<F: std::future::Future>(
-    call: F,
+/// Runs `work` while the claim's lease is renewed every third of it; once the claim
+/// is lost or its lease has run out, `work` goes on unrenewed.
+async fn renewing<F: std::future::Future>(
+    work: F,
     config: &Config,
     guard: &ClaimGuard,
 ) -> F::Output {
-    let mut call = std::pin::pin!(call);
+    let mut work = pin!(work);
+    let renewal = keep_renewed(config, &guard.key, &guard.owner);
+    tokio::select! {
+        // The work first: a handler that answers at once never arms the renewal timer.
+        biased;
+        done = &mut work => return done,
+        () = renewal => {}
+    }
+    work.await
+}
+
+/// Renews the lease every third of it; a failed renewal is tried again, a few times a
+/// lease, until the lease it would have extended has run out. Returns when the claim
+/// is lost (another owner took it over) or its lease has run out.
+async fn keep_renewed(config: &Config, key: &str, owner: &OwnerToken) {
     let every = config.lease / 3;
+    let mut lease_ends = Instant::now() + config.lease;
+    let mut next = Instant::now() + every;
     loop {
-        // The handler first: one that answers at once never arms the renewal timer.
-        tokio::select! {
-            biased;
-            answered = &mut call => return answered,
-            () = tokio::time::sleep(every) => {
-                let renewal = config.store.renew(&guard.key, &guard.owner, config.lease);
-                if let Ok(false) = timed(config, renewal).await {
-                    return call.await;
+        tokio::time::sleep_until(next).await;
+        let sent = Instant::now();
+        match timed(config, config.store.renew(key, owner, config.lease)).await {
+            // The store counts the new lease from when it got the call: after `sent`.
+            Ok(true) => {
+                lease_ends = sent + config.lease;
+                next = sent + every;
+            }
+            Ok(false) => return,
+            Err(_) => {
+                let now = Instant::now();
+                if now >= lease_ends {
+                    return;
                 }
+                next = now + (every / 10).min(lease_ends - now);
             }
         }
     }
@@ -207,26 +274,26 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
+    let answered = handle(&mut inner, request).await?;
+    Ok(answered.unwrap_or_else(|()| outcome::body_failed()))
+}
+
+/// Waits for the handler's readiness, calls it and collects its answer; the inner
+/// `Err` is an answer whose body failed.
+async fn handle<S, ReqBody, ResBody>(
+    inner: &mut S,
+    request: Request<ReqBody>,
+) -> Result<Result<Response<Bytes>, ()>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
     poll_fn(|cx| inner.poll_ready(cx)).await?;
-    let response = inner.call(request).await?;
-    Ok(collect(response)
-        .await
-        .unwrap_or_else(|()| outcome::body_failed()))
-}
-
-async fn collect<B: Body<Data = Bytes>>(response: Response<B>) -> Result<Response<Bytes>, ()> {
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.map_err(drop)?.to_bytes();
-    Ok(Response::from_parts(parts, bytes))
-}
-
-/// A final answer is recorded and replayed: success, and refusals such as 400
-/// `declined`, which a retry must not turn into a credit. Server errors, 408 and 429
-/// say "try again": the claim is released.
-fn is_final(status: StatusCode) -> bool {
-    !(status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS)
+    let (parts, body) = inner.call(request).await?.into_parts();
+    Ok(match body.collect().await {
+        Ok(collected) => Ok(Response::from_parts(parts, collected.to_bytes())),
+        Err(_) => Err(()),
+    })
 }
 
 /// Reports what the layer did, in the response extensions and through `tracing`.
@@ -240,10 +307,10 @@ fn marked(
     response
 }
 
-/// Releases the claim if the request ends without recording an answer, including when
-/// its future is dropped (the client went away, a timeout outside fired, the handler
-/// panicked): in the background on the current Tokio runtime, or, outside one, by
-/// letting the lease run out.
+/// Releases the claim, fenced by the owner token, if it is dropped while `held`: a
+/// claim call whose answer never came, a run whose task is dropped (the runtime shuts
+/// down) or unwinds from a panic. In the background on the current Tokio runtime; with
+/// none left, the lease runs out instead.
 struct ClaimGuard {
     store: Arc<dyn IdempotencyStore>,
     key: String,
@@ -263,7 +330,7 @@ impl Drop for ClaimGuard {
         if !self.held {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if let Ok(runtime) = Handle::try_current() {
             let store = Arc::clone(&self.store);
             let key = std::mem::take(&mut self.key);
             let owner = self.owner.clone();

@@ -18,6 +18,15 @@ use crate::{
 
 /// The service made by [`IdempotencyLayer`](super::IdempotencyLayer).
 ///
+/// # Runtime
+///
+/// Deduplicated deliveries need a Tokio runtime (with its time driver): once a claim is
+/// taken, the handler, the collection of its answer and the recording of that answer
+/// run to completion in a task spawned on it, whatever happens to the request future,
+/// and every store call is timed. Called outside a runtime, a deduplicated delivery is
+/// answered 500 `internal_error` without touching the store or the handler; reads that
+/// pass through need no runtime.
+///
 /// # Readiness
 ///
 /// Always ready, like the signature layer: each request takes a clone of `S` and waits
@@ -66,7 +75,7 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Idempotency<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
-    S::Error: Send,
+    S::Error: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
 {
@@ -91,17 +100,21 @@ where
         });
         let delivery = match policy {
             Policy::PassThrough => None,
-            _ => Delivery::of(verified),
+            Policy::Deduplicate => Delivery::of(verified, false),
+            Policy::DeduplicateAllowingChanges => Delivery::of(verified, true),
         };
-        match delivery {
-            None => ResponseFuture::pass_through(inner, request),
-            Some(delivery) => {
-                let config = Arc::clone(&self.config);
-                ResponseFuture::deduplicated(Box::pin(deduplicated(
-                    inner, request, config, delivery, policy,
-                )))
-            }
-        }
+        let Some(delivery) = delivery else {
+            return ResponseFuture::pass_through(inner, request);
+        };
+        // The claimed run is a task of its own, and every store call is timed.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let error = WebhookError::misconfigured("IdempotencyLayer needs a Tokio runtime");
+            return ResponseFuture::answered(error.into_webhook_response());
+        };
+        let config = Arc::clone(&self.config);
+        ResponseFuture::deduplicated(Box::pin(deduplicated(
+            runtime, inner, request, config, delivery,
+        )))
     }
 }
 

@@ -44,11 +44,12 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// # }
 /// ```
 pub trait IdempotencyStore: Send + Sync + 'static {
-    /// Claims `key` for `request.owner`, unless it is completed (the stored response),
-    /// claimed by another owner whose lease has not passed (in progress), or recorded
-    /// with another fingerprint (mismatch). Claiming again with the same owner token
-    /// while the claim holds answers `Claimed` again, so a claim whose reply was lost
-    /// can be retried safely.
+    /// Claims `key` for `request.owner`, unless it is completed (the stored response) or
+    /// claimed by another owner whose lease has not passed (in progress); either with
+    /// another fingerprint is a mismatch. A released record, or a claim whose lease has
+    /// passed, never refuses a payload: it is claimed with the new fingerprint. Claiming
+    /// again with the same owner token while the claim holds answers `Claimed` again,
+    /// so a claim whose reply was lost can be retried safely.
     fn claim<'a>(
         &'a self,
         key: &'a str,
@@ -137,7 +138,8 @@ impl<T: IdempotencyStore + ?Sized> IdempotencyStore for Arc<T> {
 pub struct ClaimRequest {
     /// Who claims.
     pub owner: OwnerToken,
-    /// Fingerprint of the payload; a record with another one is a [`ClaimOutcome::Mismatch`].
+    /// Fingerprint of the payload; a completed record or a live claim with another one
+    /// is a [`ClaimOutcome::Mismatch`].
     pub fingerprint: String,
     /// How long the claim holds without renewal.
     pub lease: Duration,
@@ -178,7 +180,8 @@ pub enum ClaimOutcome {
     },
     /// The key is done: its final response.
     Completed(StoredResponse),
-    /// The key is recorded with another payload fingerprint.
+    /// The key is completed, or claimed under a live lease, with another payload
+    /// fingerprint.
     Mismatch,
 }
 

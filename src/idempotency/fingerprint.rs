@@ -1,0 +1,351 @@
+//! The payload fingerprint: a SHA-256 of the JSON *value* of `event_data`, so that a
+//! duplicate written by another serializer is still a duplicate.
+//!
+//! Two payloads have the same fingerprint when they are the same JSON value under these
+//! rules:
+//!
+//! - whitespace between tokens does not count;
+//! - object members are compared as a set: their order does not count, and a repeated
+//!   name keeps its last value (as `serde_json::Value` does);
+//! - strings are compared after their escapes are decoded (`"\u0041"` is `"A"`);
+//! - numbers are compared as exact decimals (`1`, `1.0`, `10e-1` and `0.1e1` are one
+//!   number; `100` and `1e2` are one number; `-0` is `0`), by their digits, never through
+//!   a float, so two numbers that round to the same `f64` stay apart.
+//!
+//! A number whose exponent does not fit in 64 bits (far beyond any float) makes the
+//! whole payload compared byte for byte instead.
+
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 fingerprint of `json`, a JSON text serde_json accepted.
+pub(crate) fn fingerprint(json: &str) -> [u8; 32] {
+    let mut canonical = Vec::with_capacity(json.len());
+    let mut reader = Reader {
+        bytes: json.as_bytes(),
+        at: 0,
+    };
+    let mut digest = Sha256::new();
+    if reader.value(&mut canonical).is_some() && reader.rest_is_blank() {
+        digest.update(b"value:");
+        digest.update(&canonical);
+    } else {
+        // Unreachable for text serde_json accepted; still an answer, never a panic.
+        digest.update(b"bytes:");
+        digest.update(json.as_bytes());
+    }
+    digest.finalize().into()
+}
+
+/// Reads one JSON value and writes it in a canonical form that is only ever hashed: every
+/// part is tagged and strings are length-prefixed, so no two values write alike.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&byte) = self.bytes.get(self.at) {
+            if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(byte);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    fn rest_is_blank(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(word.len())?;
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(out),
+            b'[' => self.array(out),
+            b'"' => {
+                let text = self.string()?;
+                write_string(out, &text);
+                Some(())
+            }
+            b't' => self.literal(b"true").map(|()| out.push(b't')),
+            b'f' => self.literal(b"false").map(|()| out.push(b'f')),
+            b'n' => self.literal(b"null").map(|()| out.push(b'n')),
+            _ => self.number(out),
+        }
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.at += 1;
+        out.push(b'[');
+        if self.peek()? == b']' {
+            self.at += 1;
+        } else {
+            loop {
+                self.value(out)?;
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b']' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        out.push(b']');
+        Some(())
+    }
+
+    fn object(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        self.at += 1;
+        let mut members: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let name = self.string()?;
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.at += 1;
+                let mut value = Vec::new();
+                self.value(&mut value)?;
+                members.push((name, value));
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        // Stable, so among repeated names the last one read stays last: it is kept.
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push(b'{');
+        for (index, (name, value)) in members.iter().enumerate() {
+            let repeated = members.get(index + 1).is_some_and(|(next, _)| next == name);
+            if !repeated {
+                write_string(out, name);
+                out.extend_from_slice(value);
+            }
+        }
+        out.push(b'}');
+        Some(())
+    }
+
+    /// A string's decoded bytes: UTF-8, or for a lone surrogate escape the three bytes
+    /// UTF-8 would give it (WTF-8), which no decoded character shares.
+    fn string(&mut self) -> Option<Vec<u8>> {
+        self.at += 1;
+        let mut text = Vec::new();
+        loop {
+            let byte = *self.bytes.get(self.at)?;
+            self.at += 1;
+            match byte {
+                b'"' => return Some(text),
+                b'\\' => {
+                    let escape = *self.bytes.get(self.at)?;
+                    self.at += 1;
+                    let decoded = match escape {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            let unit = self.hex4()?;
+                            self.unicode_escape(unit, &mut text)?;
+                            continue;
+                        }
+                        _ => return None,
+                    };
+                    text.push(decoded);
+                }
+                _ => text.push(byte),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let end = self.at.checked_add(4)?;
+        let digits = std::str::from_utf8(self.bytes.get(self.at..end)?).ok()?;
+        let unit = u32::from_str_radix(digits, 16).ok()?;
+        self.at = end;
+        Some(unit)
+    }
+
+    fn unicode_escape(&mut self, unit: u32, text: &mut Vec<u8>) -> Option<()> {
+        let mut code = unit;
+        if (0xD800..0xDC00).contains(&unit) && self.bytes.get(self.at..self.at + 2) == Some(b"\\u")
+        {
+            let before = self.at;
+            self.at += 2;
+            let low = self.hex4()?;
+            if (0xDC00..0xE000).contains(&low) {
+                code = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+            } else {
+                // Not a pair: the second escape is read on its own.
+                self.at = before;
+            }
+        }
+        match char::from_u32(code) {
+            Some(character) => {
+                let mut buffer = [0; 4];
+                text.extend_from_slice(character.encode_utf8(&mut buffer).as_bytes());
+            }
+            None => text.extend_from_slice(&[
+                0xE0 | (code >> 12) as u8,
+                0x80 | ((code >> 6) & 0x3F) as u8,
+                0x80 | (code & 0x3F) as u8,
+            ]),
+        }
+        Some(())
+    }
+
+    /// `-?digits(.digits)?([eE][+-]?digits)?` as `#[-]<significant digits>e<exponent>;`,
+    /// with the significand free of leading and trailing zeros.
+    fn number(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let negative = self.bytes.get(self.at) == Some(&b'-');
+        if negative {
+            self.at += 1;
+        }
+        let integer = self.digits();
+        if integer.is_empty() {
+            return None;
+        }
+        let fraction = if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            self.digits()
+        } else {
+            &[]
+        };
+        let mut exponent: i64 = 0;
+        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
+            self.at += 1;
+            let sign = match self.bytes.get(self.at) {
+                Some(b'-') => {
+                    self.at += 1;
+                    -1
+                }
+                Some(b'+') => {
+                    self.at += 1;
+                    1
+                }
+                _ => 1,
+            };
+            for &digit in self.digits() {
+                exponent = exponent
+                    .checked_mul(10)?
+                    .checked_add(sign * i64::from(digit - b'0'))?;
+            }
+        }
+        let significand: Vec<u8> = integer
+            .iter()
+            .chain(fraction)
+            .copied()
+            .skip_while(|&digit| digit == b'0')
+            .collect();
+        let trailing = significand
+            .iter()
+            .rev()
+            .take_while(|&&digit| digit == b'0')
+            .count();
+        let significand = &significand[..significand.len() - trailing];
+        out.push(b'#');
+        if significand.is_empty() {
+            out.push(b'0');
+        } else {
+            let shift = i64::try_from(trailing).ok()? - i64::try_from(fraction.len()).ok()?;
+            exponent = exponent.checked_add(shift)?;
+            if negative {
+                out.push(b'-');
+            }
+            out.extend_from_slice(significand);
+            out.push(b'e');
+            out.extend_from_slice(exponent.to_string().as_bytes());
+        }
+        out.push(b';');
+        Some(())
+    }
+
+    fn digits(&mut self) -> &'a [u8] {
+        let start = self.at;
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+        &self.bytes[start..self.at]
+    }
+}
+
+fn write_string(out: &mut Vec<u8>, text: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(text.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    #[test]
+    fn spelling_does_not_count() {
+        let same = [
+            (
+                r#"{"a":1,"b":[true,null]}"#,
+                "{ \"b\" : [ true , null ] ,\n \"a\" : 1.0 }",
+            ),
+            (r#"{"sku":"A\u00e9"}"#, r#"{"\u0073ku":"\u0041é"}"#),
+            (r#"[100, 0.5, -0]"#, r#"[1e2, 5E-1, 0.0e5]"#),
+            (r#"[12.340]"#, r#"[1234e-2]"#),
+            (r#"{"a":1,"a":2}"#, r#"{"a":2}"#),
+            (r#""😀""#, r#""\ud83d\ude00""#),
+        ];
+        for (a, b) in same {
+            assert_eq!(fingerprint(a), fingerprint(b), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn values_that_differ_do_not_collide() {
+        let different = [
+            (r#"{"a":1}"#, r#"{"a":2}"#),
+            (r#"{"a":1,"b":2}"#, r#"{"a":2,"b":1}"#),
+            (r#"[1,2]"#, r#"[2,1]"#),
+            (r#"["ab","c"]"#, r#"["a","bc"]"#),
+            (r#"{"a":2,"a":1}"#, r#"{"a":2}"#),
+            // Equal as f64, not as decimals.
+            (r#"[9007199254740993]"#, r#"[9007199254740992]"#),
+            (r#"[0.1]"#, r#"[0.10000000000000000555]"#),
+            (r#"[1]"#, r#"[-1]"#),
+            (r#"[1]"#, r#"["1"]"#),
+            (r#""\ud800""#, r#""\ufffd""#),
+            (r#"[]"#, r#"{}"#),
+            (r#"[null]"#, r#"[false]"#),
+        ];
+        for (a, b) in different {
+            assert_ne!(fingerprint(a), fingerprint(b), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn an_exponent_beyond_64_bits_compares_bytes_without_panicking() {
+        let huge = "[1e99999999999999999999]";
+        assert_eq!(fingerprint(huge), fingerprint(huge));
+        assert_ne!(fingerprint(huge), fingerprint("[1e99999999999999999998]"));
+        assert_ne!(fingerprint("[1"), fingerprint("[1]"));
+    }
+}
