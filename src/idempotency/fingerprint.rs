@@ -348,4 +348,213 @@ mod tests {
         assert_ne!(fingerprint(huge), fingerprint("[1e99999999999999999998]"));
         assert_ne!(fingerprint("[1"), fingerprint("[1]"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Number, Value};
+
+        use super::fingerprint;
+
+        fn json() -> impl Strategy<Value = Value> {
+            let number = prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                (-1000i64..1000).prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |x| x.is_finite())
+                    .prop_map(Value::from),
+                (-1000i32..1000, 0u32..6)
+                    .prop_map(|(n, scale)| Value::from(f64::from(n) / 10f64.powi(scale as i32))),
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                number,
+                any::<String>().prop_map(Value::String),
+                "[a-c\\\"]{0,3}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec(("[a-d]{0,2}", inner), 0..6).prop_map(|members| {
+                        Value::Object(members.into_iter().collect::<Map<_, _>>())
+                    }),
+                ]
+            })
+        }
+
+        /// Writes `value` as another serializer might: members in another order,
+        /// whitespace, characters escaped, numbers spelled otherwise. `seed` decides.
+        struct Writer {
+            seed: u64,
+            out: String,
+        }
+
+        impl Writer {
+            fn coin(&mut self) -> bool {
+                self.seed = self
+                    .seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                self.seed >> 63 == 1
+            }
+
+            fn space(&mut self) {
+                if self.coin() {
+                    let space = if self.coin() { " " } else { "\n\t " };
+                    self.out.push_str(space);
+                }
+            }
+
+            fn value(&mut self, value: &Value) {
+                self.space();
+                match value {
+                    Value::Array(items) => {
+                        self.out.push('[');
+                        for (index, item) in items.iter().enumerate() {
+                            if index > 0 {
+                                self.out.push(',');
+                            }
+                            self.value(item);
+                        }
+                        self.space();
+                        self.out.push(']');
+                    }
+                    Value::Object(members) => {
+                        let mut members: Vec<_> = members.iter().collect();
+                        if self.coin() {
+                            members.reverse();
+                        }
+                        self.out.push('{');
+                        for (index, (name, item)) in members.into_iter().enumerate() {
+                            if index > 0 {
+                                self.out.push(',');
+                            }
+                            self.space();
+                            self.string(name);
+                            self.space();
+                            self.out.push(':');
+                            self.value(item);
+                        }
+                        self.space();
+                        self.out.push('}');
+                    }
+                    Value::String(text) => self.string(text),
+                    Value::Number(number) => self.number(number),
+                    other => self.out.push_str(&other.to_string()),
+                }
+                self.space();
+            }
+
+            fn string(&mut self, text: &str) {
+                self.out.push('"');
+                for character in text.chars() {
+                    let must = matches!(character, '"' | '\\') || character < ' ';
+                    if must || self.coin() {
+                        let mut units = [0; 2];
+                        for unit in character.encode_utf16(&mut units) {
+                            self.out.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    } else {
+                        self.out.push(character);
+                    }
+                }
+                self.out.push('"');
+            }
+
+            /// `±digits[.digits][e±n]` as `±0.<all digits>e<n + integer digits>`.
+            fn number(&mut self, number: &Number) {
+                let text = number.to_string();
+                if !self.coin() {
+                    self.out.push_str(&text);
+                    return;
+                }
+                let (sign, unsigned) = text
+                    .strip_prefix('-')
+                    .map_or(("", text.as_str()), |rest| ("-", rest));
+                let (mantissa, exponent) =
+                    unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
+                let exponent: i64 = exponent.parse().unwrap();
+                let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+                let shifted = exponent + integer.len() as i64;
+                self.out
+                    .push_str(&format!("{sign}0.{integer}{fraction}0e{shifted}"));
+            }
+        }
+
+        fn written(value: &Value, seed: u64) -> String {
+            let mut writer = Writer {
+                seed,
+                out: String::new(),
+            };
+            writer.value(value);
+            writer.out
+        }
+
+        /// `serde_json::Value` equality, except that numbers are equal when their values
+        /// are (`1` and `1.0`), as the fingerprint's rule says.
+        fn same(a: &Value, b: &Value) -> bool {
+            match (a, b) {
+                (Value::Number(x), Value::Number(y)) => match (x.as_i128(), y.as_i128()) {
+                    (Some(x), Some(y)) => x == y,
+                    _ => x.as_f64() == y.as_f64(),
+                },
+                (Value::Array(x), Value::Array(y)) => {
+                    x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+                }
+                (Value::Object(x), Value::Object(y)) => {
+                    x.len() == y.len()
+                        && x.iter()
+                            .all(|(name, x)| y.get(name).is_some_and(|y| same(x, y)))
+                }
+                _ => a == b,
+            }
+        }
+
+        /// `value` with every integer written as a float (`3` as `3.0`).
+        fn floated(value: &Value) -> Value {
+            match value {
+                Value::Number(number) => match number.as_i64() {
+                    Some(integer) if integer.unsigned_abs() < 1 << 53 => {
+                        Value::from(integer as f64)
+                    }
+                    _ => value.clone(),
+                },
+                Value::Array(items) => Value::Array(items.iter().map(floated).collect()),
+                Value::Object(members) => Value::Object(
+                    members
+                        .iter()
+                        .map(|(name, item)| (name.clone(), floated(item)))
+                        .collect(),
+                ),
+                _ => value.clone(),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn integers_written_as_floats_keep_the_fingerprint(value in json()) {
+                let floated = floated(&value);
+                prop_assert_eq!(fingerprint(&value.to_string()), fingerprint(&floated.to_string()), "{}", floated);
+            }
+
+            #[test]
+            fn any_spelling_of_a_value_has_its_fingerprint(value in json(), seed in any::<u64>()) {
+                let rewritten = written(&value, seed);
+                // Valid JSON (serde_json's own float parsing may round the respelled
+                // numbers by one unit in the last place, so values are not compared).
+                prop_assert!(serde_json::from_str::<Value>(&rewritten).is_ok(), "{rewritten}");
+                prop_assert_eq!(fingerprint(&value.to_string()), fingerprint(&rewritten), "{}", rewritten);
+            }
+
+            #[test]
+            fn fingerprints_are_equal_exactly_when_values_are(a in json(), b in json()) {
+                prop_assert_eq!(
+                    fingerprint(&a.to_string()) == fingerprint(&b.to_string()),
+                    same(&a, &b),
+                    "{} vs {}", a, b
+                );
+            }
+        }
+    }
 }
