@@ -42,6 +42,8 @@ async fn hyper_server() -> SocketAddr {
 
 struct Reply {
     status: u16,
+    /// Whether the answer carries `idempotent-replayed: true`.
+    replayed: bool,
     body: String,
 }
 
@@ -59,11 +61,15 @@ async fn exchange_then(address: SocketAddr, head: &str, body: &[u8], hang_up: bo
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Reply { status, body }
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let replayed = head
+        .to_ascii_lowercase()
+        .contains("\r\nidempotent-replayed: true");
+    Reply {
+        status,
+        replayed,
+        body: body.to_owned(),
+    }
 }
 
 /// The whole reply as text, every interim response included.
@@ -423,12 +429,21 @@ async fn two_instances_sharing_redis_credit_each_purchase_once() {
         .map(|i| {
             let purchase = purchase.clone();
             let instance = if i % 2 == 0 { a } else { b };
-            tokio::spawn(async move { post_signed(instance, &purchase).await.status })
+            tokio::spawn(async move { post_signed(instance, &purchase).await })
         })
         .collect();
+    let mut runs = 0;
     for delivery in deliveries {
-        assert_eq!(delivery.await.unwrap(), 200);
+        let reply = delivery.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        runs += usize::from(!reply.replayed);
     }
+    // The layer, not the inventory's marker, kept it to one run: every other delivery
+    // was answered with the recorded answer.
+    assert_eq!(
+        runs, 1,
+        "the handler ran for more than one of the 12 deliveries"
+    );
     assert_eq!(owned(a, "gems").await, 5);
     assert_eq!(owned(b, "gems").await, 5);
 
@@ -447,6 +462,168 @@ async fn two_instances_sharing_redis_credit_each_purchase_once() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    assert_eq!(post_signed(b, &purchase).await.status, 200);
+    let rerun = post_signed(b, &purchase).await;
+    assert_eq!((rerun.status, rerun.replayed), (200, false));
     assert_eq!(owned(a, "gems").await, 5);
+}
+
+#[tokio::test]
+async fn the_redis_inventory_never_leaves_a_marker_without_its_credit() {
+    let Some(redis) = common::redis_server::RedisServer::start() else {
+        return;
+    };
+    let server = serve(
+        server_app::redis_router(SECRET, &redis.url())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let inventory = "game:{testplayer}:inventory";
+    // Something else wrote a value HINCRBY cannot add to, after the first item.
+    let _: () = redis::cmd("HSET")
+        .arg(inventory)
+        .arg("shield")
+        .arg("not a number")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let purchase = event(
+        "item.add",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5},{"sku":"shield","quantity":1}]}"#,
+        "ord_broken",
+    );
+    assert_eq!(post_signed(server, &purchase).await.status, 503);
+    let markers: Vec<String> = redis::cmd("KEYS")
+        .arg("game:{testplayer}:applied:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        markers.is_empty(),
+        "a marker without its credit: {markers:?}"
+    );
+    let gems: Option<i64> = redis::cmd("HGET")
+        .arg(inventory)
+        .arg("gems")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(gems, None, "half a purchase was credited");
+
+    let _: () = redis::cmd("HSET")
+        .arg(inventory)
+        .arg("shield")
+        .arg("0")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let retried = post_signed(server, &purchase).await;
+    assert_eq!((retried.status, retried.replayed), (200, false));
+    assert_eq!(owned(server, "gems").await, 5);
+    assert_eq!(owned(server, "shield").await, 1);
+}
+
+#[tokio::test]
+async fn axum_a_duplicate_written_by_another_serializer_is_replayed_and_credits_once() {
+    let address = axum_server().await;
+    let purchase = event(
+        "item.add",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
+        "ord_reserialized",
+    );
+    let first = post_signed(address, &purchase).await;
+    assert_eq!((first.status, first.replayed), (200, false));
+    // Keys sorted, indented, the quantity spelled 5.0: the same JSON value.
+    let value: serde_json::Value = serde_json::from_str(&purchase).unwrap();
+    let rewritten = serde_json::to_string_pretty(&value)
+        .unwrap()
+        .replace("\"quantity\": 5", "\"quantity\": 5.0");
+    assert_ne!(rewritten, purchase);
+    let again = post_signed(address, &rewritten).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(again.replayed);
+    assert_eq!(owned(address, "gems").await, 5);
+}
+
+#[tokio::test]
+async fn axum_a_validation_error_is_not_replayed_and_the_corrected_delivery_credits() {
+    let address = axum_server().await;
+    let unparsable = event(
+        "item.add",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":1.5}]}"#,
+        "ord_fixed_later",
+    );
+    for _ in 0..2 {
+        let refused = post_signed(address, &unparsable).await;
+        assert_eq!(refused.status, 400);
+        assert!(
+            refused.body.contains("validation_error"),
+            "{}",
+            refused.body
+        );
+        assert!(!refused.replayed, "a validation error was replayed");
+    }
+    let good = event(
+        "item.add",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":2}]}"#,
+        "ord_fixed_later",
+    );
+    let credited = post_signed(address, &good).await;
+    assert_eq!((credited.status, credited.replayed), (200, false));
+    assert_eq!(owned(address, "gems").await, 2);
+}
+
+#[tokio::test]
+async fn a_request_cut_by_the_outer_timeout_after_its_effect_is_replayed_not_rerun() {
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        time::Duration,
+    };
+
+    use aghanim_webhook::{
+        dispatch::Dispatch,
+        events::{Ack, EventType},
+        idempotency::IdempotencyLayer,
+        AghanimSignatureLayer,
+    };
+    use axum::routing::post_service;
+    use tower_http::timeout::TimeoutLayer;
+
+    // The example's stack, with a handler slower than the deadline outside it.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let dispatch = Dispatch::with_state(Arc::clone(&runs)).on(
+        EventType::ItemAdd,
+        |runs: Arc<AtomicUsize>, _event: aghanim_webhook::events::Event| async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ack
+        },
+    );
+    let router = axum::Router::new()
+        .route("/webhook", post_service(dispatch))
+        .layer(IdempotencyLayer::in_memory())
+        .layer(AghanimSignatureLayer::new(SECRET))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(150),
+        ));
+    let address = serve(router).await;
+    let purchase = event("item.add", r#"{"player_id":"p","items":[]}"#, "ord_slow");
+    assert_eq!(post_signed(address, &purchase).await.status, 408);
+    // The run goes on without the request, and is recorded.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let retry = post_signed(address, &purchase).await;
+    assert_eq!(
+        (retry.status, retry.replayed),
+        (200, true),
+        "{}",
+        retry.body
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran twice");
 }

@@ -137,14 +137,28 @@ struct Ledger {
     owned: HashMap<(String, String), i64>,
 }
 
-/// Applies an item event once per key: sets the "applied" marker and changes the
-/// inventory in one atomic step.
+/// Applies an item event once per key, in one script that cannot leave the "applied"
+/// marker without the credit: it checks everything that could make a write fail before
+/// writing anything, changes the inventory, and only then sets the marker. Both keys
+/// carry the player's hash tag (`game:{player}:...`), so the script runs on Redis
+/// Cluster too. KEYS: the marker, the inventory; ARGV: sku, change, sku, change, ...
 const APPLY_ONCE: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX') then
-  for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
-  return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'none' and kind ~= 'hash' then return redis.error_reply('inventory is not a hash') end
+-- Integers below 2^53 in magnitude: their sum fits HINCRBY's 64 bits, so it cannot fail.
+local function small(text)
+  return text ~= nil and string.match(text, '^-?%d+$') ~= nil and math.abs(tonumber(text)) < 2^53
 end
-return 0
+for i = 1, #ARGV, 2 do
+  local owned = redis.call('HGET', KEYS[2], ARGV[i])
+  if not small(ARGV[i + 1]) or (owned and not small(owned)) then
+    return redis.error_reply('quantity out of range')
+  end
+end
+for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[1], '1')
+return 1
 ";
 
 impl Game {
@@ -210,8 +224,8 @@ impl Inventory {
             } => {
                 let mut invocation = apply_once.prepare_invoke();
                 invocation
-                    .key(format!("game:applied:{key}"))
-                    .key(format!("game:inventory:{player}"));
+                    .key(format!("game:{{{player}}}:applied:{key}"))
+                    .key(inventory_key(player));
                 for (sku, change) in changes {
                     invocation.arg(sku).arg(change);
                 }
@@ -237,7 +251,7 @@ impl Inventory {
             }
             Self::Redis { connection, .. } => connection
                 .clone()
-                .hgetall::<_, HashMap<String, i64>>(format!("game:inventory:{player}"))
+                .hgetall::<_, HashMap<String, i64>>(inventory_key(player))
                 .await
                 .map_err(|_| unavailable())?
                 .into_iter()
@@ -246,6 +260,11 @@ impl Inventory {
         owned.sort();
         Ok(owned)
     }
+}
+
+/// The player's inventory hash in Redis, under the player's hash tag.
+fn inventory_key(player: &str) -> String {
+    format!("game:{{{player}}}:inventory")
 }
 
 /// 503: Aghanim retries, and the idempotency layer releases the claim for that retry.
