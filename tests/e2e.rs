@@ -627,3 +627,38 @@ async fn a_request_cut_by_the_outer_timeout_after_its_effect_is_replayed_not_rer
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran twice");
 }
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn the_redis_inventory_script_applies_once_on_a_cluster() {
+    let Some(cluster) = common::redis_server::RedisCluster::start() else {
+        return;
+    };
+    let mut connection = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    // Players whose keys land on different nodes: each script runs on its own slot.
+    for player in ["testplayer", "player_2", "p3", "p4"] {
+        for expected in [true, false] {
+            let changes = [("gems", 5), ("shield", 1)].into_iter();
+            let applied = server_app::apply_once_in_redis(
+                &mut connection,
+                "gm_1:live:item.add:ord_cluster",
+                player,
+                changes,
+            )
+            .await
+            .expect("the marker and the inventory share a slot");
+            assert_eq!(applied, expected, "{player}");
+        }
+        let owned: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(format!("game:{{{player}}}:inventory"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(owned.get("gems"), Some(&5), "{player}");
+        assert_eq!(owned.get("shield"), Some(&1), "{player}");
+    }
+}

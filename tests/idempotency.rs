@@ -194,12 +194,15 @@ async fn send_owned(stack: Stack, request: Request<Full<Bytes>>) -> Result<Sent,
     })
 }
 
-/// The stores every test runs on: memory, and Redis when a server can run here.
+/// The stores every test runs on: memory, and Redis (one server, and a three-node
+/// cluster) when `redis-server` can run here.
 struct Backend {
     name: &'static str,
     store: Arc<dyn IdempotencyStore>,
     #[cfg(feature = "redis")]
     server: Option<common::redis_server::RedisServer>,
+    #[cfg(feature = "redis-cluster")]
+    _cluster: Option<common::redis_server::RedisCluster>,
 }
 
 async fn backends() -> Vec<Backend> {
@@ -208,6 +211,8 @@ async fn backends() -> Vec<Backend> {
         store: Arc::new(MemoryStore::new()),
         #[cfg(feature = "redis")]
         server: None,
+        #[cfg(feature = "redis-cluster")]
+        _cluster: None,
     }];
     #[cfg(feature = "redis")]
     if let Some(server) = common::redis_server::RedisServer::start() {
@@ -218,6 +223,23 @@ async fn backends() -> Vec<Backend> {
             name: "redis",
             store: Arc::new(store),
             server: Some(server),
+            #[cfg(feature = "redis-cluster")]
+            _cluster: None,
+        });
+    }
+    #[cfg(feature = "redis-cluster")]
+    if let Some(cluster) = common::redis_server::RedisCluster::start() {
+        let connection = redis::cluster::ClusterClient::new(cluster.urls())
+            .expect("cluster client")
+            .get_async_connection()
+            .await
+            .expect("connects to the private cluster");
+        let store = aghanim_webhook::idempotency::RedisStore::with_connection(connection);
+        backends.push(Backend {
+            name: "redis-cluster",
+            store: Arc::new(store),
+            server: None,
+            _cluster: Some(cluster),
         });
     }
     backends

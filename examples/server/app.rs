@@ -22,7 +22,10 @@ use aghanim_webhook::{
     AghanimSignatureLayer,
 };
 use axum::{http::StatusCode, routing::post_service, Router};
-use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use redis::{
+    aio::{ConnectionLike, ConnectionManager},
+    AsyncCommands, RedisResult, Script,
+};
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
 
@@ -43,10 +46,7 @@ pub async fn redis_router(secret: &str, url: &str) -> Result<Router, Box<dyn Err
     let store = RedisStore::connect(url).await?;
     let connection = ConnectionManager::new(redis::Client::open(url)?).await?;
     let game = Game {
-        inventory: Inventory::Redis {
-            connection,
-            apply_once: Script::new(APPLY_ONCE),
-        },
+        inventory: Inventory::Redis(connection),
     };
     Ok(router_with(secret, game, IdempotencyLayer::new(store)))
 }
@@ -123,10 +123,7 @@ struct Game {
 
 enum Inventory {
     Memory(Mutex<Ledger>),
-    Redis {
-        connection: ConnectionManager,
-        apply_once: Script,
-    },
+    Redis(ConnectionManager),
 }
 
 #[derive(Default)]
@@ -218,22 +215,11 @@ impl Inventory {
                 }
                 Ok(())
             }
-            Self::Redis {
-                connection,
-                apply_once,
-            } => {
-                let mut invocation = apply_once.prepare_invoke();
-                invocation
-                    .key(format!("game:{{{player}}}:applied:{key}"))
-                    .key(inventory_key(player));
-                for (sku, change) in changes {
-                    invocation.arg(sku).arg(change);
-                }
-                let _: i64 = invocation
-                    .invoke_async(&mut connection.clone())
+            Self::Redis(connection) => {
+                apply_once_in_redis(&mut connection.clone(), key, player, changes)
                     .await
-                    .map_err(|_| unavailable())?;
-                Ok(())
+                    .map(drop)
+                    .map_err(|_| unavailable())
             }
         }
     }
@@ -249,7 +235,7 @@ impl Inventory {
                     .map(|((_, sku), quantity)| (sku.clone(), *quantity))
                     .collect()
             }
-            Self::Redis { connection, .. } => connection
+            Self::Redis(connection) => connection
                 .clone()
                 .hgetall::<_, HashMap<String, i64>>(inventory_key(player))
                 .await
@@ -260,6 +246,26 @@ impl Inventory {
         owned.sort();
         Ok(owned)
     }
+}
+
+/// Applies `changes` to `player`'s inventory once per `key` with [`APPLY_ONCE`], on one
+/// Redis or a Redis Cluster; `false` when `key` was applied before.
+pub async fn apply_once_in_redis<'a>(
+    connection: &mut impl ConnectionLike,
+    key: &str,
+    player: &str,
+    changes: impl Iterator<Item = (&'a str, i64)>,
+) -> RedisResult<bool> {
+    static SCRIPT: std::sync::LazyLock<Script> =
+        std::sync::LazyLock::new(|| Script::new(APPLY_ONCE));
+    let mut invocation = SCRIPT.prepare_invoke();
+    invocation
+        .key(format!("game:{{{player}}}:applied:{key}"))
+        .key(inventory_key(player));
+    for (sku, change) in changes {
+        invocation.arg(sku).arg(change);
+    }
+    invocation.invoke_async(connection).await
 }
 
 /// The player's inventory hash in Redis, under the player's hash tag.

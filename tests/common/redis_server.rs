@@ -118,3 +118,137 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Three private `redis-server --cluster-enabled yes` nodes on free loopback ports,
+/// joined by `redis-cli --cluster create` (no replicas), every slot covered. Skipped
+/// with a printed reason when the binaries are missing, unless `AGHANIM_REQUIRE_REDIS=1`.
+pub struct RedisCluster {
+    nodes: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> Option<Self> {
+        let required = std::env::var("AGHANIM_REQUIRE_REDIS").is_ok_and(|value| value == "1");
+        let missing = ["redis-server", "redis-cli"].into_iter().find(|binary| {
+            Command::new(binary)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_err()
+        });
+        if let Some(binary) = missing {
+            assert!(
+                !required,
+                "AGHANIM_REQUIRE_REDIS=1 but {binary} cannot be run"
+            );
+            eprintln!("skipping the Redis Cluster part: {binary} is not on PATH (apt-get install redis-server)");
+            return None;
+        }
+        static SERIAL: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aghanim-webhook-redis-cluster-{}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let port = free_cluster_port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(format!("nodes-{port}.conf"))
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server starts");
+            cluster.nodes.push(child);
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            cluster.wait_for(port, "PING", "+PONG");
+        }
+        let addresses: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        for &port in &cluster.ports {
+            cluster.wait_for(port, "CLUSTER INFO", "cluster_state:ok");
+        }
+        Some(cluster)
+    }
+
+    /// `redis://127.0.0.1:<port>` for each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    fn wait_for(&self, port: u16, command: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(command.split(' '))
+                .output()
+                .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+                .unwrap_or_default();
+            if reply.contains(expected.trim_start_matches('+')) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {port} never answered {command} with {expected}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port free on 127.0.0.1 whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    use std::net::TcpListener;
+    loop {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(address) = listener.local_addr() else {
+            continue;
+        };
+        let port = address.port();
+        if port < 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
