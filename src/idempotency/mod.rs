@@ -9,18 +9,38 @@
 //!
 //! | situation | answer |
 //! |---|---|
-//! | first delivery | claim, run the handler (renewing the claim's lease), record its final answer, return it |
-//! | duplicate after completion | the recorded answer with `idempotent-replayed: true`; the handler is not called |
+//! | first delivery | claim, run the handler (the claim's lease renewed until its answer is recorded), record its final answer, return it |
+//! | duplicate after completion, its `event_data` the same JSON value however it is written | the recorded answer with `idempotent-replayed: true`; the handler is not called |
 //! | duplicate while the original runs, on any instance sharing the store | waits up to 5 s: replays if the original completes, runs if it was released, else 503 with `retry-after`. Never a 2xx before the original's effect is done, never a 4xx |
-//! | the handler answers 2xx, or a final 4xx such as 400 `declined` | recorded and replayed, so a retry cannot turn a decline into a credit |
-//! | the handler answers 5xx, 408 or 429, fails, or its answer's body fails | the claim is released and the answer returned, so Aghanim's retry runs it again |
-//! | the request future is dropped mid-handler (client gone, timeout outside, panic) | never recorded: the claim is released in the background on the Tokio runtime, or, without one, expires with its lease |
+//! | the handler answers 2xx, or a refusal that is a business decision (400 `declined`; more with [`final_refusal`](IdempotencyLayer::final_refusal) and [`final_status`](IdempotencyLayer::final_status)) | recorded and replayed, so a retry cannot turn a decline into a credit |
+//! | the handler answers anything else (400 `validation_error` or `unknown_event_type`, 404, 408, 429, 5xx), fails, panics, or its answer's body fails | the claim is released and the answer returned: the next delivery runs with whatever code is deployed then |
+//! | the request future is dropped once the claim is taken (the client hung up, a timeout outside fired) | the run goes on in a task of its own: its answer is recorded (or its claim released) as if the client had waited, and the retry gets the replay or waits for it. The handler never runs twice |
+//! | a claim call fails or times out | 503 with `retry-after`; the claim it may have left is released in the background (fenced by the owner token, so harmless if there was none) |
+//! | the process holding a claim dies (SIGKILL, a crash) | the claim blocks its key until its lease (15 s) runs out, then the next delivery runs (attempt + 1) |
 //! | a stale owner (its lease passed and another delivery took over) finishes | its record and release change nothing: they compare the owner token ([`IdempotencyOutcome::LeaseLost`]) |
-//! | the same key with another payload (fingerprint of `event_data`) | [`Policy::Deduplicate`] (`item.*`, `coupon.redeemed`): 422 `idempotency_key_reused`, handler not called; [`Policy::DeduplicateAllowingChanges`] (notifications, e.g. `payment.*` re-sent when amounts change): the handler runs |
+//! | the same key with another payload (the fingerprint of `event_data` as a JSON value) | [`Policy::Deduplicate`] (`item.*`, `coupon.redeemed`): 422 `idempotency_key_reused` if the key is completed or claimed, the handler not called; a released or expired record never refuses a payload. [`Policy::DeduplicateAllowingChanges`] (notifications, e.g. `payment.*` re-sent when amounts change): each distinct payload is claimed on its own, so copies of one change run once |
 //! | the store is unreachable or times out | 503 with `retry-after` (fail closed); [`IdempotencyLayer::fail_open`] runs the handler instead |
 //! | a type that [passes through](Policy::PassThrough) (`player.verify`, `store.get`, ...), or an event with neither `idempotency_key` nor `event_id` | the handler, every time: there is nothing to recognise a retry by |
 //!
 //! What happened is in the response extensions as an [`IdempotencyOutcome`].
+//!
+//! **The worst case for a duplicate** is the wait plus the lease: a delivery whose
+//! owner died just after claiming waits 5 s and gets 503, and the retry after the
+//! 15 s lease runs. Aghanim does not publish its request timeout or its retry
+//! intervals; every answer of the layer to a duplicate leaves within about the wait
+//! plus two store timeouts (9 s by default), which we infer is under its timeout, as
+//! webhook senders commonly allow 10 s or more (an inference, not a documented fact).
+//!
+//! **Payload fingerprint.** Two payloads are the same when their `event_data` is the
+//! same JSON value: whitespace and member order do not count, a repeated member name
+//! keeps its last value, escapes are decoded (`"\u0041"` is `"A"`), and numbers are
+//! compared as exact decimals by their digits, never through a float (`1`, `1.0` and
+//! `10e-1` are one number, `100` and `1e2` are one number, while `9007199254740993` and
+//! `9007199254740992` stay apart).
+//!
+//! **Runtime.** The claimed run is a task spawned on the current Tokio runtime, and
+//! every store call is timed by Tokio: a deduplicated delivery outside a runtime is
+//! answered 500 `internal_error` without touching the store or the handler.
 //!
 //! # Two tiers of guarantee
 //!
