@@ -975,3 +975,25 @@ async fn redis_going_down_answers_503_and_coming_back_recovers() {
         Some(IdempotencyOutcome::Ran { attempt: 1 })
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_owners_claim_blocks_its_key_for_at_most_the_default_lease() {
+    // The owner hangs and its renewals never reach the store, as if its process had
+    // been stopped: only the lease frees the key.
+    let handler = Handler::default().then(Duration::from_secs(3600), Answer::Ok);
+    let store: Arc<dyn IdempotencyStore> = Arc::new(NoRenewal(Arc::new(MemoryStore::new())));
+    let stack = stack(IdempotencyLayer::new(store), &handler);
+    let claimed_at = tokio::time::Instant::now();
+    let _stuck = tokio::spawn(send_owned(stack.clone(), item_add("ord_13")));
+    until_runs(&handler, 1).await;
+
+    let busy = send(&stack, item_add("ord_13")).await.unwrap();
+    assert_eq!(busy.outcome, Some(IdempotencyOutcome::StillInProgress));
+    let retry_after: u64 = busy.retry_after.unwrap().parse().unwrap();
+    assert!(retry_after <= 15, "retry-after {retry_after}");
+
+    tokio::time::sleep_until(claimed_at + aghanim_webhook::idempotency::DEFAULT_LEASE).await;
+    let retry = send(&stack, item_add("ord_13")).await.unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 2 }));
+    assert!(claimed_at.elapsed() <= Duration::from_secs(16));
+}
