@@ -34,10 +34,16 @@ def build_example(name: str) -> pathlib.Path:
     return ROOT / "target" / "release" / "examples" / name
 
 
-def start(binary: pathlib.Path, port: int, *args: str, env: dict = None) -> subprocess.Popen:
+def start(binary: pathlib.Path, port: int, *args: str, env: dict = None,
+          stdout: str = None) -> subprocess.Popen:
+    """Starts `binary` on `port` and waits until it accepts; its output goes to the file
+    `stdout`, or nowhere."""
     environment = dict(os.environ, PORT=str(port), AGHANIM_WEBHOOK_SECRET=SECRET, **(env or {}))
-    process = subprocess.Popen([str(binary), *args], env=environment, stdout=subprocess.DEVNULL,
+    output = open(stdout, "wb") if stdout else subprocess.DEVNULL
+    process = subprocess.Popen([str(binary), *args], env=environment, stdout=output,
                                stderr=subprocess.DEVNULL, start_new_session=True)
+    if stdout:
+        output.close()
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

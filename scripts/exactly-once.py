@@ -5,20 +5,29 @@ processes sharing it, and deliveries the way Aghanim's retries would send them.
     python3 scripts/exactly-once.py [--purchases 300] [--copies 3] [--seconds-limit 120]
 
 Each of K distinct `item.add` deliveries (one gem each, for `testplayer`) is sent
---copies times at once to different instances, and every copy is retried on 503, on a
+--copies times at once to different instances, each copy written by another serializer
+(keys reordered, indented, `—` escaped or not), and every copy is retried on 503, on a
 dropped connection or on a refused one until it gets a 2xx, as Aghanim retries until it
-gets one. A third of the purchases are sent again as late retries after all have
-completed. Midway, one instance is killed with SIGKILL (deliveries in flight on it are
-lost mid-handler) and started again. At the end, `player.verify` on every instance must
-show exactly K gems.
+gets one. One copy in five hangs up first, at a random point (mid-headers, mid-body, or
+after the whole request, before the answer), and then retries. A third of the purchases
+are sent again as late retries after all have completed. Midway, one instance is killed
+with SIGKILL (deliveries in flight on it are lost mid-handler) and started again.
 
-Prints the count of 2xx answers, replays among them, 503s and connection failures, and
-PASS or FAIL. Everything stays on loopback and stops by itself (--seconds-limit).
+At the end, `player.verify` on every instance must show exactly K gems, and the
+instances' logs (`LOG_LEVEL=debug`) must show one handler run per purchase, except
+that a purchase whose run the SIGKILL cut may run once more. For the SIGKILL it reports
+how long the deliveries it held took to get a 2xx elsewhere.
+
+Prints the count of 2xx answers, replays among them, 503s, hang-ups and connection
+failures, and PASS or FAIL. Everything stays on loopback and stops by itself
+(--seconds-limit).
 """
 import argparse
 import asyncio
 import json
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -27,18 +36,31 @@ import time
 
 from common import build_example, signature, start, stop
 
+CLAIMED = re.compile(r'claimed dedupe_key="[^"]*:item\.add:ord_once_(\d+)" attempt=(\d+)')
+
 PORTS = [8130, 8131, 8132]
 
 
-def delivery(serial: int) -> bytes:
+def delivery(serial: int, style: int = 0) -> bytes:
+    """The delivery of purchase `serial`, written in one of several spellings of the same
+    JSON value."""
     now = int(time.time())
-    body = json.dumps({
+    envelope = {
         "event_id": f"whevt_once_{serial}", "game_id": "gm_once", "event_type": "item.add",
         "event_time": now, "idempotency_key": f"ord_once_{serial}", "sandbox": True,
-        "event_data": {"player_id": "testplayer", "reason": f"Order paid ord_once_{serial}",
+        "event_data": {"player_id": "testplayer", "reason": f"Order paid — ord_once_{serial}",
                        "items": [{"sku": "gems", "quantity": 1}]},
-    }).encode()
-    return request(body, now)
+    }
+    # The numbers stay integers: `1.0` is the same value, but `quantity` is typed as an
+    # integer and the handler refuses it (400 validation_error, never recorded).
+    if style % 3 == 1:
+        body = json.dumps(envelope, sort_keys=True, indent=2)
+    elif style % 3 == 2:
+        body = json.dumps(dict(reversed(list(envelope.items()))), ensure_ascii=False,
+                          separators=(",", ":"))
+    else:
+        body = json.dumps(envelope)
+    return request(body.encode(), now)
 
 
 def request(body: bytes, now: int) -> bytes:
@@ -72,22 +94,64 @@ async def exchange(port: int, raw: bytes) -> tuple:
     return status, replayed, body
 
 
-async def deliver_until_2xx(serial: int, port_index: int, counts: dict, deadline: float) -> None:
+async def hang_up(port: int, raw: bytes) -> None:
+    """Sends part of `raw` (or all of it) and goes away without reading the answer."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    except (OSError, asyncio.TimeoutError):
+        return
+    try:
+        writer.write(raw[:random.randint(1, len(raw))])
+        await writer.drain()
+        await asyncio.sleep(random.uniform(0, 0.05))
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+class Run:
+    """What the deliveries saw, and which purchases the SIGKILLed instance held."""
+
+    def __init__(self):
+        self.counts = {"2xx": 0, "replayed": 0, "503": 0, "hung up": 0,
+                       "connection failed": 0, "never 2xx": 0}
+        self.in_flight = {port: set() for port in PORTS}
+        self.killed_at = None
+        self.held = set()
+        self.recovered = {}
+
+
+async def deliver_until_2xx(serial: int, port_index: int, run: Run, deadline: float) -> None:
     """One copy of one delivery, retried as Aghanim would until it gets a 2xx."""
     pause = 0.05
+    counts = run.counts
+    style = port_index
     while time.time() < deadline:
-        status, replayed, _ = await exchange(PORTS[port_index % len(PORTS)], delivery(serial))
-        if status is None:
-            counts["connection failed"] += 1
-        elif 200 <= status < 300:
-            counts["2xx"] += 1
-            counts["replayed"] += replayed
-            return
-        elif status == 503:
-            counts["503"] += 1
+        port = PORTS[port_index % len(PORTS)]
+        if random.random() < 0.2:
+            await hang_up(port, delivery(serial, style))
+            counts["hung up"] += 1
         else:
-            counts[f"unexpected {status}"] = counts.get(f"unexpected {status}", 0) + 1
+            run.in_flight[port].add(serial)
+            try:
+                status, replayed, _ = await exchange(port, delivery(serial, style))
+            finally:
+                run.in_flight[port].discard(serial)
+            if status is None:
+                counts["connection failed"] += 1
+            elif 200 <= status < 300:
+                counts["2xx"] += 1
+                counts["replayed"] += replayed
+                if serial in run.held and serial not in run.recovered:
+                    run.recovered[serial] = time.time() - run.killed_at
+                return
+            elif status == 503:
+                counts["503"] += 1
+            else:
+                counts[f"unexpected {status}"] = counts.get(f"unexpected {status}", 0) + 1
         port_index += 1  # the next retry may land on another instance
+        style += 1  # and may be written by another serializer
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)
     counts["never 2xx"] += 1
@@ -129,8 +193,16 @@ async def main() -> int:
     binary = build_example("server")
     directory = tempfile.mkdtemp(prefix="aghanim-exactly-once-")
     redis, url = start_redis(directory)
-    servers = [start(binary, port, env={"REDIS_URL": url}) for port in PORTS]
-    counts = {"2xx": 0, "replayed": 0, "503": 0, "connection failed": 0, "never 2xx": 0}
+    logs = []
+
+    def launch(index: int) -> subprocess.Popen:
+        log = os.path.join(directory, f"server-{index}-{len(logs)}.log")
+        logs.append(log)
+        return start(binary, PORTS[index], env={"REDIS_URL": url, "LOG_LEVEL": "debug"},
+                     stdout=log)
+
+    servers = [launch(index) for index in range(len(PORTS))]
+    run = Run()
     deadline = time.time() + args.seconds_limit
     started = time.time()
     try:
@@ -138,16 +210,18 @@ async def main() -> int:
         for serial in range(args.purchases):
             for copy in range(args.copies):
                 tasks.append(asyncio.create_task(
-                    deliver_until_2xx(serial, serial + copy, counts, deadline)))
+                    deliver_until_2xx(serial, serial + copy, run, deadline)))
             if serial == args.purchases // 2:
                 # Midway: kill one instance outright, then start it again.
+                run.held = set(run.in_flight[PORTS[1]])
+                run.killed_at = time.time()
                 os.killpg(servers[1].pid, 9)
                 servers[1].wait()
-                servers[1] = start(binary, PORTS[1], env={"REDIS_URL": url})
+                servers[1] = launch(1)
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
         # Late retries of a third of the purchases, after everything completed.
-        await asyncio.gather(*(deliver_until_2xx(serial, serial, counts, deadline)
+        await asyncio.gather(*(deliver_until_2xx(serial, serial, run, deadline)
                                for serial in range(0, args.purchases, 3)))
         seen = [await gems(port) for port in PORTS]
     finally:
@@ -155,17 +229,45 @@ async def main() -> int:
             stop(server)
         redis.kill()
         redis.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+    claims = {}
+    killed_log = logs[1]
+    cut = set()
+    for log in logs:
+        with open(log, errors="replace") as lines:
+            for line in lines:
+                found = CLAIMED.search(line)
+                if found:
+                    serial = int(found.group(1))
+                    claims[serial] = claims.get(serial, 0) + 1
+                    if log == killed_log:
+                        cut.add(serial)
+    shutil.rmtree(directory, ignore_errors=True)
 
     elapsed = time.time() - started
     sent = args.purchases * args.copies + len(range(0, args.purchases, 3))
     print(f"{args.purchases} purchases, {args.copies} concurrent copies each across "
-          f"{len(PORTS)} instances, plus {len(range(0, args.purchases, 3))} late retries: "
-          f"{sent} deliveries in {elapsed:.1f} s; one instance SIGKILLed and restarted midway")
-    for name, count in counts.items():
+          f"{len(PORTS)} instances, written three ways, one copy in five hanging up first, "
+          f"plus {len(range(0, args.purchases, 3))} late retries: {sent} deliveries in "
+          f"{elapsed:.1f} s; one instance SIGKILLed and restarted midway")
+    for name, count in run.counts.items():
         print(f"  {name:18} {count}")
     print(f"  gems per instance  {seen} (expected {args.purchases})")
-    passed = all(count == args.purchases for count in seen) and counts["never 2xx"] == 0
+    never_ran = [serial for serial in range(args.purchases) if serial not in claims]
+    twice = {serial: n for serial, n in claims.items() if n > 1}
+    unexplained = {serial: n for serial, n in twice.items() if serial not in cut or n > 2}
+    print(f"  handler runs       {sum(claims.values())} for {len(claims)} purchases; "
+          f"run twice: {len(twice)} (all cut by the SIGKILL: {not unexplained}); "
+          f"never run: {len(never_ran)}")
+    waits = sorted(run.recovered.values())
+    if waits:
+        print(f"  SIGKILL: {len(run.held)} deliveries in flight on the killed instance; "
+              f"2xx elsewhere after median {waits[len(waits) // 2]:.2f} s, "
+              f"max {waits[-1]:.2f} s")
+    else:
+        print(f"  SIGKILL: {len(run.held)} deliveries in flight on the killed instance")
+    passed = (all(count == args.purchases for count in seen)
+              and run.counts["never 2xx"] == 0 and not unexplained and not never_ran
+              and not any(name.startswith("unexpected") for name in run.counts))
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
 
