@@ -15,6 +15,8 @@
 //! A number whose exponent does not fit in 64 bits (far beyond any float) makes the
 //! whole payload compared byte for byte instead.
 
+use std::{borrow::Cow, ops::Range};
+
 use sha2::{Digest, Sha256};
 
 /// The SHA-256 fingerprint of `json`, a JSON text serde_json accepted.
@@ -37,7 +39,9 @@ pub(crate) fn fingerprint(json: &str) -> [u8; 32] {
 }
 
 /// Reads one JSON value and writes it in a canonical form that is only ever hashed: every
-/// part is tagged and strings are length-prefixed, so no two values write alike.
+/// part is tagged and strings are length-prefixed, so no two values write alike. Strings
+/// without escapes are borrowed, and an object's members are sorted in place in the
+/// output, so a payload costs a handful of allocations.
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -101,9 +105,12 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
+    /// Members are written as read, then copied after them in order of name, and the
+    /// first copy is dropped: one allocation per object (the member list).
     fn object(&mut self, out: &mut Vec<u8>) -> Option<()> {
         self.at += 1;
-        let mut members: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let start = out.len();
+        let mut members: Vec<(Cow<'a, [u8]>, Range<usize>)> = Vec::new();
         if self.peek()? == b'}' {
             self.at += 1;
         } else {
@@ -116,9 +123,9 @@ impl<'a> Reader<'a> {
                     return None;
                 }
                 self.at += 1;
-                let mut value = Vec::new();
-                self.value(&mut value)?;
-                members.push((name, value));
+                let value_start = out.len();
+                self.value(out)?;
+                members.push((name, value_start..out.len()));
                 match self.peek()? {
                     b',' => self.at += 1,
                     b'}' => {
@@ -131,28 +138,42 @@ impl<'a> Reader<'a> {
         }
         // Stable, so among repeated names the last one read stays last: it is kept.
         members.sort_by(|a, b| a.0.cmp(&b.0));
+        let sorted_start = out.len();
         out.push(b'{');
         for (index, (name, value)) in members.iter().enumerate() {
             let repeated = members.get(index + 1).is_some_and(|(next, _)| next == name);
             if !repeated {
                 write_string(out, name);
-                out.extend_from_slice(value);
+                out.extend_from_within(value.clone());
             }
         }
         out.push(b'}');
+        out.copy_within(sorted_start.., start);
+        out.truncate(out.len() - (sorted_start - start));
         Some(())
     }
 
-    /// A string's decoded bytes: UTF-8, or for a lone surrogate escape the three bytes
-    /// UTF-8 would give it (WTF-8), which no decoded character shares.
-    fn string(&mut self) -> Option<Vec<u8>> {
+    /// A string's decoded bytes, borrowed when it has no escape: UTF-8, or for a lone
+    /// surrogate escape the three bytes UTF-8 would give it (WTF-8), which no decoded
+    /// character shares.
+    fn string(&mut self) -> Option<Cow<'a, [u8]>> {
         self.at += 1;
-        let mut text = Vec::new();
+        let start = self.at;
+        let plain = self.bytes.get(start..)?;
+        let end = plain
+            .iter()
+            .position(|&byte| byte == b'"' || byte == b'\\')?;
+        self.at = start + end;
+        if plain[end] == b'"' {
+            self.at += 1;
+            return Some(Cow::Borrowed(&plain[..end]));
+        }
+        let mut text = plain[..end].to_vec();
         loop {
             let byte = *self.bytes.get(self.at)?;
             self.at += 1;
             match byte {
-                b'"' => return Some(text),
+                b'"' => return Some(Cow::Owned(text)),
                 b'\\' => {
                     let escape = *self.bytes.get(self.at)?;
                     self.at += 1;
@@ -215,8 +236,9 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
-    /// `-?digits(.digits)?([eE][+-]?digits)?` as `#[-]<significant digits>e<exponent>;`,
-    /// with the significand free of leading and trailing zeros.
+    /// `-?digits(.digits)?([eE][+-]?digits)?` as `#[-]<significant digits>e<exponent as
+    /// 8 bytes>;`, with the significant digits free of leading and trailing zeros, or
+    /// `#0;` for zero.
     fn number(&mut self, out: &mut Vec<u8>) -> Option<()> {
         let negative = self.bytes.get(self.at) == Some(&b'-');
         if negative {
@@ -252,20 +274,18 @@ impl<'a> Reader<'a> {
                     .checked_add(sign * i64::from(digit - b'0'))?;
             }
         }
-        let significand: Vec<u8> = integer
-            .iter()
-            .chain(fraction)
-            .copied()
-            .skip_while(|&digit| digit == b'0')
-            .collect();
-        let trailing = significand
-            .iter()
-            .rev()
-            .take_while(|&&digit| digit == b'0')
-            .count();
-        let significand = &significand[..significand.len() - trailing];
+        // The significant digits run through the integer and fraction parts, with
+        // leading and trailing zeros dropped; `trailing` counts the latter.
+        let digits = || integer.iter().chain(fraction).copied();
+        let leading = digits().take_while(|&digit| digit == b'0').count();
+        let total = integer.len() + fraction.len();
+        let trailing = if leading == total {
+            0
+        } else {
+            digits().rev().take_while(|&digit| digit == b'0').count()
+        };
         out.push(b'#');
-        if significand.is_empty() {
+        if leading == total {
             out.push(b'0');
         } else {
             let shift = i64::try_from(trailing).ok()? - i64::try_from(fraction.len()).ok()?;
@@ -273,9 +293,9 @@ impl<'a> Reader<'a> {
             if negative {
                 out.push(b'-');
             }
-            out.extend_from_slice(significand);
+            out.extend(digits().skip(leading).take(total - leading - trailing));
             out.push(b'e');
-            out.extend_from_slice(exponent.to_string().as_bytes());
+            out.extend_from_slice(&exponent.to_le_bytes());
         }
         out.push(b';');
         Some(())
@@ -292,8 +312,7 @@ impl<'a> Reader<'a> {
 
 fn write_string(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'"');
-    out.extend_from_slice(text.len().to_string().as_bytes());
-    out.push(b':');
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
     out.extend_from_slice(text);
 }
 
