@@ -33,8 +33,10 @@ pub enum IdempotencyOutcome {
         /// The claim's attempt number.
         attempt: u64,
     },
-    /// The handler answered 5xx, 408 or 429, or failed: the claim was released so
-    /// that the next delivery runs it again.
+    /// The handler's answer was not final (anything but a 2xx or a refusal marked
+    /// final, such as 400 `validation_error`, 404 or 5xx), or the handler failed or
+    /// its answer's body did: the claim was released so that the next delivery runs it
+    /// again.
     Released {
         /// The claim's attempt number.
         attempt: u64,
