@@ -79,6 +79,7 @@
 #![deny(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod body;
 #[cfg(feature = "events")]
 #[cfg_attr(docsrs, doc(cfg(feature = "events")))]
 pub mod dispatch;
@@ -91,10 +92,10 @@ mod extract;
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
 mod rejection;
+mod response;
 mod secret;
 mod sign;
 mod signature;
-mod trace;
 mod verified_body;
 mod verify;
 
@@ -105,7 +106,7 @@ pub use rejection::{Rejection, RejectionKind};
 pub use secret::{EmptySecret, Secret};
 pub use sign::{sign, sign_headers, unix_now};
 pub use signature::{
-    body, AghanimSignature, AghanimSignatureLayer, ResponseFuture, DEFAULT_BODY_LIMIT,
+    AghanimSignature, AghanimSignatureLayer, ResponseFuture, DEFAULT_BODY_LIMIT,
     DEFAULT_BUFFER_BUDGET,
 };
 pub use verified_body::VerifiedBody;

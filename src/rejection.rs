@@ -1,7 +1,9 @@
 use std::{error::Error, fmt, sync::Arc};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
+
+use crate::response::{self, error_body};
 
 /// Why a request was refused before it reached the inner service.
 ///
@@ -98,19 +100,14 @@ pub enum RejectionKind {
     Overloaded,
 }
 
-const FORBIDDEN_BODY: &str =
-    r#"{"status":"error","code":"invalid_signature","message":"Invalid signature"}"#;
-const TOO_LARGE_BODY: &str =
-    r#"{"status":"error","code":"payload_too_large","message":"Payload too large"}"#;
-const BAD_BODY: &str =
-    r#"{"status":"error","code":"bad_request","message":"Request body could not be read"}"#;
-const TIMEOUT_BODY: &str =
-    r#"{"status":"error","code":"request_timeout","message":"Request body timed out"}"#;
-const OVERLOADED_BODY: &str =
-    r#"{"status":"error","code":"unavailable","message":"Too busy, try again later"}"#;
+const FORBIDDEN_BODY: &str = error_body!("invalid_signature", "Invalid signature");
+const TOO_LARGE_BODY: &str = error_body!("payload_too_large", "Payload too large");
+const BAD_BODY: &str = error_body!("bad_request", "Request body could not be read");
+const TIMEOUT_BODY: &str = error_body!("request_timeout", "Request body timed out");
+const OVERLOADED_BODY: &str = error_body!("unavailable", "Too busy, try again later");
 
 /// Seconds a client is asked to wait after an [`RejectionKind::Overloaded`] answer.
-const RETRY_AFTER_SECONDS: &str = "1";
+const RETRY_AFTER_SECONDS: u64 = 1;
 
 impl Rejection {
     pub(crate) fn new(kind: RejectionKind) -> Self {
@@ -241,12 +238,9 @@ impl Rejection {
             RejectionKind::Overloaded => OVERLOADED_BODY,
             _ => FORBIDDEN_BODY,
         };
-        let mut response = json_bytes(self.status(), Bytes::from_static(body.as_bytes()));
+        let response = response::static_error(self.status(), body);
         if self.kind == RejectionKind::Overloaded {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+            return response::retry_after(response, RETRY_AFTER_SECONDS);
         }
         response
     }
@@ -278,18 +272,6 @@ impl PartialEq for Rejection {
 }
 
 impl Eq for Rejection {}
-
-/// A response with `status`, `body` (already JSON) and `content-type: application/json`:
-/// the shape of every answer this crate builds.
-pub(crate) fn json_bytes(status: StatusCode, body: Bytes) -> Response<Bytes> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

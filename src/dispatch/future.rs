@@ -9,8 +9,11 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use super::handler::BoxResponseFuture;
 use crate::{body::BufferedBody, events::IntoWebhookResponse};
+
+/// Handlers return different future types, so the route table holds them boxed: one
+/// allocation per event, next to the JSON parsing that dispatch needs anyway.
+pub(crate) type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
 /// The response future of [`Dispatch`](super::Dispatch): an answer known at once (an
 /// invalid or unknown event), or the handler's.

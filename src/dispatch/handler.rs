@@ -1,10 +1,10 @@
-use std::{future::Future, marker::PhantomData, pin::Pin};
+use std::{future::Future, marker::PhantomData};
 
 use bytes::Bytes;
 use http::Response;
 use serde::de::DeserializeOwned;
 
-use super::future::IntoResponseFuture;
+use super::future::{BoxResponseFuture, IntoResponseFuture};
 use crate::events::{from_json, Event, IntoWebhookResponse, WebhookError};
 
 /// An async function that handles one event type, for [`Dispatch::on`](super::Dispatch::on).
@@ -65,10 +65,6 @@ where
         IntoResponseFuture::new(self(state, event))
     }
 }
-
-/// Handlers return different future types, so the route table holds them boxed: one
-/// allocation per event, next to the JSON parsing that dispatch needs anyway.
-pub(crate) type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
 /// A handler with its data type erased, as the route table stores it.
 pub(crate) trait Route<S>: Send + Sync {

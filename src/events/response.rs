@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::rejection::json_bytes;
+use crate::response::{self, error_body};
 
 /// Turns a handler's answer into the HTTP response Aghanim receives.
 ///
@@ -30,14 +30,12 @@ pub trait IntoWebhookResponse {
 /// `status` with `body` serialized as JSON.
 pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
     match serde_json::to_vec(body) {
-        Ok(json) => json_bytes(status, Bytes::from(json)),
+        Ok(json) => response::json(status, Bytes::from(json)),
         // Serializing fails only for maps with non-string keys, which none of these types
         // can hold; answer like a server error rather than panic if that ever changes.
-        Err(_) => json_bytes(
+        Err(_) => response::static_error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Bytes::from_static(
-                br#"{"status":"error","code":"internal_error","message":"Response could not be serialized"}"#,
-            ),
+            error_body!("internal_error", "Response could not be serialized"),
         ),
     }
 }
@@ -75,7 +73,7 @@ pub struct Ack;
 
 impl IntoWebhookResponse for Ack {
     fn into_webhook_response(self) -> Response<Bytes> {
-        json_bytes(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+        response::json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
     }
 }
 
@@ -275,13 +273,6 @@ pub struct WebhookError {
     status: StatusCode,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    status: &'static str,
-    code: &'a str,
-    message: &'a str,
-}
-
 impl WebhookError {
     /// An error with the default status for `code`.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
@@ -347,12 +338,7 @@ impl WebhookError {
 
 impl IntoWebhookResponse for WebhookError {
     fn into_webhook_response(self) -> Response<Bytes> {
-        let body = ErrorBody {
-            status: "error",
-            code: self.code.as_str(),
-            message: &self.message,
-        };
-        json_response(self.status, &body)
+        response::error(self.status, self.code.as_str(), &self.message)
     }
 }
 

@@ -105,11 +105,11 @@ where
                 }
                 KindProj::Deduplicated { future } => {
                     let response = ready!(future.as_mut().poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::buffered)));
                 }
                 KindProj::Answered { response } => {
                     let response = response.take().expect("future polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::buffered)));
                 }
             };
             kind.set(next);

@@ -1,11 +1,9 @@
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use http::{Response, StatusCode};
-use serde::Deserialize;
+use http::StatusCode;
 use tower_layer::Layer;
 
-use super::{Idempotency, IdempotencyStore, MemoryStore};
+use super::{config::Config, Idempotency, IdempotencyStore, MemoryStore, Policy};
 use crate::events::EventType;
 
 /// How long a completed or released record is kept unless configured otherwise: 7 days,
@@ -22,72 +20,6 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest answer body kept for replay unless configured otherwise: 64 KiB.
 pub const DEFAULT_MAX_STORED_BODY: usize = 64 * 1024;
-
-/// What the layer does with one event type.
-///
-/// # Example
-///
-/// ```
-/// use aghanim_webhook::{events::EventType, idempotency::Policy};
-///
-/// assert_eq!(Policy::default_for(&EventType::ItemAdd), Policy::Deduplicate);
-/// assert_eq!(Policy::default_for(&EventType::PaymentSucceeded), Policy::DeduplicateAllowingChanges);
-/// assert_eq!(Policy::default_for(&EventType::PlayerVerify), Policy::PassThrough);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Policy {
-    /// Every delivery reaches the handler: synchronous reads, whose answer must be
-    /// fresh.
-    PassThrough,
-    /// One run per key, its answer replayed; the same key with another payload is
-    /// refused with 422 `idempotency_key_reused` and never reaches the handler.
-    Deduplicate,
-    /// One run per key and payload, its answer replayed: each distinct payload under a
-    /// key is claimed on its own (the key plus the payload's fingerprint), so identical
-    /// copies of one change run once and a different change runs. For notifications
-    /// that Aghanim re-sends when something changed, such as `payment.*` when amounts
-    /// change.
-    DeduplicateAllowingChanges,
-}
-
-impl Policy {
-    /// The default for `event_type`:
-    ///
-    /// | event types | policy |
-    /// |---|---|
-    /// | `item.add`, `item.remove`, `coupon.redeemed` | [`Deduplicate`](Self::Deduplicate) |
-    /// | `order.*`, `payment.*`, `subscription.*`, `fraud.reported`, `player.marketing_consent.updated` | [`DeduplicateAllowingChanges`](Self::DeduplicateAllowingChanges) |
-    /// | everything else: `player.verify`, `player.lookup`, `store.get`, `player.update`, ... | [`PassThrough`](Self::PassThrough) |
-    pub fn default_for(event_type: &EventType) -> Self {
-        use EventType::*;
-        match event_type {
-            ItemAdd | ItemRemove | CouponRedeemed => Self::Deduplicate,
-            OrderCreated
-            | OrderPaid
-            | OrderCanceled
-            | OrderRefunded
-            | PaymentSucceeded
-            | PaymentAbandoned
-            | PaymentCanceled
-            | PaymentChargeback
-            | PaymentDeclined
-            | PaymentDispute
-            | PaymentExpired
-            | PaymentPending
-            | PaymentRefunded
-            | PaymentRejected
-            | PaymentVoided
-            | SubscriptionActivated
-            | SubscriptionUpdated
-            | SubscriptionRenewed
-            | SubscriptionDeactivated
-            | FraudReported
-            | PlayerMarketingConsentUpdated => Self::DeduplicateAllowingChanges,
-            _ => Self::PassThrough,
-        }
-    }
-}
 
 /// Runs each side-effecting webhook once and replays its answer to every duplicate:
 /// Aghanim's retries, the same retry landing on several instances, and captured
@@ -124,59 +56,6 @@ impl Policy {
 #[must_use]
 pub struct IdempotencyLayer {
     config: Arc<Config>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) store: Arc<dyn IdempotencyStore>,
-    policies: HashMap<EventType, Policy>,
-    pub(crate) wait: Duration,
-    pub(crate) lease: Duration,
-    pub(crate) retention: Duration,
-    pub(crate) store_timeout: Duration,
-    pub(crate) max_stored_body: usize,
-    pub(crate) fail_open: bool,
-    /// Refusals that are business decisions: a status, and the body's `code` if it
-    /// must match too.
-    final_refusals: Vec<(StatusCode, Option<String>)>,
-}
-
-impl Config {
-    pub(crate) fn policy(&self, event_type: &EventType) -> Policy {
-        self.policies
-            .get(event_type)
-            .copied()
-            .unwrap_or_else(|| Policy::default_for(event_type))
-    }
-
-    /// Whether `response` is recorded and replayed: a 2xx, or a refusal marked final.
-    /// Every other answer says something about the code deployed now, not about the
-    /// purchase, and must not outlive a fix.
-    pub(crate) fn is_final(&self, response: &Response<Bytes>) -> bool {
-        let status = response.status();
-        if status.is_success() {
-            return true;
-        }
-        let mut code = None;
-        self.final_refusals
-            .iter()
-            .any(|(final_status, final_code)| {
-                *final_status == status
-                    && final_code.as_ref().is_none_or(|final_code| {
-                        let code = code.get_or_insert_with(|| error_code(response.body()));
-                        code.as_deref() == Some(final_code.as_str())
-                    })
-            })
-    }
-}
-
-/// The `code` of a `{"status":"error","code":…}` body.
-fn error_code(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        code: Option<String>,
-    }
-    serde_json::from_slice::<ErrorBody>(body).ok()?.code
 }
 
 impl IdempotencyLayer {
@@ -295,20 +174,5 @@ impl fmt::Debug for IdempotencyLayer {
         f.debug_struct("IdempotencyLayer")
             .field("config", &self.config)
             .finish()
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("policies", &self.policies)
-            .field("wait", &self.wait)
-            .field("lease", &self.lease)
-            .field("retention", &self.retention)
-            .field("store_timeout", &self.store_timeout)
-            .field("max_stored_body", &self.max_stored_body)
-            .field("fail_open", &self.fail_open)
-            .field("final_refusals", &self.final_refusals)
-            .finish_non_exhaustive()
     }
 }

@@ -104,26 +104,30 @@
 //! # }
 //! ```
 
+mod config;
 mod fingerprint;
 mod future;
 mod key;
 mod layer;
 mod memory;
 mod outcome;
+mod policy;
 #[cfg(feature = "redis")]
 mod redis;
 mod run;
 mod service;
 mod store;
+mod trace;
 
 pub use future::ResponseFuture;
 pub use key::Claim;
 pub use layer::{
-    IdempotencyLayer, Policy, DEFAULT_LEASE, DEFAULT_MAX_STORED_BODY, DEFAULT_RETENTION,
+    IdempotencyLayer, DEFAULT_LEASE, DEFAULT_MAX_STORED_BODY, DEFAULT_RETENTION,
     DEFAULT_STORE_TIMEOUT, DEFAULT_WAIT,
 };
 pub use memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
 pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
+pub use policy::Policy;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisStore, DEFAULT_REDIS_PREFIX};

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::StoredResponse;
-use crate::rejection::json_bytes;
+use crate::response::{self, error_body};
 
 /// The header on every replayed answer.
 pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -66,49 +66,35 @@ pub enum IdempotencyOutcome {
     FailedOpen,
 }
 
-const KEY_REUSED_BODY: &str = r#"{"status":"error","code":"idempotency_key_reused","message":"This idempotency key was used with another payload"}"#;
-const IN_PROGRESS_BODY: &str = r#"{"status":"error","code":"unavailable","message":"The same delivery is being processed, try again later"}"#;
-const STORE_DOWN_BODY: &str =
-    r#"{"status":"error","code":"unavailable","message":"Try again later"}"#;
-const BODY_FAILED: &str = r#"{"status":"error","code":"internal_error","message":"The handler's answer could not be read"}"#;
+const KEY_REUSED_BODY: &str = error_body!(
+    "idempotency_key_reused",
+    "This idempotency key was used with another payload"
+);
+const IN_PROGRESS_BODY: &str = error_body!(
+    "unavailable",
+    "The same delivery is being processed, try again later"
+);
+const STORE_DOWN_BODY: &str = error_body!("unavailable", "Try again later");
+const BODY_FAILED: &str = error_body!("internal_error", "The handler's answer could not be read");
 
 pub(crate) fn key_reused() -> Response<Bytes> {
-    json_bytes(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Bytes::from_static(KEY_REUSED_BODY.as_bytes()),
-    )
+    response::static_error(StatusCode::UNPROCESSABLE_ENTITY, KEY_REUSED_BODY)
 }
 
 pub(crate) fn still_in_progress(lease_remaining: Duration) -> Response<Bytes> {
     // Whole seconds, rounded up, at least 1 and at most 30.
-    let seconds = lease_remaining
-        .as_millis()
-        .div_ceil(1000)
-        .clamp(1, 30)
-        .to_string();
-    with_retry_after(IN_PROGRESS_BODY, &seconds)
+    let seconds = lease_remaining.as_millis().div_ceil(1000).clamp(1, 30);
+    let busy = response::static_error(StatusCode::SERVICE_UNAVAILABLE, IN_PROGRESS_BODY);
+    response::retry_after(busy, u64::try_from(seconds).unwrap_or(30))
 }
 
 pub(crate) fn store_unavailable() -> Response<Bytes> {
-    with_retry_after(STORE_DOWN_BODY, "1")
+    let down = response::static_error(StatusCode::SERVICE_UNAVAILABLE, STORE_DOWN_BODY);
+    response::retry_after(down, 1)
 }
 
 pub(crate) fn body_failed() -> Response<Bytes> {
-    json_bytes(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Bytes::from_static(BODY_FAILED.as_bytes()),
-    )
-}
-
-fn with_retry_after(body: &'static str, seconds: &str) -> Response<Bytes> {
-    let mut response = json_bytes(
-        StatusCode::SERVICE_UNAVAILABLE,
-        Bytes::from_static(body.as_bytes()),
-    );
-    if let Ok(value) = HeaderValue::from_str(seconds) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    response::static_error(StatusCode::INTERNAL_SERVER_ERROR, BODY_FAILED)
 }
 
 /// The stored answer, marked as a replay.

@@ -11,8 +11,8 @@ use tokio::{runtime::Handle, time::Instant};
 use tower_service::Service;
 
 use super::{
+    config::Config,
     key::{Claim, Delivery},
-    layer::Config,
     outcome::{self, IdempotencyOutcome},
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
@@ -81,7 +81,7 @@ where
             ClaimOutcome::InProgress { lease_remaining } => {
                 let now = Instant::now();
                 if pause == FIRST_PAUSE {
-                    crate::trace::claim(&dedupe_key, None);
+                    super::trace::claim(&dedupe_key, None);
                 }
                 if now < deadline {
                     config
@@ -98,7 +98,7 @@ where
         return Ok(marked(response, reported, &dedupe_key));
     };
 
-    crate::trace::claim(&dedupe_key, Some(attempt));
+    super::trace::claim(&dedupe_key, Some(attempt));
     request.extensions_mut().insert(Claim {
         dedupe_key: dedupe_key.clone(),
         attempt,
@@ -153,10 +153,7 @@ impl Claimed {
             Ok(Err(())) => return Ok(self.release(outcome::body_failed()).await),
             Err(error) => {
                 self.guard.release(&config).await;
-                crate::trace::idempotency(
-                    IdempotencyOutcome::Released { attempt },
-                    &self.dedupe_key,
-                );
+                super::trace::decision(IdempotencyOutcome::Released { attempt }, &self.dedupe_key);
                 return Err(error);
             }
         };
@@ -302,7 +299,7 @@ fn marked(
     reported: IdempotencyOutcome,
     dedupe_key: &str,
 ) -> Response<Bytes> {
-    crate::trace::idempotency(reported, dedupe_key);
+    super::trace::decision(reported, dedupe_key);
     response.extensions_mut().insert(reported);
     response
 }

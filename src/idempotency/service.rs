@@ -9,7 +9,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::{key::Delivery, layer::Config, run::deduplicated, Policy, ResponseFuture};
+use super::{config::Config, key::Delivery, run::deduplicated, Policy, ResponseFuture};
 use crate::{
     body::ResponseBody,
     events::{peek_event_type, IntoWebhookResponse, WebhookError},

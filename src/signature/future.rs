@@ -14,10 +14,12 @@ use tower_service::Service;
 use super::{
     budget::Reservation,
     buffer::{BodyBuffer, Refused},
-    layer::Config,
-    BufferedBody, ResponseBody,
+    config::Config,
 };
-use crate::{BoxError, Rejection, Verification, VerifiedBody};
+use crate::{
+    body::{BufferedBody, ResponseBody},
+    BoxError, Rejection, Verification, VerifiedBody,
+};
 
 pin_project! {
     /// The response future of [`AghanimSignature`](super::AghanimSignature).
@@ -165,7 +167,7 @@ where
                     let rejection = rejection.take().expect("future polled after completion");
                     let mut response = config.response_for(&rejection);
                     response.extensions_mut().insert(rejection);
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::buffered)));
                 }
             };
             state.set(next);
@@ -208,7 +210,7 @@ impl<S> Reading<S> {
                 Ok((inner, Request::from_parts(parts, BufferedBody::new(bytes))))
             }
             Err(rejection) => {
-                crate::trace::rejection(&rejection, &parts, body_read);
+                super::trace::rejection(&rejection, &parts, body_read);
                 Err((rejection, config))
             }
         }

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http::Response;
 use tower_layer::Layer;
 
-use super::{budget::BufferBudget, AghanimSignature};
-use crate::{unix_now, EmptySecret, Rejection, Secret, Verifier};
+use super::{budget::BufferBudget, config::Config, AghanimSignature};
+use crate::{EmptySecret, Rejection, Secret, Verifier};
 
 /// The body limit used unless configured otherwise: 1 MiB.
 ///
@@ -26,9 +26,6 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// assert_eq!(aghanim_webhook::DEFAULT_BUFFER_BUDGET, 64 * 1024 * 1024);
 /// ```
 pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
-
-type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-type OnRejection = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 
 /// Verifies Aghanim webhook signatures in front of an inner service.
 ///
@@ -58,28 +55,6 @@ type OnRejection = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 #[must_use]
 pub struct AghanimSignatureLayer {
     config: Arc<Config>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) verifier: Verifier,
-    pub(crate) body_limit: usize,
-    pub(crate) buffer_budget: Option<Arc<BufferBudget>>,
-    clock: Option<Clock>,
-    on_rejection: Option<OnRejection>,
-}
-
-impl Config {
-    pub(crate) fn now(&self) -> u64 {
-        self.clock.as_ref().map_or_else(unix_now, |clock| clock())
-    }
-
-    pub(crate) fn response_for(&self, rejection: &Rejection) -> Response<Bytes> {
-        match &self.on_rejection {
-            Some(on_rejection) => on_rejection(rejection),
-            None => rejection.default_response(),
-        }
-    }
 }
 
 impl AghanimSignatureLayer {
@@ -239,35 +214,6 @@ impl fmt::Debug for AghanimSignatureLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AghanimSignatureLayer")
             .field("config", &self.config)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("verifier", &self.verifier)
-            .field("body_limit", &self.body_limit)
-            .field(
-                "buffer_budget",
-                &self.buffer_budget.as_ref().map(|budget| budget.total()),
-            )
-            .field(
-                "clock",
-                &if self.clock.is_some() {
-                    "custom"
-                } else {
-                    "system"
-                },
-            )
-            .field(
-                "on_rejection",
-                &if self.on_rejection.is_some() {
-                    "custom"
-                } else {
-                    "default"
-                },
-            )
             .finish()
     }
 }

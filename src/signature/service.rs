@@ -9,7 +9,8 @@ use http::{header, HeaderMap, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::{layer::Config, BufferedBody, ResponseBody, ResponseFuture};
+use super::{config::Config, ResponseFuture};
+use crate::body::{BufferedBody, ResponseBody};
 use crate::{BoxError, Rejection, Verification};
 
 /// The service made by [`AghanimSignatureLayer`](super::AghanimSignatureLayer): it
@@ -92,7 +93,7 @@ where
                 ResponseFuture::reading(inner, parts, body, verification, declared, config)
             }
             Err(rejection) => {
-                crate::trace::rejection(&rejection, &parts, 0);
+                super::trace::rejection(&rejection, &parts, 0);
                 ResponseFuture::rejected(rejection, config)
             }
         }

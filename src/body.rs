@@ -1,4 +1,6 @@
-//! The body types of the signature middleware.
+//! The body types the middlewares share: the verified request body the inner service
+//! receives, and the response body that is either the inner service's or one this crate
+//! wrote (a rejection, an error, a replayed answer).
 
 use std::{
     convert::Infallible,
@@ -76,8 +78,8 @@ impl Body for BufferedBody {
 }
 
 pin_project! {
-    /// The response body of the middleware: the inner service's body, or the body of a
-    /// rejection.
+    /// The response body of this crate's middlewares: the inner service's body, or a
+    /// body the middleware wrote itself (a rejection, an error, a replayed answer).
     ///
     /// # Example
     ///
@@ -111,7 +113,7 @@ pin_project! {
             #[pin]
             body: B,
         },
-        Rejection {
+        Buffered {
             #[pin]
             body: BufferedBody,
         },
@@ -125,9 +127,10 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn rejection(body: Bytes) -> Self {
+    /// A body the middleware wrote itself, already in memory.
+    pub(crate) fn buffered(body: Bytes) -> Self {
         Self {
-            kind: Kind::Rejection {
+            kind: Kind::Buffered {
                 body: BufferedBody::new(body),
             },
         }
@@ -155,7 +158,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Rejection { body } => body
+            KindProj::Buffered { body } => body
                 .poll_frame(cx)
                 .map(|frame| frame.map(|frame| frame.map_err(|never| match never {}))),
         }
@@ -164,14 +167,14 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Rejection { body } => body.is_end_stream(),
+            Kind::Buffered { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Rejection { body } => body.size_hint(),
+            Kind::Buffered { body } => body.size_hint(),
         }
     }
 }
@@ -180,10 +183,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
             Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
-            Kind::Rejection { body } => f
-                .debug_tuple("ResponseBody::Rejection")
-                .field(body)
-                .finish(),
+            Kind::Buffered { body } => f.debug_tuple("ResponseBody::Buffered").field(body).finish(),
         }
     }
 }

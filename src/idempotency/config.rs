@@ -1,0 +1,79 @@
+//! What an [`IdempotencyLayer`](super::IdempotencyLayer) is configured with, shared by
+//! the layer, its services and the deduplicated runs.
+
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde::Deserialize;
+
+use super::{IdempotencyStore, Policy};
+use crate::events::EventType;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) store: Arc<dyn IdempotencyStore>,
+    pub(crate) policies: HashMap<EventType, Policy>,
+    pub(crate) wait: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) store_timeout: Duration,
+    pub(crate) max_stored_body: usize,
+    pub(crate) fail_open: bool,
+    /// Refusals that are business decisions: a status, and the body's `code` if it
+    /// must match too.
+    pub(crate) final_refusals: Vec<(StatusCode, Option<String>)>,
+}
+
+impl Config {
+    pub(crate) fn policy(&self, event_type: &EventType) -> Policy {
+        self.policies
+            .get(event_type)
+            .copied()
+            .unwrap_or_else(|| Policy::default_for(event_type))
+    }
+
+    /// Whether `response` is recorded and replayed: a 2xx, or a refusal marked final.
+    /// Every other answer says something about the code deployed now, not about the
+    /// purchase, and must not outlive a fix.
+    pub(crate) fn is_final(&self, response: &Response<Bytes>) -> bool {
+        let status = response.status();
+        if status.is_success() {
+            return true;
+        }
+        let mut code = None;
+        self.final_refusals
+            .iter()
+            .any(|(final_status, final_code)| {
+                *final_status == status
+                    && final_code.as_ref().is_none_or(|final_code| {
+                        let code = code.get_or_insert_with(|| error_code(response.body()));
+                        code.as_deref() == Some(final_code.as_str())
+                    })
+            })
+    }
+}
+
+/// The `code` of a `{"status":"error","code":…}` body.
+fn error_code(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        code: Option<String>,
+    }
+    serde_json::from_slice::<ErrorBody>(body).ok()?.code
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("policies", &self.policies)
+            .field("wait", &self.wait)
+            .field("lease", &self.lease)
+            .field("retention", &self.retention)
+            .field("store_timeout", &self.store_timeout)
+            .field("max_stored_body", &self.max_stored_body)
+            .field("fail_open", &self.fail_open)
+            .field("final_refusals", &self.final_refusals)
+            .finish_non_exhaustive()
+    }
+}
