@@ -91,6 +91,7 @@ mod extract;
 #[cfg(feature = "idempotency")]
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
+mod ready_call;
 mod rejection;
 mod response;
 mod secret;

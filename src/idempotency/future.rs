@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::IdempotencyOutcome;
-use crate::body::ResponseBody;
+use crate::{body::ResponseBody, ready_call::ReadyCall};
 
 /// The deduplicated path awaits the store several times; it is one boxed future, next to
 /// store round trips that cost far more than the allocation.
@@ -32,13 +32,10 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<S, ReqBody, F, E> {
-        // Passed through: wait for the inner service, call it, answer with its response.
-        Ready {
-            pending: Option<(S, Request<ReqBody>)>,
-        },
-        Calling {
+        // Passed through: the inner service's answer, as it is.
+        PassedThrough {
             #[pin]
-            future: F,
+            call: ReadyCall<S, Request<ReqBody>, F>,
         },
         Deduplicated {
             future: DeduplicatedFuture<E>,
@@ -55,8 +52,8 @@ where
 {
     pub(crate) fn pass_through(inner: S, request: Request<ReqBody>) -> Self {
         Self {
-            kind: Kind::Ready {
-                pending: Some((inner, request)),
+            kind: Kind::PassedThrough {
+                call: ReadyCall::new(inner, request),
             },
         }
     }
@@ -84,35 +81,22 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
-        loop {
-            let next = match kind.as_mut().project() {
-                KindProj::Ready { pending } => {
-                    let (inner, _) = pending.as_mut().expect("future polled after completion");
-                    ready!(inner.poll_ready(cx))?;
-                    let (mut inner, request) =
-                        pending.take().expect("future polled after completion");
-                    Kind::Calling {
-                        future: inner.call(request),
-                    }
-                }
-                KindProj::Calling { future } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    response
-                        .extensions_mut()
-                        .insert(IdempotencyOutcome::PassedThrough);
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                KindProj::Deduplicated { future } => {
-                    let response = ready!(future.as_mut().poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::buffered)));
-                }
-                KindProj::Answered { response } => {
-                    let response = response.take().expect("future polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::buffered)));
-                }
-            };
-            kind.set(next);
+        match self.project().kind.project() {
+            KindProj::PassedThrough { call } => {
+                let mut response = ready!(call.poll(cx))?;
+                response
+                    .extensions_mut()
+                    .insert(IdempotencyOutcome::PassedThrough);
+                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            }
+            KindProj::Deduplicated { future } => {
+                let response = ready!(future.as_mut().poll(cx))?;
+                Poll::Ready(Ok(response.map(ResponseBody::buffered)))
+            }
+            KindProj::Answered { response } => {
+                let response = response.take().expect("future polled after completion");
+                Poll::Ready(Ok(response.map(ResponseBody::buffered)))
+            }
         }
     }
 }

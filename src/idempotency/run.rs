@@ -1,7 +1,7 @@
 //! The deduplicated path: claim (or wait, or replay); then, in a task of its own, run
 //! the handler under a renewed lease and record its final answer.
 
-use std::{future::poll_fn, panic, pin::pin, sync::Arc, time::Duration};
+use std::{panic, pin::pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{header, Request, Response};
@@ -17,6 +17,7 @@ use super::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
 };
+use crate::ready_call::ReadyCall;
 
 /// The first pause of a waiting duplicate; it doubles up to [`LONGEST_PAUSE`]. A store
 /// that can tell when a record changes wakes the waiter sooner.
@@ -137,7 +138,7 @@ impl Claimed {
     /// lease all along; then records a final answer or releases the claim.
     async fn run<S, ReqBody, ResBody>(
         mut self,
-        mut inner: S,
+        inner: S,
         request: Request<ReqBody>,
     ) -> Result<Response<Bytes>, S::Error>
     where
@@ -146,7 +147,7 @@ impl Claimed {
     {
         let config = Arc::clone(&self.config);
         let attempt = self.attempt;
-        let handled = handle(&mut inner, request);
+        let handled = handle(inner, request);
         let response = match renewing(handled, &config, &self.guard).await {
             Ok(Ok(response)) if config.is_final(&response) => response,
             Ok(Ok(response)) => return Ok(self.release(response).await),
@@ -264,29 +265,28 @@ async fn keep_renewed(config: &Config, key: &str, owner: &OwnerToken) {
 
 /// Calls the handler outside any claim.
 async fn run_unclaimed<S, ReqBody, ResBody>(
-    mut inner: S,
+    inner: S,
     request: Request<ReqBody>,
 ) -> Result<Response<Bytes>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
-    let answered = handle(&mut inner, request).await?;
+    let answered = handle(inner, request).await?;
     Ok(answered.unwrap_or_else(|()| outcome::body_failed()))
 }
 
 /// Waits for the handler's readiness, calls it and collects its answer; the inner
 /// `Err` is an answer whose body failed.
 async fn handle<S, ReqBody, ResBody>(
-    inner: &mut S,
+    inner: S,
     request: Request<ReqBody>,
 ) -> Result<Result<Response<Bytes>, ()>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
-    poll_fn(|cx| inner.poll_ready(cx)).await?;
-    let (parts, body) = inner.call(request).await?.into_parts();
+    let (parts, body) = ReadyCall::new(inner, request).await?.into_parts();
     Ok(match body.collect().await {
         Ok(collected) => Ok(Response::from_parts(parts, collected.to_bytes())),
         Err(_) => Err(()),

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     body::{BufferedBody, ResponseBody},
+    ready_call::ReadyCall,
     BoxError, Rejection, Verification, VerifiedBody,
 };
 
@@ -43,12 +44,9 @@ pin_project! {
             body: ReqBody,
             reading: Option<Reading<S>>,
         },
-        Verified {
-            verified: Option<(S, Request<BufferedBody>)>,
-        },
         Calling {
             #[pin]
-            future: F,
+            call: ReadyCall<S, Request<BufferedBody>, F>,
         },
         Rejected {
             rejection: Option<Rejection>,
@@ -136,31 +134,14 @@ where
                     };
                     let pending = reading.take().expect("future polled after completion");
                     match pending.finish(ended) {
-                        // The inner service is usually ready at once: call it without
-                        // parking the request in `Verified` first.
-                        Ok((mut inner, request)) => match inner.poll_ready(cx) {
-                            Poll::Ready(Ok(())) => State::Calling {
-                                future: inner.call(request),
-                            },
-                            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                            Poll::Pending => State::Verified {
-                                verified: Some((inner, request)),
-                            },
+                        Ok((inner, request)) => State::Calling {
+                            call: ReadyCall::start(inner, request, cx)?,
                         },
                         Err((rejection, config)) => State::rejected(rejection, config),
                     }
                 }
-                StateProj::Verified { verified } => {
-                    let (inner, _) = verified.as_mut().expect("future polled after completion");
-                    ready!(inner.poll_ready(cx))?;
-                    let (mut inner, request) =
-                        verified.take().expect("future polled after completion");
-                    State::Calling {
-                        future: inner.call(request),
-                    }
-                }
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
+                StateProj::Calling { call } => {
+                    let response = ready!(call.poll(cx))?;
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { rejection, config } => {
