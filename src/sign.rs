@@ -88,10 +88,12 @@ pub fn unix_now() -> u64 {
 /// A 32-byte digest as 64 lowercase hex digits, table-driven (`hex::encode` goes through
 /// a `char` iterator, several times slower).
 pub(crate) fn lower_hex(digest: &[u8; 32]) -> String {
-    let mut text = [0u8; 64];
-    // Both lengths are fixed: 64 = 2 × 32, so this cannot fail.
-    if hex::encode_to_slice(digest, &mut text).is_err() {
-        return hex::encode(digest);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for &byte in digest {
+        // A nibble indexes 16 digits.
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
-    text.iter().map(|&digit| char::from(digit)).collect()
+    text
 }

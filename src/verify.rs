@@ -379,10 +379,7 @@ const HEX_VALUES: [u8; 256] = {
 
 fn hex_value(byte: u8) -> u8 {
     // Any `u8` indexes a 256-entry table.
-    HEX_VALUES
-        .get(usize::from(byte))
-        .copied()
-        .unwrap_or(NOT_HEX)
+    HEX_VALUES[usize::from(byte)]
 }
 
 #[cfg(test)]

@@ -37,21 +37,21 @@
 //! assert_eq!(event.event_data.items[0].price, Some(199));
 //! ```
 
-mod data;
 mod envelope;
 mod event_data;
 mod event_type;
 mod parse;
+mod payloads;
 mod response;
 
-pub use data::{
-    Coupon, CouponRedeemed, EmailConsent, FraudReported, IngameMessage, Item, ItemChange,
-    MarketingConsentUpdated, Order, PlayerUpdate, PlayerVerify, StoreGet,
-};
 pub use envelope::{Event, RawJson};
 pub use event_data::{EventData, ItemRemove};
 pub use event_type::EventType;
 pub(crate) use parse::{from_json, peek_event_type};
+pub use payloads::{
+    Coupon, CouponRedeemed, EmailConsent, FraudReported, IngameMessage, Item, ItemChange,
+    MarketingConsentUpdated, Order, PlayerUpdate, PlayerVerify, StoreGet,
+};
 pub use response::{
     Ack, ErrorCode, IntoWebhookResponse, PlayerAttributes, PlayerVerifyResponse, StoreGetResponse,
     StoreItem, WebhookError,

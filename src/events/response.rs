@@ -28,7 +28,7 @@ pub trait IntoWebhookResponse {
 }
 
 /// `status` with `body` serialized as JSON.
-pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
     match serde_json::to_vec(body) {
         Ok(json) => response::json(status, Bytes::from(json)),
         // Serializing fails only for maps with non-string keys, which none of these types

@@ -15,8 +15,7 @@ use crate::{body::ResponseBody, ready_call::ReadyCall};
 
 /// The deduplicated path awaits the store several times; it is one boxed future, next to
 /// store round trips that cost far more than the allocation.
-pub(crate) type DeduplicatedFuture<E> =
-    Pin<Box<dyn Future<Output = Result<Response<Bytes>, E>> + Send>>;
+type DeduplicatedFuture<E> = Pin<Box<dyn Future<Output = Result<Response<Bytes>, E>> + Send>>;
 
 pin_project! {
     /// The response future of [`Idempotency`](super::Idempotency).

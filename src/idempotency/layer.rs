@@ -14,6 +14,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// ever runs out when the process holding it is gone or stuck, and then blocks the
 /// key's duplicates for at most this long.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+/// The shortest lease [`IdempotencyLayer::lease`] accepts.
+const SHORTEST_LEASE: Duration = Duration::from_secs(1);
 /// How long a duplicate waits for the delivery in progress unless configured otherwise.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 /// How long one store call may take unless configured otherwise.
@@ -98,7 +100,7 @@ impl IdempotencyLayer {
     /// claim until the answer is recorded. A process that dies holding a claim blocks
     /// the key's retries for at most this long. At least 1 s.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.config_mut().lease = lease.max(Duration::from_secs(1));
+        self.config_mut().lease = lease.max(SHORTEST_LEASE);
         self
     }
 

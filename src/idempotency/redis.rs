@@ -15,6 +15,15 @@ use super::store::{
 /// Redis Cluster hash tag.
 pub const DEFAULT_REDIS_PREFIX: &str = "aghanim:idem:v1:";
 
+/// How long [`RedisStore::connect`]'s connection waits to connect, and then for each
+/// reply: as long as the layer's default store timeout, which bounds every call anyway.
+const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often it tries to reconnect after losing the server, and the longest pause
+/// between tries: short, so that a restarted Redis is found again within a second.
+const DEFAULT_RECONNECT_RETRIES: usize = 2;
+const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
 /// Keeps idempotency records in Redis, shared by every instance that uses the same
 /// server and prefix (feature `redis`).
 ///
@@ -67,10 +76,10 @@ impl RedisStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::new)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+            .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
+            .set_number_of_retries(DEFAULT_RECONNECT_RETRIES)
+            .set_max_delay(DEFAULT_RECONNECT_MAX_DELAY);
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(StoreError::new)?;
@@ -246,7 +255,8 @@ fn parse_claim(reply: Vec<Value>) -> Result<ClaimOutcome, StoreError> {
     }
 }
 
-/// The server's time in milliseconds, in every script: no instance clock is trusted.
+/// The server's time in milliseconds, for the scripts that compare or set a lease: no
+/// instance clock is trusted.
 macro_rules! lua_now {
     () => {
         "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -277,7 +287,7 @@ if state == 'in_progress' then
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'owner', ARGV[1], 'fp', ARGV[2],
-  'lease_until', now + tonumber(ARGV[3]), 'claimed_at', now)
+  'lease_until', now + tonumber(ARGV[3]))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'claimed', tostring(attempt)}
 "
@@ -297,18 +307,15 @@ return 1
 );
 
 /// ARGV: owner, status, content type, body, retention ms.
-const COMPLETE: &str = concat!(
-    lua_now!(),
-    r"
+const COMPLETE: &str = r"
 local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if r[1] ~= 'in_progress' or r[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'ctype', ARGV[3],
-  'body', ARGV[4], 'completed_at', now)
+  'body', ARGV[4])
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
-"
-);
+";
 
 /// ARGV: owner.
 const RELEASE: &str = r"

@@ -48,7 +48,7 @@ impl BufferBudget {
     }
 
     #[cfg(test)]
-    pub(crate) fn in_use(&self) -> usize {
+    fn in_use(&self) -> usize {
         self.in_use.load(Ordering::Acquire)
     }
 }

@@ -5,7 +5,7 @@ use crate::Verification;
 
 /// The most a buffer allocates on the strength of a declared length alone: past this it
 /// grows only as bytes actually arrive, so a client's claim costs nothing by itself.
-pub(crate) const INITIAL_CAPACITY_CAP: usize = 64 * 1024;
+const INITIAL_CAPACITY_CAP: usize = 64 * 1024;
 
 /// Frames copied into the buffer are fed to the MAC once this many bytes are waiting:
 /// SHA-256 pays a fixed cost per call, which a body in many small frames would pay per

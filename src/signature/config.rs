@@ -9,8 +9,8 @@ use http::Response;
 use super::budget::BufferBudget;
 use crate::{unix_now, Rejection, Verifier};
 
-pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-pub(crate) type OnRejection = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+type OnRejection = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync>;
 
 #[derive(Clone)]
 pub(crate) struct Config {
