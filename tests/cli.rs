@@ -1,6 +1,8 @@
 #![cfg(feature = "cli")]
 //! The `aghanim-webhook` command-line tool against the example server, in process.
 
+mod common;
+
 #[path = "../examples/server/app.rs"]
 #[allow(dead_code)]
 mod server_app;
@@ -11,8 +13,8 @@ use std::{
 };
 
 use aghanim_webhook::{events::EventType, sign, unix_now};
+use common::SECRET;
 
-const SECRET: &str = "cli-test-secret";
 const TOOL: &str = env!("CARGO_BIN_EXE_aghanim-webhook");
 
 async fn server() -> SocketAddr {

@@ -10,7 +10,7 @@ use std::sync::{
 
 use aghanim_webhook::{dispatch::Dispatch, events::*, AghanimSignatureLayer};
 use bytes::Bytes;
-use common::{body_text, layer, signed_with, NOW};
+use common::{body_text, keyed, layer, signed_with};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
@@ -40,11 +40,7 @@ where
 }
 
 fn event(event_type: &str, data: Value) -> String {
-    json!({
-        "event_id": "whevt_1", "event_type": event_type, "event_time": NOW,
-        "event_data": data, "idempotency_key": "key_1"
-    })
-    .to_string()
+    keyed(event_type, &data.to_string(), "key_1")
 }
 
 async fn verify(event: Event<PlayerVerify>) -> Result<PlayerVerifyResponse, WebhookError> {

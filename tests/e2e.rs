@@ -12,12 +12,11 @@ mod server_app;
 use std::net::SocketAddr;
 
 use aghanim_webhook::{sign, unix_now};
+use common::{keyed, SECRET};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
-
-const SECRET: &str = "e2e-secret";
 
 async fn axum_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -110,13 +109,6 @@ async fn post_signed(address: SocketAddr, body: &str) -> Reply {
     exchange(address, &head, body.as_bytes()).await
 }
 
-fn event(event_type: &str, data: &str, key: &str) -> String {
-    format!(
-        r#"{{"event_id":"whevt_{key}","game_id":"gm_1","event_type":"{event_type}","event_time":{},"event_data":{data},"idempotency_key":"{key}","request_id":null,"sandbox":true,"trigger":null,"transaction_id":"whtx_1","context":null}}"#,
-        unix_now()
-    )
-}
-
 /// The "Testing" request of Aghanim's "Handle webhooks" page, byte for byte: no
 /// `event_time`, no `game_id`, a multi-line body.
 const DOCS_TEST_REQUEST: &str = include_str!("../examples/events/docs-test-request.json");
@@ -150,7 +142,7 @@ async fn aghanim_docs_test_request_is_answered_with_the_player() {
 #[tokio::test]
 async fn expect_continue_without_a_valid_signature_header_gets_403_and_no_continue() {
     let address = axum_server().await;
-    let body = event("player.verify", r#"{"player_id":"testplayer"}"#, "k9");
+    let body = keyed("player.verify", r#"{"player_id":"testplayer"}"#, "k9");
     for headers in [
         String::new(),
         format!("x-aghanim-signature-timestamp: {}\r\n", unix_now()),
@@ -174,7 +166,7 @@ async fn expect_continue_without_a_valid_signature_header_gets_403_and_no_contin
 #[tokio::test]
 async fn bytes_after_a_zero_content_length_are_not_the_body() {
     let address = axum_server().await;
-    let body = event("player.verify", r#"{"player_id":"testplayer"}"#, "k10");
+    let body = keyed("player.verify", r#"{"player_id":"testplayer"}"#, "k10");
     // Signed over the bytes that follow; the body the server reads is empty.
     let head = signed_head(body.as_bytes(), unix_now(), "content-length: 0\r\n");
     let reply = exchange_raw(address, &head, body.as_bytes()).await;
@@ -184,7 +176,7 @@ async fn bytes_after_a_zero_content_length_are_not_the_body() {
 #[tokio::test]
 async fn trailers_over_the_wire_are_not_part_of_the_signed_body() {
     let address = axum_server().await;
-    let body = event("player.verify", r#"{"player_id":"testplayer"}"#, "k11");
+    let body = keyed("player.verify", r#"{"player_id":"testplayer"}"#, "k11");
     let head = signed_head(
         body.as_bytes(),
         unix_now(),
@@ -203,7 +195,7 @@ async fn axum_known_player_is_verified() {
     let address = axum_server().await;
     let reply = post_signed(
         address,
-        &event("player.verify", r#"{"player_id":"testplayer"}"#, "k1"),
+        &keyed("player.verify", r#"{"player_id":"testplayer"}"#, "k1"),
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -218,7 +210,7 @@ async fn axum_unknown_player_is_not_found() {
     let address = axum_server().await;
     let reply = post_signed(
         address,
-        &event("player.verify", r#"{"player_id":"nobody"}"#, "k2"),
+        &keyed("player.verify", r#"{"player_id":"nobody"}"#, "k2"),
     )
     .await;
     assert_eq!(reply.status, 404);
@@ -234,7 +226,7 @@ async fn axum_item_events_are_acknowledged_and_repeats_too() {
     let address = axum_server().await;
     let items = r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}],"reason":"Order paid ord_1"}"#;
     for event_type in ["item.add", "item.add", "item.remove"] {
-        let reply = post_signed(address, &event(event_type, items, event_type)).await;
+        let reply = post_signed(address, &keyed(event_type, items, event_type)).await;
         assert_eq!(reply.status, 200, "{event_type}");
         assert_eq!(reply.body, r#"{"status":"ok"}"#);
     }
@@ -244,7 +236,7 @@ async fn axum_item_events_are_acknowledged_and_repeats_too() {
 async fn axum_unknown_event_type_and_non_envelopes_are_bad_requests() {
     let address = axum_server().await;
     for body in [
-        event("nonsense.event", "{}", "k3"),
+        keyed("nonsense.event", "{}", "k3"),
         "not json".into(),
         "[1,2]".into(),
         "{}".into(),
@@ -263,7 +255,7 @@ async fn axum_notifications_are_acknowledged() {
         "subscription.renewed",
         "player.update",
     ] {
-        let reply = post_signed(address, &event(event_type, "{}", event_type)).await;
+        let reply = post_signed(address, &keyed(event_type, "{}", event_type)).await;
         assert_eq!(reply.status, 200, "{event_type}");
     }
 }
@@ -271,7 +263,7 @@ async fn axum_notifications_are_acknowledged() {
 #[tokio::test]
 async fn axum_rejects_forged_stale_and_unsigned_requests() {
     let address = axum_server().await;
-    let body = event("item.add", r#"{"player_id":"testplayer","items":[]}"#, "k4");
+    let body = keyed("item.add", r#"{"player_id":"testplayer","items":[]}"#, "k4");
     let length = format!("content-length: {}\r\n", body.len());
 
     let forged = signed_head(b"something else", unix_now(), &length);
@@ -309,7 +301,7 @@ fn chunked(body: &[u8], size: usize) -> Vec<u8> {
 #[tokio::test]
 async fn axum_accepts_chunked_bodies_and_limits_them() {
     let address = axum_server().await;
-    let body = event("player.verify", r#"{"player_id":"testplayer"}"#, "k5");
+    let body = keyed("player.verify", r#"{"player_id":"testplayer"}"#, "k5");
     let head = signed_head(
         body.as_bytes(),
         unix_now(),
@@ -327,7 +319,7 @@ async fn axum_accepts_chunked_bodies_and_limits_them() {
 #[tokio::test]
 async fn axum_lying_content_length_never_passes() {
     let address = axum_server().await;
-    let body = event("item.add", r#"{"player_id":"testplayer","items":[]}"#, "k6");
+    let body = keyed("item.add", r#"{"player_id":"testplayer","items":[]}"#, "k6");
     // Shorter than the body: the server reads a prefix, whose signature cannot match.
     let head = signed_head(body.as_bytes(), unix_now(), "content-length: 10\r\n");
     let reply = exchange(address, &head, body.as_bytes()).await;
@@ -346,7 +338,7 @@ async fn axum_serves_concurrent_requests() {
         .map(|i| {
             tokio::spawn(async move {
                 let valid = i % 2 == 0;
-                let body = event("player.verify", r#"{"player_id":"testplayer"}"#, "k7");
+                let body = keyed("player.verify", r#"{"player_id":"testplayer"}"#, "k7");
                 let timestamp = unix_now();
                 let length = format!("content-length: {}\r\n", body.len());
                 let head = if valid {
@@ -370,7 +362,7 @@ async fn axum_serves_concurrent_requests() {
 #[tokio::test]
 async fn hyper_stack_verifies_and_rejects() {
     let address = hyper_server().await;
-    let body = event("item.add", r#"{"player_id":"p","items":[]}"#, "k8");
+    let body = keyed("item.add", r#"{"player_id":"p","items":[]}"#, "k8");
     let reply = post_signed(address, &body).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, r#"{"status":"ok"}"#);
@@ -390,7 +382,7 @@ async fn hyper_stack_verifies_and_rejects() {
 async fn owned(address: SocketAddr, sku: &str) -> i64 {
     let reply = post_signed(
         address,
-        &event("player.verify", r#"{"player_id":"testplayer"}"#, "verify"),
+        &keyed("player.verify", r#"{"player_id":"testplayer"}"#, "verify"),
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -420,7 +412,7 @@ async fn two_instances_sharing_redis_credit_each_purchase_once() {
             .unwrap(),
     )
     .await;
-    let purchase = event(
+    let purchase = keyed(
         "item.add",
         r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
         "ord_shared",
@@ -489,7 +481,7 @@ async fn the_redis_inventory_never_leaves_a_marker_without_its_credit() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    let purchase = event(
+    let purchase = keyed(
         "item.add",
         r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5},{"sku":"shield","quantity":1}]}"#,
         "ord_broken",
@@ -528,7 +520,7 @@ async fn the_redis_inventory_never_leaves_a_marker_without_its_credit() {
 #[tokio::test]
 async fn axum_a_duplicate_written_by_another_serializer_is_replayed_and_credits_once() {
     let address = axum_server().await;
-    let purchase = event(
+    let purchase = keyed(
         "item.add",
         r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
         "ord_reserialized",
@@ -550,7 +542,7 @@ async fn axum_a_duplicate_written_by_another_serializer_is_replayed_and_credits_
 #[tokio::test]
 async fn axum_a_validation_error_is_not_replayed_and_the_corrected_delivery_credits() {
     let address = axum_server().await;
-    let unparsable = event(
+    let unparsable = keyed(
         "item.add",
         r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":1.5}]}"#,
         "ord_fixed_later",
@@ -565,7 +557,7 @@ async fn axum_a_validation_error_is_not_replayed_and_the_corrected_delivery_cred
         );
         assert!(!refused.replayed, "a validation error was replayed");
     }
-    let good = event(
+    let good = keyed(
         "item.add",
         r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":2}]}"#,
         "ord_fixed_later",
@@ -613,7 +605,7 @@ async fn a_request_cut_by_the_outer_timeout_after_its_effect_is_replayed_not_rer
             Duration::from_millis(150),
         ));
     let address = serve(router).await;
-    let purchase = event("item.add", r#"{"player_id":"p","items":[]}"#, "ord_slow");
+    let purchase = keyed("item.add", r#"{"player_id":"p","items":[]}"#, "ord_slow");
     assert_eq!(post_signed(address, &purchase).await.status, 408);
     // The run goes on without the request, and is recorded.
     tokio::time::sleep(Duration::from_millis(600)).await;

@@ -2,26 +2,12 @@
 //! documented shapes.
 #![cfg(feature = "events")]
 
+mod common;
+
 use aghanim_webhook::events::*;
+use common::{envelope, GAME_ID};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
-
-/// A full envelope, as in Aghanim's samples, around `data`.
-fn envelope(event_type: &str, data: Value) -> Value {
-    json!({
-        "event_id": "whevt_eSeXmERbUGh",
-        "game_id": "gm_exoqPsmvqRu",
-        "event_type": event_type,
-        "event_time": 1725548450,
-        "event_data": data,
-        "idempotency_key": null,
-        "request_id": null,
-        "sandbox": false,
-        "trigger": null,
-        "transaction_id": "whtx_eSeXmERbUGh",
-        "context": null,
-    })
-}
 
 fn item(sku: &str) -> Value {
     json!({
@@ -50,7 +36,7 @@ fn player_verify_sample_parses() {
     assert_eq!(event.event_type, EventType::PlayerVerify);
     assert_eq!(event.event_data.player_id, "testplayer");
     assert_eq!(event.event_id.as_deref(), Some("whevt_eSeXmERbUGh"));
-    assert_eq!(event.game_id.as_deref(), Some("gm_exoqPsmvqRu"));
+    assert_eq!(event.game_id.as_deref(), Some(GAME_ID));
     assert_eq!(event.event_time, Some(1725548450));
     assert_eq!(event.trigger.as_deref(), Some("hub.login"));
     assert!(!event.sandbox);

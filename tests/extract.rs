@@ -49,7 +49,7 @@ fn app() -> Router {
         )
 }
 
-async fn post_signed(app: Router, uri: &str, body: &'static str) -> (StatusCode, String) {
+async fn oneshot_signed(app: Router, uri: &str, body: &'static str) -> (StatusCode, String) {
     let mut request = signed_with(Full::<Bytes>::from(body), body.as_bytes());
     *request.uri_mut() = uri.parse().unwrap();
     let response = app.oneshot(request).await.unwrap();
@@ -59,7 +59,7 @@ async fn post_signed(app: Router, uri: &str, body: &'static str) -> (StatusCode,
 #[tokio::test]
 async fn extractor_reads_the_verified_event() {
     let body = r#"{"event_id":"e","event_type":"player.verify","event_time":1,"event_data":{"player_id":"p9"}}"#;
-    let (status, text) = post_signed(app().layer(layer()), "/verify", body).await;
+    let (status, text) = oneshot_signed(app().layer(layer()), "/verify", body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(text, r#"{"player_id":"p9","name":"Name","attributes":{}}"#);
 }
@@ -67,7 +67,7 @@ async fn extractor_reads_the_verified_event() {
 #[tokio::test]
 async fn extractor_leaves_the_body_for_other_extractors() {
     let body = r#"{"event_id":"e","event_type":"item.add","event_time":1,"event_data":{"player_id":"p","items":[]}}"#;
-    let (status, text) = post_signed(app().layer(layer()), "/items", body).await;
+    let (status, text) = oneshot_signed(app().layer(layer()), "/items", body).await;
     assert_eq!(
         (status, text.as_str()),
         (StatusCode::OK, r#"{"status":"ok"}"#)
@@ -77,7 +77,7 @@ async fn extractor_leaves_the_body_for_other_extractors() {
 #[tokio::test]
 async fn extractor_rejects_data_of_the_wrong_shape_naming_the_field() {
     let body = r#"{"event_id":"e","event_type":"player.verify","event_time":1,"event_data":{"player":"p9"}}"#;
-    let (status, text) = post_signed(app().layer(layer()), "/verify", body).await;
+    let (status, text) = oneshot_signed(app().layer(layer()), "/verify", body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains(r#""code":"validation_error""#), "{text}");
     assert!(
@@ -104,12 +104,12 @@ async fn extractor_refuses_event_types_its_data_is_not_for() {
     let remove = r#"{"event_type":"item.remove","event_data":{"player_id":"p","items":[]}}"#;
     let lookalike = r#"{"event_type":"store.get","event_data":{"player_id":"p9"}}"#;
     for (uri, body) in [("/items", remove), ("/verify", lookalike)] {
-        let (status, text) = post_signed(app().layer(layer()), uri, body).await;
+        let (status, text) = oneshot_signed(app().layer(layer()), uri, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
         assert!(text.contains(r#""code":"unknown_event_type""#), "{text}");
     }
     for uri in ["/removals", "/any"] {
-        let (status, text) = post_signed(app().layer(layer()), uri, remove).await;
+        let (status, text) = oneshot_signed(app().layer(layer()), uri, remove).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {text}");
     }
 }

@@ -26,7 +26,7 @@ use aghanim_webhook::{
     sign_headers,
 };
 use bytes::Bytes;
-use common::{layer, NOW, SECRET};
+use common::{keyed, layer, signed_text, GAME_ID, NOW, SECRET};
 use http::{header, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
@@ -142,18 +142,7 @@ fn stack(idempotency: IdempotencyLayer, handler: &Handler) -> Stack {
 }
 
 fn delivery(event_type: &str, key: &str, data: &str) -> Request<Full<Bytes>> {
-    let body = format!(
-        r#"{{"event_id":"whevt_{key}","game_id":"gm_1","event_type":"{event_type}","idempotency_key":"{key}","event_data":{data}}}"#
-    );
-    signed_body(body)
-}
-
-fn signed_body(body: String) -> Request<Full<Bytes>> {
-    let mut request = Request::post("/webhook")
-        .body(Full::from(body.clone()))
-        .unwrap();
-    sign_headers(request.headers_mut(), SECRET, NOW, &body);
-    request
+    signed_text(keyed(event_type, data, key))
 }
 
 const ITEMS: &str = r#"{"player_id":"p1","items":[{"sku":"gems","quantity":5}]}"#;
@@ -264,7 +253,10 @@ async fn a_delivery_runs_once_and_its_duplicates_are_replayed() {
         assert_eq!(handler.runs(), 1, "{}", backend.name);
         assert_eq!(handler.attempts(), [1]);
         let claims = handler.claims.lock().unwrap().clone();
-        assert_eq!(claims[0].dedupe_key(), "gm_1:live:item.add:ord_1");
+        assert_eq!(
+            claims[0].dedupe_key(),
+            format!("{GAME_ID}:live:item.add:ord_1")
+        );
     }
 }
 
@@ -781,10 +773,16 @@ async fn a_changed_payload_is_refused_for_items_and_claimed_on_its_own_for_notif
 /// `item.add` for `key` whose envelope and `event_data` are written by another
 /// serializer: keys reordered, spaced out, escaped, numbers spelled otherwise.
 fn item_add_rewritten(key: &str) -> Request<Full<Bytes>> {
-    let body = format!(
-        "{{\n  \"event_data\" : {{ \"items\" : [ {{ \"quantity\" : 5.0, \"\\u0073ku\" : \"g\\u0065ms\" }} ],\n    \"player_id\" : \"p1\" }},\n  \"idempotency_key\" : \"{key}\", \"event_type\" : \"item.add\",\n  \"game_id\" : \"gm_1\", \"event_id\" : \"whevt_{key}\"\n}}"
-    );
-    signed_body(body)
+    let original: serde_json::Value = serde_json::from_str(&keyed("item.add", ITEMS, key)).unwrap();
+    let mut rewritten = serde_json::to_string_pretty(&original).unwrap();
+    for (plain, respelled) in [
+        ("\"quantity\": 5", "\"quantity\": 5.0"),
+        ("\"sku\": \"gems\"", "\"\\u0073ku\": \"g\\u0065ms\""),
+    ] {
+        assert!(rewritten.contains(plain));
+        rewritten = rewritten.replace(plain, respelled);
+    }
+    signed_text(rewritten)
 }
 
 #[tokio::test]

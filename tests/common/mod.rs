@@ -26,6 +26,47 @@ use tower::{util::BoxCloneService, ServiceBuilder};
 
 pub const SECRET: &str = "whsec_test_secret";
 pub const NOW: u64 = 1_700_000_000;
+/// The `game_id` of every [`envelope`].
+pub const GAME_ID: &str = "gm_exoqPsmvqRu";
+
+/// A whole envelope as in Aghanim's samples, around `event_data`, live, with no
+/// `idempotency_key`; [`keyed`] gives it one.
+#[cfg(feature = "events")]
+pub fn envelope(event_type: &str, event_data: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": "whevt_eSeXmERbUGh",
+        "game_id": GAME_ID,
+        "event_type": event_type,
+        "event_time": 1725548450,
+        "event_data": event_data,
+        "idempotency_key": null,
+        "request_id": null,
+        "sandbox": false,
+        "trigger": null,
+        "transaction_id": "whtx_eSeXmERbUGh",
+        "context": null,
+    })
+}
+
+/// [`envelope`] as text, with `key` as its `idempotency_key` and `whevt_{key}` as its
+/// `event_id`: one delivery, as the idempotency layer tells deliveries apart.
+#[cfg(feature = "events")]
+pub fn keyed(event_type: &str, event_data: &str, key: &str) -> String {
+    let data = serde_json::from_str(event_data).expect("event_data is JSON");
+    let mut event = envelope(event_type, data);
+    event["idempotency_key"] = key.into();
+    event["event_id"] = format!("whevt_{key}").into();
+    event.to_string()
+}
+
+/// A request carrying `body`, signed with [`SECRET`] at [`NOW`].
+pub fn signed_text(body: String) -> Request<Full<Bytes>> {
+    let mut request = Request::post("/webhook")
+        .body(Full::from(body.clone()))
+        .expect("static request");
+    sign_headers(request.headers_mut(), SECRET, NOW, &body);
+    request
+}
 
 /// The layer under test with the clock fixed at [`NOW`].
 pub fn layer() -> AghanimSignatureLayer {
