@@ -8,13 +8,7 @@
 //! cargo bench --bench dispatch
 //! ```
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    hint::black_box,
-    pin::pin,
-    task::{Context, Poll, Waker},
-};
+use std::{convert::Infallible, hint::black_box};
 
 use aghanim_webhook::{
     body::BufferedBody,
@@ -27,6 +21,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{service_fn, Layer, ServiceExt};
+
+#[path = "../tests/common/executor.rs"]
+mod executor;
+use executor::run;
 
 const SECRET: &str = "whsec_benchmark_secret";
 const TIMESTAMP: u64 = 1_700_000_000;
@@ -57,17 +55,6 @@ fn request(body: &Bytes) -> Request<Full<Bytes>> {
         .unwrap();
     sign_headers(request.headers_mut(), SECRET, TIMESTAMP, body);
     request
-}
-
-/// Polls `future` to completion; nothing here waits, so no runtime is measured.
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
 }
 
 async fn credit(event: Event<ItemChange>) -> Ack {

@@ -5,10 +5,9 @@
 use std::{
     collections::VecDeque,
     convert::Infallible,
-    future::Future,
     hint::black_box,
-    pin::{pin, Pin},
-    task::{Context, Poll, Waker},
+    pin::Pin,
+    task::{Context, Poll},
 };
 
 use aghanim_webhook::{sign_headers, AghanimSignatureLayer};
@@ -18,6 +17,10 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, Layer, ServiceExt};
+
+#[path = "../tests/common/executor.rs"]
+mod executor;
+use executor::run;
 
 const SECRET: &str = "whsec_benchmark_secret";
 const TIMESTAMP: u64 = 1_700_000_000;
@@ -51,17 +54,6 @@ fn request(body: &Bytes, frames: usize) -> Request<Frames> {
         .unwrap();
     sign_headers(request.headers_mut(), SECRET, TIMESTAMP, body);
     request
-}
-
-/// Polls `future` to completion; nothing here waits, so no runtime is measured.
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
 }
 
 async fn echo<B: Body<Data = Bytes>>(

@@ -46,6 +46,7 @@ where
     }
 
     /// Calls `service` once it is ready, when first polled.
+    #[cfg(feature = "idempotency")]
     pub(crate) fn new(service: S, request: Request) -> Self {
         Self::Waiting {
             pending: Some((service, request)),

@@ -5,9 +5,8 @@
 use std::{
     collections::VecDeque,
     convert::Infallible,
-    future::Future,
-    pin::{pin, Pin},
-    task::{Context, Poll, Waker},
+    pin::Pin,
+    task::{Context, Poll},
 };
 
 use aghanim_webhook::{body::BufferedBody, sign, AghanimSignatureLayer, VerifiedBody};
@@ -16,6 +15,10 @@ use http::{header, HeaderValue, Request, Response};
 use http_body::{Body, Frame};
 use libfuzzer_sys::fuzz_target;
 use tower::{service_fn, Layer, ServiceExt};
+
+#[path = "../../tests/common/executor.rs"]
+mod executor;
+use executor::run;
 
 const SECRET: &str = "fuzz-secret";
 const NOW: u64 = 1_700_000_000;
@@ -42,16 +45,6 @@ impl Body for Frames {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Failed>>> {
         Poll::Ready(self.0.pop_front().map(|frame| frame.map(Frame::data).map_err(|()| Failed)))
-    }
-}
-
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
     }
 }
 

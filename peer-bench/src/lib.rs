@@ -4,9 +4,8 @@
 use std::{
     collections::VecDeque,
     convert::Infallible,
-    future::Future,
-    pin::{pin, Pin},
-    task::{Context, Poll, Waker},
+    pin::Pin,
+    task::{Context, Poll},
 };
 
 use aghanim_webhook::sign_headers;
@@ -16,6 +15,10 @@ use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use sha2::Sha256;
+
+#[path = "../../tests/common/executor.rs"]
+mod executor;
+pub use executor::run;
 
 pub const SECRET: &str = "whsec_benchmark_secret";
 pub const TIMESTAMP: u64 = 1_700_000_000;
@@ -69,18 +72,6 @@ pub fn github(body: &Bytes, count: usize) -> Request<Frames> {
         HeaderValue::from_str(&signature).unwrap(),
     );
     request
-}
-
-/// Polls `future` to completion; nothing here waits, so no runtime is measured. The
-/// peer wakes itself between states, which this loop absorbs.
-pub fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
 }
 
 pub async fn echo<B: Body<Data = Bytes>>(

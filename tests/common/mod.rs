@@ -2,8 +2,12 @@
 //! records what reaches it.
 #![allow(dead_code)]
 
+mod executor;
 #[cfg(feature = "idempotency")]
 pub mod redis_server;
+
+#[allow(unused_imports)] // Not every test target runs futures by hand.
+pub use executor::run;
 
 use std::{
     collections::VecDeque,
@@ -226,18 +230,6 @@ impl Body for Frames {
     fn size_hint(&self) -> SizeHint {
         self.exact_size
             .map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
-}
-
-/// Polls `future` to completion on this thread, without a runtime: for stacks that
-/// never wait on anything external.
-pub fn run<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
     }
 }
 
