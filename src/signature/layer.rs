@@ -37,7 +37,7 @@ pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 /// | tolerance | 300 s either way | [`tolerance`](Self::tolerance), [`disable_tolerance`](Self::disable_tolerance) |
 /// | body limit | 1 MiB | [`body_limit`](Self::body_limit) |
 /// | buffer budget | 64 MiB for all bodies still being read | [`buffer_budget`](Self::buffer_budget), [`disable_buffer_budget`](Self::disable_buffer_budget) |
-/// | clock | [`unix_now`] | [`clock`](Self::clock) |
+/// | clock | [`unix_now`](crate::unix_now) | [`clock`](Self::clock) |
 /// | rejection | [`Rejection::default_response`] | [`on_rejection`](Self::on_rejection) |
 ///
 /// # Example
