@@ -995,3 +995,15 @@ async fn a_stuck_owners_claim_blocks_its_key_for_at_most_the_default_lease() {
     assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 2 }));
     assert!(claimed_at.elapsed() <= Duration::from_secs(16));
 }
+
+#[test]
+fn outside_a_tokio_runtime_a_deduplicated_delivery_is_a_500_that_touches_nothing() {
+    let handler = Handler::default();
+    let store = MemoryStore::new();
+    let stack = stack(IdempotencyLayer::new(store.clone()), &handler);
+    let sent = common::run(send(&stack, item_add("ord_14"))).unwrap();
+    assert_eq!(sent.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(sent.body.contains("needs a Tokio runtime"), "{}", sent.body);
+    assert_eq!(handler.runs(), 0);
+    assert!(store.is_empty());
+}
