@@ -109,11 +109,8 @@ mod fingerprint;
 mod future;
 mod key;
 mod layer;
-mod memory;
 mod outcome;
 mod policy;
-#[cfg(feature = "redis")]
-mod redis;
 mod run;
 mod service;
 mod store;
@@ -125,14 +122,13 @@ pub use layer::{
     IdempotencyLayer, DEFAULT_LEASE, DEFAULT_MAX_STORED_BODY, DEFAULT_RETENTION,
     DEFAULT_STORE_TIMEOUT, DEFAULT_WAIT,
 };
-pub use memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
 pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
 pub use policy::Policy;
+pub use service::Idempotency;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{RedisStore, DEFAULT_REDIS_PREFIX};
-pub use service::Idempotency;
+pub use store::{RedisStore, DEFAULT_REDIS_PREFIX};
 pub use store::{
-    ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
-    StoredResponse,
+    ClaimOutcome, ClaimRequest, IdempotencyStore, MemoryStore, OwnerToken, StoreError,
+    StoreFuture, StoredResponse, DEFAULT_MEMORY_CAPACITY,
 };

@@ -6,7 +6,7 @@ use redis::{
     Script, Value,
 };
 
-use super::store::{
+use super::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
 };

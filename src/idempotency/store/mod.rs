@@ -1,3 +1,14 @@
+//! Where the layer keeps its records: the [`IdempotencyStore`] trait and its stores,
+//! one file each.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, DEFAULT_REDIS_PREFIX};
+
 use std::{error::Error, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
