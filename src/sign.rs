@@ -23,7 +23,7 @@ pub fn sign(secret: impl AsRef<[u8]>, timestamp: u64, body: impl AsRef<[u8]>) ->
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_ref());
-    lower_hex(&mac.finalize().into_bytes().into())
+    lower_hex(&mac.finalize().into_bytes())
 }
 
 /// Adds both signature headers for `body` to `headers`, replacing any already there.
@@ -85,12 +85,12 @@ pub fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// A 32-byte digest as 64 lowercase hex digits, table-driven (`hex::encode` goes through
-/// a `char` iterator, several times slower).
-pub(crate) fn lower_hex(digest: &[u8; 32]) -> String {
+/// `bytes` as lowercase hex digits, table-driven (`hex::encode` goes through a `char`
+/// iterator, several times slower).
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(64);
-    for &byte in digest {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
         // A nibble indexes 16 digits.
         text.push(char::from(DIGITS[usize::from(byte >> 4)]));
         text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));

@@ -7,12 +7,24 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde::Deserialize;
 
+#[cfg(feature = "postgres")]
+use super::PostgresStore;
 use super::{IdempotencyStore, Policy};
 use crate::events::EventType;
 
+/// Where the records are kept, and so how a delivery is claimed.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// Claims with leases, in a store apart from the handler's data.
+    Leased(Arc<dyn IdempotencyStore>),
+    /// One database transaction per delivery: claim, the handler's writes, the answer.
+    #[cfg(feature = "postgres")]
+    Transactional(PostgresStore),
+}
+
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) store: Arc<dyn IdempotencyStore>,
+    pub(crate) backend: Backend,
     pub(crate) policies: HashMap<EventType, Policy>,
     pub(crate) wait: Duration,
     pub(crate) lease: Duration,

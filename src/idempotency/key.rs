@@ -61,7 +61,7 @@ impl Delivery {
             scope.update(fingerprint);
         }
         Some(Self {
-            store_key: lower_hex(&scope.finalize().into()),
+            store_key: lower_hex(&scope.finalize()),
             dedupe_key,
             fingerprint: lower_hex(&fingerprint),
         })

@@ -3,7 +3,10 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 use http::StatusCode;
 use tower_layer::Layer;
 
-use super::{config::Config, Idempotency, IdempotencyStore, MemoryStore, Policy};
+use super::{
+    config::{Backend, Config},
+    Idempotency, IdempotencyStore, MemoryStore, Policy,
+};
 use crate::events::EventType;
 
 /// How long a completed or released record is kept unless configured otherwise: 7 days,
@@ -65,7 +68,7 @@ impl IdempotencyLayer {
     pub fn new(store: impl IdempotencyStore) -> Self {
         Self {
             config: Arc::new(Config {
-                store: Arc::new(store),
+                backend: Backend::Leased(Arc::new(store)),
                 policies: HashMap::new(),
                 wait: DEFAULT_WAIT,
                 lease: DEFAULT_LEASE,
@@ -81,6 +84,20 @@ impl IdempotencyLayer {
     /// A layer with a new [`MemoryStore`]: deduplicates **within this process only**.
     pub fn in_memory() -> Self {
         Self::new(MemoryStore::new())
+    }
+
+    /// A layer that runs each deduplicated delivery in one transaction of `store`'s
+    /// database: the claim, the handler's own statements through the
+    /// [`DeliveryTransaction`](super::DeliveryTransaction) in the request's extensions,
+    /// and the recorded answer commit together, or not at all (feature `postgres`).
+    /// See [`PostgresStore`](super::PostgresStore) for the answer in each situation.
+    /// The lease settings do not apply: a transaction needs none.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn transactional(store: super::PostgresStore) -> Self {
+        let mut layer = Self::in_memory();
+        layer.config_mut().backend = Backend::Transactional(store);
+        layer
     }
 
     /// Handles `event_type` by `policy` instead of [`Policy::default_for`].

@@ -115,6 +115,10 @@ mod run;
 mod service;
 mod store;
 mod trace;
+#[cfg(feature = "postgres")]
+mod transaction;
+#[cfg(feature = "postgres")]
+mod transactional;
 
 pub use future::ResponseFuture;
 pub use key::Claim;
@@ -125,10 +129,16 @@ pub use layer::{
 pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
 pub use policy::Policy;
 pub use service::Idempotency;
+pub use store::{
+    ClaimOutcome, ClaimRequest, IdempotencyStore, MemoryStore, OwnerToken, StoreError, StoreFuture,
+    StoredResponse, DEFAULT_MEMORY_CAPACITY,
+};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::{PostgresStore, DEFAULT_POSTGRES_TABLE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisStore, DEFAULT_REDIS_PREFIX};
-pub use store::{
-    ClaimOutcome, ClaimRequest, IdempotencyStore, MemoryStore, OwnerToken, StoreError,
-    StoreFuture, StoredResponse, DEFAULT_MEMORY_CAPACITY,
-};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use transaction::DeliveryTransaction;

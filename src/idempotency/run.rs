@@ -26,6 +26,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(400);
 
 pub(crate) async fn deduplicated<S, ReqBody, ResBody>(
     runtime: Handle,
+    store: Arc<dyn IdempotencyStore>,
     inner: S,
     mut request: Request<ReqBody>,
     config: Arc<Config>,
@@ -49,7 +50,7 @@ where
     // Armed while a claim call is out: a reply that was lost or timed out, or a request
     // dropped mid-call, may leave a claim behind, which it releases in the background.
     let mut guard = ClaimGuard {
-        store: Arc::clone(&config.store),
+        store,
         key: delivery.store_key,
         owner,
         held: false,
@@ -58,7 +59,9 @@ where
     let mut pause = FIRST_PAUSE;
     let attempt = loop {
         guard.held = true;
-        let Ok(outcome) = claim_once_more_on_error(&config, &guard.key, &claim).await else {
+        let Ok(outcome) =
+            claim_once_more_on_error(&config, &*guard.store, &guard.key, &claim).await
+        else {
             drop(guard);
             if config.fail_open {
                 let response = run_unclaimed(inner, request).await?;
@@ -85,7 +88,7 @@ where
                     super::trace::claim(&dedupe_key, None);
                 }
                 if now < deadline {
-                    config
+                    guard
                         .store
                         .changed(&guard.key, pause.min(deadline - now))
                         .await;
@@ -173,7 +176,7 @@ impl Claimed {
             },
         };
         let guard = &mut self.guard;
-        let recording = config
+        let recording = guard
             .store
             .complete(&guard.key, &guard.owner, &stored, config.retention);
         let recorded = timed(&config, recording).await;
@@ -202,12 +205,13 @@ impl Claimed {
 /// owner token answers `Claimed` for it, so one retry is safe.
 async fn claim_once_more_on_error(
     config: &Config,
+    store: &dyn IdempotencyStore,
     key: &str,
     claim: &ClaimRequest,
 ) -> Result<ClaimOutcome, StoreError> {
-    match timed(config, config.store.claim(key, claim)).await {
+    match timed(config, store.claim(key, claim)).await {
         Ok(outcome) => Ok(outcome),
-        Err(_) => timed(config, config.store.claim(key, claim)).await,
+        Err(_) => timed(config, store.claim(key, claim)).await,
     }
 }
 
@@ -225,7 +229,7 @@ async fn renewing<F: std::future::Future>(
     guard: &ClaimGuard,
 ) -> F::Output {
     let mut work = pin!(work);
-    let renewal = keep_renewed(config, &guard.key, &guard.owner);
+    let renewal = keep_renewed(config, &*guard.store, &guard.key, &guard.owner);
     tokio::select! {
         // The work first: a handler that answers at once never arms the renewal timer.
         biased;
@@ -238,14 +242,19 @@ async fn renewing<F: std::future::Future>(
 /// Renews the lease every third of it; a failed renewal is tried again, a few times a
 /// lease, until the lease it would have extended has run out. Returns when the claim
 /// is lost (another owner took it over) or its lease has run out.
-async fn keep_renewed(config: &Config, key: &str, owner: &OwnerToken) {
+async fn keep_renewed(
+    config: &Config,
+    store: &dyn IdempotencyStore,
+    key: &str,
+    owner: &OwnerToken,
+) {
     let every = config.lease / 3;
     let mut lease_ends = Instant::now() + config.lease;
     let mut next = Instant::now() + every;
     loop {
         tokio::time::sleep_until(next).await;
         let sent = Instant::now();
-        match timed(config, config.store.renew(key, owner, config.lease)).await {
+        match timed(config, store.renew(key, owner, config.lease)).await {
             // The store counts the new lease from when it got the call: after `sent`.
             Ok(true) => {
                 lease_ends = sent + config.lease;
@@ -278,7 +287,7 @@ where
 
 /// Waits for the handler's readiness, calls it and collects its answer; the inner
 /// `Err` is an answer whose body failed.
-async fn handle<S, ReqBody, ResBody>(
+pub(super) async fn handle<S, ReqBody, ResBody>(
     inner: S,
     request: Request<ReqBody>,
 ) -> Result<Result<Response<Bytes>, ()>, S::Error>
@@ -294,7 +303,7 @@ where
 }
 
 /// Reports what the layer did, in the response extensions and through `tracing`.
-fn marked(
+pub(super) fn marked(
     mut response: Response<Bytes>,
     reported: IdempotencyOutcome,
     dedupe_key: &str,

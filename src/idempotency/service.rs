@@ -9,7 +9,12 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::{config::Config, key::Delivery, run::deduplicated, Policy, ResponseFuture};
+use super::{
+    config::{Backend, Config},
+    key::Delivery,
+    run::deduplicated,
+    Policy, ResponseFuture,
+};
 use crate::{
     body::ResponseBody,
     events::{peek_event_type, IntoWebhookResponse, WebhookError},
@@ -112,9 +117,21 @@ where
             return ResponseFuture::answered(error.into_webhook_response());
         };
         let config = Arc::clone(&self.config);
-        ResponseFuture::deduplicated(Box::pin(deduplicated(
-            runtime, inner, request, config, delivery,
-        )))
+        match &config.backend {
+            Backend::Leased(store) => {
+                let store = Arc::clone(store);
+                ResponseFuture::deduplicated(Box::pin(deduplicated(
+                    runtime, store, inner, request, config, delivery,
+                )))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Transactional(store) => {
+                let store = store.clone();
+                ResponseFuture::deduplicated(Box::pin(super::transactional::in_transaction(
+                    store, inner, request, config, delivery,
+                )))
+            }
+        }
     }
 }
 

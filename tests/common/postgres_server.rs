@@ -1,0 +1,202 @@
+//! A private, throwaway PostgreSQL server for the tests: `initdb` into a temporary
+//! directory (as the unprivileged `postgres` user when the tests run as root, since
+//! initdb refuses root), `fsync=off`, listening only on a unix socket in that directory;
+//! stopped and removed on drop. Skipped with a printed reason when PostgreSQL is
+//! missing, unless `AGHANIM_REQUIRE_POSTGRES=1` (CI) makes that a failure.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+pub struct PostgresServer {
+    dir: PathBuf,
+    bin: PathBuf,
+    /// The user the server runs as, when the tests run as root.
+    user: Option<&'static str>,
+}
+
+impl PostgresServer {
+    /// A new server, or `None` (with the reason printed) when none can run here.
+    pub fn start() -> Option<Self> {
+        let required = std::env::var("AGHANIM_REQUIRE_POSTGRES").is_ok_and(|value| value == "1");
+        let Some(bin) = binaries() else {
+            assert!(
+                !required,
+                "AGHANIM_REQUIRE_POSTGRES=1 but no initdb and pg_ctl were found"
+            );
+            eprintln!(
+                "skipping the PostgreSQL part: no initdb and pg_ctl (apt-get install postgresql)"
+            );
+            return None;
+        };
+        static SERIAL: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aghanim-webhook-postgres-{}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let root = output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
+        let user = root.then_some("postgres");
+        if let Some(user) = user {
+            run("chown", &[user, path(&dir)]);
+        }
+        let server = Self { dir, bin, user };
+        server.pg(
+            "initdb",
+            &[
+                "-D",
+                &server.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        server.start_server();
+        Some(server)
+    }
+
+    /// A URL for sqlx: the `postgres` database over the unix socket.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@localhost/postgres?host={}",
+            self.dir.display()
+        )
+    }
+
+    /// `pg_ctl restart -m immediate`: every connection is cut, no transaction survives
+    /// unless committed.
+    pub fn restart_immediate(&self) {
+        self.pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.start_server();
+    }
+
+    /// Stops the server at once, as a crash would.
+    pub fn stop_immediate(&self) {
+        self.pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Starts it again after [`stop_immediate`](Self::stop_immediate).
+    pub fn start_server(&self) {
+        let options = format!(
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c listen_addresses='' -k {} -c max_connections=100",
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log");
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                path(&log),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// Runs one of PostgreSQL's programs, as the server's user; panics if it fails.
+    fn pg(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let status = match self.user {
+            Some(user) => Command::new("runuser")
+                .args(["-u", user, "--"])
+                .arg(&program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status(),
+            None => Command::new(&program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status(),
+        };
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        assert!(
+            status.is_ok_and(|status| status.success()),
+            "{} {args:?} failed; server log:\n{log}",
+            program.display()
+        );
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let data = self.data();
+        let program = self.bin.join("pg_ctl");
+        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
+        let _ = match self.user {
+            Some(user) => Command::new("runuser")
+                .args(["-u", user, "--"])
+                .arg(&program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status(),
+            None => Command::new(&program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status(),
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory of `initdb` and `pg_ctl`: `pg_config --bindir`, else the newest
+/// `/usr/lib/postgresql/*/bin`.
+fn binaries() -> Option<PathBuf> {
+    let has_both = |dir: &Path| dir.join("initdb").exists() && dir.join("pg_ctl").exists();
+    if let Some(dir) = output("pg_config", &["--bindir"]) {
+        let dir = PathBuf::from(dir.trim());
+        if has_both(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_both(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status();
+    assert!(
+        status.is_ok_and(|status| status.success()),
+        "{program} {args:?} failed"
+    );
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
