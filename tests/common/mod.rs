@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 mod executor;
+#[cfg(feature = "postgres")]
+pub mod postgres_server;
 #[cfg(feature = "idempotency")]
 pub mod redis_server;
 

@@ -1,0 +1,469 @@
+#![cfg(feature = "postgres")]
+//! The idempotency layer on `PostgresStore`, against a private PostgreSQL server the
+//! tests start themselves: the claim, the handler's writes and the recorded answer in
+//! one transaction.
+
+mod common;
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use aghanim_webhook::{
+    body::{BufferedBody, ResponseBody},
+    idempotency::{
+        Claim, DeliveryTransaction, IdempotencyLayer, IdempotencyOutcome, PostgresStore,
+    },
+};
+use bytes::Bytes;
+use common::{keyed, layer, postgres_server::PostgresServer, signed_text};
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use sqlx::{postgres::PgPoolOptions, PgPool};
+use tower::{util::BoxCloneService, ServiceBuilder, ServiceExt};
+
+type Stack = BoxCloneService<
+    Request<Full<Bytes>>,
+    Response<ResponseBody<ResponseBody<Full<Bytes>>>>,
+    String,
+>;
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Ok,
+    Status(u16),
+    Panic,
+    /// Credits, then waits this long before answering 200.
+    SlowOk(Duration),
+}
+
+/// Credits one row in `credits` through the delivery's transaction, then answers as
+/// scripted (then 200); counts its runs.
+#[derive(Clone, Default)]
+struct Handler {
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    runs: Arc<AtomicUsize>,
+    /// Runs that have written their credit (not yet committed).
+    written: Arc<AtomicUsize>,
+}
+
+impl Handler {
+    fn then(self, answer: Answer) -> Self {
+        self.script.lock().unwrap().push_back(answer);
+        self
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+
+    /// Waits, at most 10 s, until `runs` runs have written their credit.
+    async fn until_written(&self, runs: usize) {
+        let written = async {
+            while self.written.load(Ordering::SeqCst) < runs {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), written)
+            .await
+            .expect("the handler wrote in time");
+    }
+
+    async fn handle(self, request: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, String> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let claim = request
+            .extensions()
+            .get::<Claim>()
+            .cloned()
+            .ok_or("no claim")?;
+        let transaction = request
+            .extensions()
+            .get::<DeliveryTransaction>()
+            .cloned()
+            .ok_or("no transaction")?;
+        {
+            let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
+            sqlx::query("INSERT INTO credits (dedupe_key, run) VALUES ($1, $2)")
+                .bind(claim.dedupe_key())
+                .bind(run as i32)
+                .execute(&mut *connection)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.written.fetch_add(1, Ordering::SeqCst);
+        let answer = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Answer::Ok);
+        let status = match answer {
+            Answer::Ok => 200,
+            Answer::Status(status) => status,
+            Answer::Panic => panic!("run {run} panicked"),
+            Answer::SlowOk(after) => {
+                tokio::time::sleep(after).await;
+                200
+            }
+        };
+        let mut response = Response::new(Full::from(format!(r#"{{"run":{run}}}"#)));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(response)
+    }
+}
+
+struct Database {
+    server: PostgresServer,
+    pool: PgPool,
+}
+
+async fn database() -> Option<Database> {
+    let server = PostgresServer::start()?;
+    let pool = pool(&server, 10).await;
+    sqlx::raw_sql(
+        "CREATE TABLE credits (dedupe_key text NOT NULL, run integer NOT NULL, \
+         credited_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    PostgresStore::new(pool.clone()).migrate().await.unwrap();
+    Some(Database { server, pool })
+}
+
+async fn pool(server: &PostgresServer, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&server.url())
+        .await
+        .expect("connects to the private server")
+}
+
+fn stack(idempotency: IdempotencyLayer, handler: &Handler) -> Stack {
+    let handler = handler.clone();
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(layer())
+            .layer(idempotency)
+            .service_fn(move |request| handler.clone().handle(request)),
+    )
+}
+
+fn item_add(key: &str) -> Request<Full<Bytes>> {
+    let items = r#"{"player_id":"p1","items":[{"sku":"gems","quantity":5}]}"#;
+    signed_text(keyed("item.add", items, key))
+}
+
+#[derive(Debug)]
+struct Sent {
+    status: StatusCode,
+    outcome: Option<IdempotencyOutcome>,
+    replayed: bool,
+    retry_after: bool,
+    body: String,
+}
+
+async fn send(stack: Stack, request: Request<Full<Bytes>>) -> Result<Sent, String> {
+    let response = stack.oneshot(request).await?;
+    let outcome = response.extensions().get::<IdempotencyOutcome>().copied();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let retry_after = response.headers().contains_key(header::RETRY_AFTER);
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok(Sent {
+        status,
+        outcome,
+        replayed,
+        retry_after,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    })
+}
+
+async fn credits(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM credits")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn records(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM aghanim_idempotency")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_delivery_credits_once_and_its_duplicates_are_replayed() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default();
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let first = send(stack.clone(), item_add("ord_1")).await.unwrap();
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    for _ in 0..2 {
+        let again = send(stack.clone(), item_add("ord_1")).await.unwrap();
+        assert_eq!((again.status, again.replayed), (StatusCode::OK, true));
+        assert_eq!(again.body, first.body);
+    }
+    assert_eq!(handler.runs(), 1);
+    assert_eq!(credits(&db.pool).await, 1);
+    assert_eq!(records(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn thirty_copies_through_three_instances_credit_once() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(200)));
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let pool = pool(&db.server, 10).await;
+        instances.push(stack(
+            IdempotencyLayer::transactional(PostgresStore::new(pool)),
+            &handler,
+        ));
+    }
+    let copies: Vec<_> = (0..30)
+        .map(|i| tokio::spawn(send(instances[i % 3].clone(), item_add("ord_race"))))
+        .collect();
+    let mut replays = 0;
+    for copy in copies {
+        let sent = copy.await.unwrap().unwrap();
+        assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
+        assert_eq!(sent.body, r#"{"run":1}"#);
+        replays += usize::from(sent.replayed);
+    }
+    assert_eq!(handler.runs(), 1);
+    assert_eq!(replays, 29);
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn the_handlers_writes_are_visible_only_once_the_answer_is_recorded() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(500)));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let running = tokio::spawn(send(stack.clone(), item_add("ord_2")));
+    handler.until_written(1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        credits(&db.pool).await,
+        0,
+        "a credit was visible before the commit"
+    );
+    assert_eq!(records(&db.pool).await, 0);
+    assert_eq!(running.await.unwrap().unwrap().status, StatusCode::OK);
+    assert_eq!(credits(&db.pool).await, 1);
+    assert_eq!(records(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn a_failed_run_leaves_nothing_and_the_next_delivery_runs_at_once() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default()
+        .then(Answer::Status(500))
+        .then(Answer::Status(400))
+        .then(Answer::Panic)
+        .then(Answer::SlowOk(Duration::from_secs(30)));
+    let idempotency = IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
+        .wait(Duration::from_millis(300));
+    let stack = stack(idempotency, &handler);
+    for status in [500, 400] {
+        let failed = send(stack.clone(), item_add("ord_3")).await.unwrap();
+        assert_eq!(failed.status.as_u16(), status);
+        assert_eq!(
+            failed.outcome,
+            Some(IdempotencyOutcome::Released { attempt: 1 })
+        );
+        assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
+    }
+    let panicked = tokio::spawn(send(stack.clone(), item_add("ord_3")));
+    assert!(panicked.await.unwrap_err().is_panic());
+    // The client goes away mid-handler: the request future is dropped.
+    let dropped = tokio::spawn(send(stack.clone(), item_add("ord_3")));
+    handler.until_written(4).await;
+    dropped.abort();
+    let _ = dropped.await;
+    // Each left no row, and the key is free at once: no lease to wait out.
+    let next = send(stack.clone(), item_add("ord_3")).await.unwrap();
+    assert_eq!(next.status, StatusCode::OK, "{next:?}");
+    assert_eq!(next.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!(handler.runs(), 5);
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(500)));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let running = tokio::spawn(send(stack.clone(), item_add("ord_4")));
+    handler.until_written(1).await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE state = 'idle in transaction' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1);
+    let cut = running.await.unwrap().unwrap();
+    assert_eq!(cut.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(cut.retry_after);
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
+    let retry = send(stack, item_add("ord_4")).await.unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_waits_for_the_running_copy_then_replays_or_gets_503() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default()
+        .then(Answer::SlowOk(Duration::from_millis(300)))
+        .then(Answer::SlowOk(Duration::from_secs(2)));
+    let patient = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let original = tokio::spawn(send(patient.clone(), item_add("ord_5")));
+    handler.until_written(1).await;
+    let duplicate = send(patient.clone(), item_add("ord_5")).await.unwrap();
+    assert_eq!(
+        (duplicate.status, duplicate.replayed),
+        (StatusCode::OK, true)
+    );
+    assert_eq!(original.await.unwrap().unwrap().body, duplicate.body);
+
+    let hasty = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
+            .wait(Duration::from_millis(200)),
+        &handler,
+    );
+    let slow = tokio::spawn(send(hasty.clone(), item_add("ord_6")));
+    handler.until_written(2).await;
+    let busy = send(hasty, item_add("ord_6")).await.unwrap();
+    assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.outcome, Some(IdempotencyOutcome::StillInProgress));
+    assert!(busy.retry_after);
+    assert_eq!(slow.await.unwrap().unwrap().status, StatusCode::OK);
+    assert_eq!(handler.runs(), 2);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_payload_is_refused() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default();
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    assert_eq!(
+        send(stack.clone(), item_add("ord_7")).await.unwrap().status,
+        StatusCode::OK
+    );
+    let other = r#"{"player_id":"p1","items":[{"sku":"gems","quantity":500}]}"#;
+    let reused = send(stack, signed_text(keyed("item.add", other, "ord_7")))
+        .await
+        .unwrap();
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(handler.runs(), 1);
+}
+
+#[tokio::test]
+async fn no_connection_from_the_pool_in_time_is_503_not_a_hang() {
+    let Some(db) = database().await else { return };
+    let one = pool(&db.server, 1).await;
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(3)));
+    let idempotency = IdempotencyLayer::transactional(PostgresStore::new(one))
+        .store_timeout(Duration::from_millis(300))
+        .wait(Duration::from_millis(100));
+    let stack = stack(idempotency, &handler);
+    let holder = tokio::spawn(send(stack.clone(), item_add("ord_8")));
+    handler.until_written(1).await;
+    let started = tokio::time::Instant::now();
+    let starved = send(stack, item_add("ord_9")).await.unwrap();
+    assert_eq!(starved.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(starved.outcome, Some(IdempotencyOutcome::StoreUnavailable));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(holder.await.unwrap().unwrap().status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_postgres_restart_mid_run_is_503_and_then_correct_answers() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(500)));
+    let idempotency = IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
+        .store_timeout(Duration::from_millis(500));
+    let stack = stack(idempotency, &handler);
+    let running = tokio::spawn(send(stack.clone(), item_add("ord_10")));
+    handler.until_written(1).await;
+    db.server.stop_immediate();
+    assert_eq!(
+        running.await.unwrap().unwrap().status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let down = send(stack.clone(), item_add("ord_10")).await.unwrap();
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    db.server.start_server();
+    let mut answered = None;
+    for _ in 0..50 {
+        let sent = send(stack.clone(), item_add("ord_10")).await.unwrap();
+        if sent.status == StatusCode::OK {
+            answered = Some(sent);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answered = answered.expect("answers again after the restart");
+    assert_eq!(
+        answered.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 })
+    );
+    assert_eq!(credits(&db.pool).await, 1);
+    assert!(send(stack, item_add("ord_10")).await.unwrap().replayed);
+}
+
+#[tokio::test]
+async fn retention_deletes_only_expired_records() {
+    let Some(db) = database().await else { return };
+    let store = PostgresStore::new(db.pool.clone());
+    let handler = Handler::default();
+    let stack = stack(IdempotencyLayer::transactional(store.clone()), &handler);
+    for key in ["old_1", "old_2", "new_1"] {
+        assert_eq!(
+            send(stack.clone(), item_add(key)).await.unwrap().status,
+            StatusCode::OK
+        );
+    }
+    sqlx::query("UPDATE aghanim_idempotency SET recorded_at = now() - interval '8 days' WHERE key IN (SELECT key FROM aghanim_idempotency ORDER BY recorded_at LIMIT 2)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let deleted = store
+        .purge_expired(Duration::from_secs(7 * 24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(records(&db.pool).await, 1);
+    assert!(send(stack, item_add("new_1")).await.unwrap().replayed);
+}
