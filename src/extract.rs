@@ -77,6 +77,28 @@ where
     }
 }
 
+/// An axum handler behind the idempotency layer takes the delivery's
+/// [`Claim`](crate::idempotency::Claim) (and, with the transactional layer, its
+/// [`DeliveryTransaction`](crate::idempotency::DeliveryTransaction)) as an argument, as a
+/// `Dispatch` handler does; 500 when the layer is not there.
+#[cfg(feature = "idempotency")]
+impl<S: Send + Sync> FromRequestParts<S> for crate::idempotency::Claim {
+    type Rejection = WebhookError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, WebhookError> {
+        crate::dispatch::FromDelivery::from_delivery(&parts.extensions)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<S: Send + Sync> FromRequestParts<S> for crate::idempotency::DeliveryTransaction {
+    type Rejection = WebhookError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, WebhookError> {
+        crate::dispatch::FromDelivery::from_delivery(&parts.extensions)
+    }
+}
+
 macro_rules! into_axum_response {
     ($($answer:ty),*) => {$(
         impl IntoResponse for $answer {

@@ -467,3 +467,60 @@ async fn retention_deletes_only_expired_records() {
     assert_eq!(records(&db.pool).await, 1);
     assert!(send(stack, item_add("new_1")).await.unwrap().replayed);
 }
+
+#[tokio::test]
+async fn a_dispatch_handler_credits_through_the_delivery_transaction() {
+    use aghanim_webhook::{
+        dispatch::Dispatch,
+        events::{Ack, Event, ItemChange, WebhookError},
+    };
+
+    let Some(db) = database().await else { return };
+    async fn credit(
+        _state: (),
+        transaction: DeliveryTransaction,
+        event: Event<ItemChange>,
+    ) -> Result<Ack, WebhookError> {
+        let mut connection = transaction
+            .connection()
+            .await
+            .map_err(|_| WebhookError::validation("no transaction"))?;
+        for item in &event.event_data.items {
+            sqlx::query("INSERT INTO credits (dedupe_key, run) VALUES ($1, $2)")
+                .bind(&item.sku)
+                .bind(item.quantity as i32)
+                .execute(&mut *connection)
+                .await
+                .map_err(|_| WebhookError::validation("credit failed"))?;
+        }
+        Ok(Ack)
+    }
+    let dispatch = Dispatch::new().on("item.add", credit);
+    let transactional = ServiceBuilder::new()
+        .layer(layer())
+        .layer(IdempotencyLayer::transactional(PostgresStore::new(
+            db.pool.clone(),
+        )))
+        .service(dispatch.clone());
+    for _ in 0..3 {
+        let response = transactional
+            .clone()
+            .oneshot(item_add("ord_11"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(credits(&db.pool).await, 1);
+
+    // The same handler behind a layer without transactions cannot run: a 500 that
+    // names the fix, and no credit.
+    let leased = ServiceBuilder::new()
+        .layer(layer())
+        .layer(IdempotencyLayer::in_memory())
+        .service(dispatch);
+    let response = leased.oneshot(item_add("ord_12")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("IdempotencyLayer::transactional"));
+    assert_eq!(credits(&db.pool).await, 1);
+}

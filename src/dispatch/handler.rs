@@ -1,18 +1,23 @@
 use std::{future::Future, marker::PhantomData};
 
 use bytes::Bytes;
-use http::Response;
+use http::{Extensions, Response};
 use serde::de::DeserializeOwned;
 
-use super::future::{BoxResponseFuture, IntoResponseFuture};
+use super::{
+    future::{BoxResponseFuture, IntoResponseFuture},
+    FromDelivery,
+};
 use crate::events::{from_json, Event, IntoWebhookResponse, WebhookError};
 
 /// An async function that handles one event type, for [`Dispatch::on`](super::Dispatch::on).
 ///
-/// Implemented for `Fn(Event<D>) -> impl Future<Output = R>` and, with the dispatcher's
-/// state, `Fn(S, Event<D>) -> impl Future<Output = R>`, where `D` is the `event_data`
-/// type to deserialize and `R` implements [`IntoWebhookResponse`]. `T` only tells the two
-/// shapes apart; you never name it.
+/// Implemented for `Fn(Event<D>) -> impl Future<Output = R>`, with the dispatcher's
+/// state `Fn(S, Event<D>) -> impl Future<Output = R>`, and with something about the
+/// delivery as well `Fn(S, A, Event<D>) -> impl Future<Output = R>` (`A` a
+/// [`FromDelivery`], such as the idempotency layer's `Claim`), where `D` is the
+/// `event_data` type to deserialize and `R` implements [`IntoWebhookResponse`]. `T`
+/// only tells the shapes apart; you never name it.
 ///
 /// # Example
 ///
@@ -32,8 +37,17 @@ pub trait Handler<T, S>: Clone + Send + Sync + 'static {
     /// The future of its response.
     type Future: Future<Output = Response<Bytes>> + Send + 'static;
 
-    /// Handles `event`.
-    fn call(&self, state: S, event: Event<Self::Data>) -> Self::Future;
+    /// Handles `event`, with what the layers outside put in the request's `extensions`.
+    ///
+    /// # Errors
+    ///
+    /// The answer when the handler cannot be called: an argument it takes is missing.
+    fn call(
+        &self,
+        state: S,
+        extensions: &Extensions,
+        event: Event<Self::Data>,
+    ) -> Result<Self::Future, WebhookError>;
 }
 
 impl<F, Fut, D, S> Handler<(Event<D>,), S> for F
@@ -46,8 +60,13 @@ where
     type Data = D;
     type Future = IntoResponseFuture<Fut>;
 
-    fn call(&self, _state: S, event: Event<D>) -> Self::Future {
-        IntoResponseFuture::new(self(event))
+    fn call(
+        &self,
+        _state: S,
+        _extensions: &Extensions,
+        event: Event<D>,
+    ) -> Result<Self::Future, WebhookError> {
+        Ok(IntoResponseFuture::new(self(event)))
     }
 }
 
@@ -61,15 +80,47 @@ where
     type Data = D;
     type Future = IntoResponseFuture<Fut>;
 
-    fn call(&self, state: S, event: Event<D>) -> Self::Future {
-        IntoResponseFuture::new(self(state, event))
+    fn call(
+        &self,
+        state: S,
+        _extensions: &Extensions,
+        event: Event<D>,
+    ) -> Result<Self::Future, WebhookError> {
+        Ok(IntoResponseFuture::new(self(state, event)))
+    }
+}
+
+impl<F, Fut, A, D, S> Handler<(S, A, Event<D>), S> for F
+where
+    F: Fn(S, A, Event<D>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoWebhookResponse,
+    A: FromDelivery,
+    D: DeserializeOwned + Send + 'static,
+{
+    type Data = D;
+    type Future = IntoResponseFuture<Fut>;
+
+    fn call(
+        &self,
+        state: S,
+        extensions: &Extensions,
+        event: Event<D>,
+    ) -> Result<Self::Future, WebhookError> {
+        let delivery = A::from_delivery(extensions)?;
+        Ok(IntoResponseFuture::new(self(state, delivery, event)))
     }
 }
 
 /// A handler with its data type erased, as the route table stores it.
 pub(crate) trait Route<S>: Send + Sync {
     /// Parses the verified event for the handler and starts it.
-    fn start(&self, state: S, verified: &[u8]) -> Result<BoxResponseFuture, WebhookError>;
+    fn start(
+        &self,
+        state: S,
+        extensions: &Extensions,
+        verified: &[u8],
+    ) -> Result<BoxResponseFuture, WebhookError>;
 }
 
 pub(crate) struct Erased<H, T> {
@@ -90,8 +141,13 @@ impl<H, T, S> Route<S> for Erased<H, T>
 where
     H: Handler<T, S>,
 {
-    fn start(&self, state: S, verified: &[u8]) -> Result<BoxResponseFuture, WebhookError> {
+    fn start(
+        &self,
+        state: S,
+        extensions: &Extensions,
+        verified: &[u8],
+    ) -> Result<BoxResponseFuture, WebhookError> {
         let event = from_json(verified)?;
-        Ok(Box::pin(self.handler.call(state, event)))
+        Ok(Box::pin(self.handler.call(state, extensions, event)?))
     }
 }

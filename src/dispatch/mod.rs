@@ -56,10 +56,12 @@
 //! # }
 //! ```
 
+mod delivery;
 mod future;
 mod handler;
 mod service;
 
+pub use delivery::FromDelivery;
 pub use future::{DispatchFuture, IntoResponseFuture};
 pub use handler::Handler;
 pub use service::Dispatch;

@@ -162,7 +162,11 @@ where
 
     /// Reads only `event_type` to pick the handler, which then parses the whole event
     /// once, straight into its own data type.
-    fn start(&self, verified: &[u8]) -> Result<DispatchFuture, WebhookError> {
+    fn start(
+        &self,
+        extensions: &http::Extensions,
+        verified: &[u8],
+    ) -> Result<DispatchFuture, WebhookError> {
         let event_type = peek_event_type(verified)?;
         let route = self
             .routes
@@ -171,7 +175,7 @@ where
             .or(self.routes.fallback.as_ref());
         match route {
             Some(route) => route
-                .start(self.state.clone(), verified)
+                .start(self.state.clone(), extensions, verified)
                 .map(DispatchFuture::handler),
             None => Err(WebhookError::new(
                 ErrorCode::UnknownEventType,
@@ -198,7 +202,7 @@ where
             let error = WebhookError::missing_layer("Dispatch");
             return DispatchFuture::ready(error.into_webhook_response());
         };
-        self.start(verified)
+        self.start(request.extensions(), verified)
             .unwrap_or_else(|error| DispatchFuture::ready(error.into_webhook_response()))
     }
 }
