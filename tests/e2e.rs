@@ -654,3 +654,55 @@ async fn the_redis_inventory_script_applies_once_on_a_cluster() {
         assert_eq!(owned.get("shield"), Some(&1), "{player}");
     }
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn two_instances_sharing_postgres_credit_each_purchase_once() {
+    let Some(postgres) = common::postgres_server::PostgresServer::start() else {
+        return;
+    };
+    let a = serve(
+        server_app::postgres_router(SECRET, &postgres.url())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let b = serve(
+        server_app::postgres_router(SECRET, &postgres.url())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let purchase = keyed(
+        "item.add",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
+        "ord_pg",
+    );
+    let deliveries: Vec<_> = (0..12)
+        .map(|i| {
+            let purchase = purchase.clone();
+            let instance = if i % 2 == 0 { a } else { b };
+            tokio::spawn(async move { post_signed(instance, &purchase).await })
+        })
+        .collect();
+    let mut runs = 0;
+    for delivery in deliveries {
+        let reply = delivery.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        runs += usize::from(!reply.replayed);
+    }
+    assert_eq!(
+        runs, 1,
+        "the handler ran for more than one of the 12 deliveries"
+    );
+    assert_eq!(owned(a, "gems").await, 5);
+    assert_eq!(owned(b, "gems").await, 5);
+    // A refund's removal under the purchase's key is its own delivery, and applies.
+    let refund = keyed(
+        "item.remove",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
+        "ord_pg",
+    );
+    assert_eq!(post_signed(b, &refund).await.status, 200);
+    assert_eq!(owned(a, "gems").await, 0);
+}

@@ -1,9 +1,11 @@
 //! The example game server's webhook endpoint, shared with the end-to-end tests.
 //!
-//! Two tiers keep every purchase credited exactly once: the idempotency layer runs each
-//! delivery once and replays its answer to duplicates, and the inventory itself applies
-//! each item event once, keyed in the same atomic step as the credit, so even a record
-//! the layer lost (a Redis restart, an expired lease) cannot credit twice.
+//! In memory or on Redis, two tiers keep every purchase credited exactly once: the
+//! idempotency layer runs each delivery once and replays its answer to duplicates, and
+//! the inventory itself applies each item event once, keyed in the same atomic step as
+//! the credit, so even a record the layer lost (a Redis restart, an expired lease)
+//! cannot credit twice. On PostgreSQL one transaction holds the claim, the credit and
+//! the recorded answer: no marker is needed.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,7 +20,9 @@ use aghanim_webhook::{
         Ack, ErrorCode, Event, EventType, ItemChange, PlayerVerify, PlayerVerifyResponse, StoreGet,
         StoreGetResponse, StoreItem, WebhookError,
     },
-    idempotency::{IdempotencyLayer, RedisStore},
+    idempotency::{
+        DeliveryTransaction, IdempotencyLayer, PostgresStore, RedisStore, DEFAULT_RETENTION,
+    },
     AghanimSignatureLayer,
 };
 use axum::{http::StatusCode, routing::post_service, Router};
@@ -27,6 +31,7 @@ use redis::{
     AsyncCommands, RedisResult, Script,
 };
 use serde_json::json;
+use sqlx::PgPool;
 use tower_http::timeout::TimeoutLayer;
 
 /// How long a whole request may take, body included: a client that stalls mid-body gets
@@ -51,17 +56,62 @@ pub async fn redis_router(secret: &str, url: &str) -> Result<Router, Box<dyn Err
     Ok(router_with(secret, game, IdempotencyLayer::new(store)))
 }
 
+/// `POST /webhook` with the idempotency records and the inventory in the PostgreSQL at
+/// `url` (tables created at start), shared by every instance that uses it: each item
+/// event's credit commits in the same transaction as its claim and recorded answer.
+/// Records older than the retention are purged hourly.
+pub async fn postgres_router(secret: &str, url: &str) -> Result<Router, Box<dyn Error>> {
+    let pool = PgPool::connect(url).await?;
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await?;
+    sqlx::raw_sql(INVENTORY_TABLE).execute(&pool).await?;
+    tokio::spawn(purge_hourly(store.clone()));
+    let game = Game {
+        inventory: Inventory::Postgres(pool),
+    };
+    Ok(router_with(
+        secret,
+        game,
+        IdempotencyLayer::transactional(store),
+    ))
+}
+
+const INVENTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS inventory (
+    player_id text NOT NULL,
+    sku text NOT NULL,
+    quantity bigint NOT NULL,
+    PRIMARY KEY (player_id, sku)
+)";
+
+/// Deletes expired idempotency records every hour; nothing else does.
+async fn purge_hourly(store: PostgresStore) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match store.purge_expired(DEFAULT_RETENTION).await {
+            Ok(deleted) => tracing::info!(deleted, "purged expired idempotency records"),
+            Err(error) => tracing::warn!(%error, "could not purge idempotency records"),
+        }
+    }
+}
+
 /// Every event type at one URL: a deadline, then the signature layer, then the
 /// idempotency layer, then `Dispatch`.
 fn router_with(secret: &str, game: Game, idempotency: IdempotencyLayer) -> Router {
     let dispatch = Dispatch::with_state(Arc::new(game))
         .on(EventType::PlayerVerify, verify_player)
-        .on(EventType::ItemAdd, |game: Arc<Game>, event| async move {
-            game.apply(event, 1).await
-        })
-        .on(EventType::ItemRemove, |game: Arc<Game>, event| async move {
-            game.apply(event, -1).await
-        })
+        .on(
+            EventType::ItemAdd,
+            |game: Arc<Game>, transaction: Option<DeliveryTransaction>, event| async move {
+                game.apply(event, 1, transaction).await
+            },
+        )
+        .on(
+            EventType::ItemRemove,
+            |game: Arc<Game>, transaction: Option<DeliveryTransaction>, event| async move {
+                game.apply(event, -1, transaction).await
+            },
+        )
         .on(EventType::StoreGet, store)
         .fallback(acknowledge_documented);
     Router::new()
@@ -124,6 +174,8 @@ struct Game {
 enum Inventory {
     Memory(Mutex<Ledger>),
     Redis(ConnectionManager),
+    /// Credits go through the delivery's transaction; the table is read for balances.
+    Postgres(PgPool),
 }
 
 #[derive(Default)]
@@ -167,7 +219,12 @@ impl Game {
 
     /// Credits (`sign` 1) or revokes (`sign` -1) the items, once per event: a retried
     /// delivery is acknowledged again and changes nothing.
-    async fn apply(&self, event: Event<ItemChange>, sign: i64) -> Result<Ack, WebhookError> {
+    async fn apply(
+        &self,
+        event: Event<ItemChange>,
+        sign: i64,
+        transaction: Option<DeliveryTransaction>,
+    ) -> Result<Ack, WebhookError> {
         // Without a key a retry cannot be told from a new purchase: refuse rather than
         // risk crediting twice. Every real delivery carries at least an event_id.
         let Some(id) = event.dedupe_key() else {
@@ -189,7 +246,9 @@ impl Game {
             .items
             .iter()
             .map(|item| (item.sku.as_str(), sign.saturating_mul(item.quantity)));
-        self.inventory.apply_once(&key, player, changes).await?;
+        self.inventory
+            .apply_once(&key, player, changes, transaction)
+            .await?;
         Ok(Ack)
     }
 }
@@ -200,8 +259,30 @@ impl Inventory {
         key: &str,
         player: &str,
         changes: impl Iterator<Item = (&'a str, i64)>,
+        transaction: Option<DeliveryTransaction>,
     ) -> Result<(), WebhookError> {
         match self {
+            // The claim, this credit and the recorded answer commit together: once.
+            Self::Postgres(_) => {
+                let transaction = transaction.ok_or_else(|| {
+                    WebhookError::validation("item event outside a delivery transaction")
+                })?;
+                let mut connection = transaction.connection().await.map_err(|_| unavailable())?;
+                for (sku, change) in changes {
+                    sqlx::query(
+                        "INSERT INTO inventory (player_id, sku, quantity) VALUES ($1, $2, $3) \
+                         ON CONFLICT (player_id, sku) DO UPDATE \
+                         SET quantity = inventory.quantity + EXCLUDED.quantity",
+                    )
+                    .bind(player)
+                    .bind(sku)
+                    .bind(change)
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(|_| unavailable())?;
+                }
+                Ok(())
+            }
             Self::Memory(ledger) => {
                 let mut ledger = ledger.lock().map_err(|_| unavailable())?;
                 if ledger.applied.insert(key.to_owned()) {
@@ -242,6 +323,13 @@ impl Inventory {
                 .map_err(|_| unavailable())?
                 .into_iter()
                 .collect(),
+            Self::Postgres(pool) => {
+                sqlx::query_as("SELECT sku, quantity FROM inventory WHERE player_id = $1")
+                    .bind(player)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(|_| unavailable())?
+            }
         };
         owned.sort();
         Ok(owned)
@@ -308,13 +396,13 @@ mod tests {
         let game = Game::in_memory();
         for _ in 0..3 {
             assert!(game
-                .apply(change(EventType::ItemAdd, "ord_1", 5), 1)
+                .apply(change(EventType::ItemAdd, "ord_1", 5), 1, None)
                 .await
                 .is_ok());
         }
         assert_eq!(gems(&game).await, 5);
         assert!(game
-            .apply(change(EventType::ItemAdd, "ord_2", 5), 1)
+            .apply(change(EventType::ItemAdd, "ord_2", 5), 1, None)
             .await
             .is_ok());
         assert_eq!(gems(&game).await, 10);
@@ -324,12 +412,12 @@ mod tests {
     async fn a_removal_with_the_purchase_key_still_takes_items_back() {
         let game = Game::in_memory();
         assert!(game
-            .apply(change(EventType::ItemAdd, "ord_1", 5), 1)
+            .apply(change(EventType::ItemAdd, "ord_1", 5), 1, None)
             .await
             .is_ok());
         for _ in 0..2 {
             assert!(game
-                .apply(change(EventType::ItemRemove, "ord_1", 5), -1)
+                .apply(change(EventType::ItemRemove, "ord_1", 5), -1, None)
                 .await
                 .is_ok());
         }

@@ -1,13 +1,14 @@
 //! An axum game server that receives Aghanim webhooks at `POST /webhook`.
 //!
 //! ```text
-//! AGHANIM_WEBHOOK_SECRET=... PORT=8000 [REDIS_URL=redis://127.0.0.1:6379] cargo run --example server
+//! AGHANIM_WEBHOOK_SECRET=... PORT=8000 [DATABASE_URL=postgres://...] [REDIS_URL=redis://127.0.0.1:6379] cargo run --example server
 //! ```
 //!
-//! Logs go to standard output at `LOG_LEVEL` (default `info`). With `REDIS_URL` set,
-//! idempotency records and the inventory live in that Redis, shared
-//! by every instance; without it, in this process. At start it prints which, and a
-//! `curl` command that sends a signed `player.verify`.
+//! Logs go to standard output at `LOG_LEVEL` (default `info`). With `DATABASE_URL` set,
+//! idempotency records and the inventory live in that PostgreSQL, each delivery in one
+//! transaction; else with `REDIS_URL` set, in that Redis; else in this process.
+//! `DATABASE_URL` wins when both are set. At start it prints which, and a `curl`
+//! command that sends a signed `player.verify`.
 
 mod app;
 
@@ -50,8 +51,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
 
-    let router = match env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
+    let database_url = env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+    let redis_url = env::var("REDIS_URL").ok().filter(|url| !url.is_empty());
+    let router = match (database_url, redis_url) {
+        (Some(url), _) => {
+            let router = app::postgres_router(&secret, &url)
+                .await
+                .map_err(|error| format!("DATABASE_URL: {error}"))?;
+            println!(
+                "Deduplicating in PostgreSQL (DATABASE_URL), shared by every instance: each delivery's claim, credit and answer commit in one transaction"
+            );
+            router
+        }
+        (None, Some(url)) => {
             let router = app::redis_router(&secret, &url)
                 .await
                 .map_err(|error| format!("REDIS_URL={url:?}: {error}"))?;
@@ -60,9 +72,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
             );
             router
         }
-        _ => {
+        (None, None) => {
             println!(
-                "Deduplicating in memory: this process only, forgotten at restart. Set REDIS_URL to share one Redis between instances"
+                "Deduplicating in memory: this process only, forgotten at restart. Set DATABASE_URL (PostgreSQL) or REDIS_URL to share the records between instances"
             );
             app::router(&secret)
         }
