@@ -1,13 +1,16 @@
-//! What the idempotency layer costs per request, on the memory store and on a private
-//! `redis-server` over a unix socket: a first delivery (claim, handler, record) and a
-//! replayed duplicate (one claim call answering with the record), against the same
-//! signed stack without the layer. Each request is a signed 1 KiB-class `item.add`;
+//! What the idempotency layer costs per request, on the memory store, on a private
+//! `redis-server` and on a private PostgreSQL, both over a unix socket: a first delivery
+//! (claim, handler, record) and a replayed duplicate (one call answering with the
+//! record), against the same signed stack without the layer. Each request is a signed 1 KiB-class `item.add`;
 //! signing happens outside the timed part.
 //!
 //! ```text
 //! cargo bench --bench idempotency
 //! ```
 
+#[path = "../tests/common/postgres_server.rs"]
+#[allow(dead_code)]
+mod postgres_server;
 #[path = "../tests/common/redis_server.rs"]
 #[allow(dead_code)]
 mod redis_server;
@@ -19,7 +22,7 @@ use std::{
 
 use aghanim_webhook::{
     body::BufferedBody,
-    idempotency::{IdempotencyLayer, MemoryStore, RedisStore},
+    idempotency::{IdempotencyLayer, MemoryStore, PostgresStore, RedisStore},
     sign_headers, AghanimSignatureLayer,
 };
 use bytes::Bytes;
@@ -120,6 +123,26 @@ fn idempotency(c: &mut Criterion) {
             drop(server);
         }
         None => eprintln!("no redis-server: the Redis store is not measured"),
+    }
+    match postgres_server::PostgresServer::start() {
+        Some(server) => {
+            // A pool that does not ping each connection it hands out, so that only the
+            // store's own round trips are measured.
+            let pool = runtime
+                .block_on(
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(4)
+                        .test_before_acquire(false)
+                        .connect(&server.url()),
+                )
+                .unwrap();
+            let store = PostgresStore::new(pool);
+            runtime.block_on(store.migrate()).unwrap();
+            let layer = IdempotencyLayer::transactional(store);
+            bench_stack(c, &runtime, "postgres store", &stack(Some(layer)));
+            drop(server);
+        }
+        None => eprintln!("no PostgreSQL: the PostgreSQL store is not measured"),
     }
 }
 

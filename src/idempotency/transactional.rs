@@ -44,16 +44,8 @@ where
         marked(response, IdempotencyOutcome::StoreUnavailable, &dedupe_key)
     };
 
-    // A duplicate of a completed delivery: one read, no transaction.
-    match timeout(config.store_timeout, store.recorded(&key)).await {
-        Ok(Ok(Some(recorded))) => {
-            let (response, reported) = recorded_answer(recorded, &fingerprint);
-            return Ok(answer(response, reported));
-        }
-        Ok(Ok(None)) => {}
-        Ok(Err(_)) | Err(_) => return Ok(unavailable()),
-    }
-    // The claim may wait for a copy running elsewhere, up to `wait`.
+    // A completed delivery's answer, or the claim; which may wait for a copy running
+    // elsewhere, up to `wait`.
     let claiming = store.claim(&key, &fingerprint, config.wait);
     let open = match timeout(config.store_timeout + config.wait, claiming).await {
         Ok(Ok(PostgresClaim::Claimed(open))) => open,

@@ -163,26 +163,11 @@ impl PostgresStore {
         }
     }
 
-    /// The answer recorded for `key`, read outside any transaction: one round trip
-    /// for a duplicate of a completed delivery.
-    pub(crate) fn recorded<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Recorded>> {
-        Box::pin(async move {
-            let statement = format!(
-                "SELECT fingerprint, status, content_type, body FROM {} WHERE key = $1",
-                self.table
-            );
-            let row = sqlx::query(&statement)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(StoreError::new)?;
-            row.map(|row| Recorded::from_row(&row)).transpose()
-        })
-    }
-
-    /// Opens the delivery's transaction and inserts its claim, in one round trip. A
-    /// copy running elsewhere holds the key's row: the insert waits for it, at most
-    /// `wait`, then finds its committed answer or, if it rolled back, claims.
+    /// The key's committed answer, read outside any transaction (a duplicate of a
+    /// completed delivery costs this one round trip); else the delivery's transaction,
+    /// opened with its claim inserted in one more. A copy running elsewhere holds the
+    /// key's row: the insert waits for it, at most `wait`, then finds its committed
+    /// answer or, if it rolled back, claims.
     pub(crate) fn claim<'a>(
         &'a self,
         key: &'a str,
@@ -203,8 +188,17 @@ impl PostgresStore {
         if !is_hex(key) || !is_hex(fingerprint) {
             return Err(StoreError::new("keys and fingerprints are hex digests"));
         }
-        let connection = self.pool.acquire().await.map_err(StoreError::new)?;
+        let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
         let table = &self.table;
+        let read = format!(
+            "SELECT fingerprint, status, content_type, body FROM {table} WHERE key = '{key}'"
+        );
+        let rows = run_sql(&mut connection, &read)
+            .await
+            .map_err(StoreError::new)?;
+        if let Some(row) = rows.first() {
+            return Ok(Claim::Recorded(Recorded::from_row(row)?));
+        }
         let wait = wait.as_millis().max(1);
         let script = format!(
             "BEGIN; SET LOCAL lock_timeout = '{wait}ms';\n\
