@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Exactly-once credit across instances: a private redis-server, three example-server
+"""Exactly-once credit across instances: a private store, three example-server
 processes sharing it, and deliveries the way Aghanim's retries would send them.
 
-    python3 scripts/exactly-once.py [--purchases 300] [--copies 3] [--seconds-limit 120]
+    python3 scripts/exactly-once.py [--store redis|postgres] [--purchases 300] [--copies 3] [--seconds-limit 120]
 
 Each of K distinct `item.add` deliveries (one gem each, for `testplayer`) is sent
 --copies times at once to different instances, each copy written by another serializer
@@ -10,13 +10,22 @@ Each of K distinct `item.add` deliveries (one gem each, for `testplayer`) is sen
 dropped connection or on a refused one until it gets a 2xx, as Aghanim retries until it
 gets one. One copy in five hangs up first, at a random point (mid-headers, mid-body, or
 after the whole request, before the answer), and then retries. A third of the purchases
-are sent again as late retries after all have completed. Midway, one instance is killed
-with SIGKILL (deliveries in flight on it are lost mid-handler) and started again.
+are sent again as late retries after all have completed.
 
-At the end, `player.verify` on every instance must show exactly K gems, and the
-instances' logs (`LOG_LEVEL=debug`) must show one handler run per purchase, except
-that a purchase whose run the SIGKILL cut may run once more. For the SIGKILL it reports
-how long the deliveries it held took to get a 2xx elsewhere.
+With `--store redis` (a private redis-server): midway, one instance is killed with
+SIGKILL (deliveries in flight on it are lost mid-handler) and started again. The
+instances' logs (`LOG_LEVEL=debug`) must show one handler run per purchase, except that
+a purchase whose run the SIGKILL cut may run once more (its lease, then the inventory's
+marker).
+
+With `--store postgres` (a private PostgreSQL, `DATABASE_URL`): an instance is
+SIGKILLed and restarted at a quarter, a half and three quarters of the purchases, and
+PostgreSQL itself is restarted with `pg_ctl restart -m immediate` at 60 %. Runs cut by
+either roll back, so handler runs are not checked; the credits are, in the database as
+well.
+
+At the end, `player.verify` on every instance must show exactly K gems. For each
+SIGKILL it reports how long the deliveries it held took to get a 2xx elsewhere.
 
 Prints the count of 2xx answers, replays among them, 503s, hang-ups and connection
 failures, and PASS or FAIL. Everything stays on loopback and stops by itself
@@ -24,6 +33,7 @@ failures, and PASS or FAIL. Everything stays on loopback and stops by itself
 """
 import argparse
 import asyncio
+import glob
 import json
 import os
 import random
@@ -111,15 +121,23 @@ async def hang_up(port: int, raw: bytes) -> None:
 
 
 class Run:
-    """What the deliveries saw, and which purchases the SIGKILLed instance held."""
+    """What the deliveries saw, and what each SIGKILLed instance held."""
 
     def __init__(self):
         self.counts = {"2xx": 0, "replayed": 0, "503": 0, "hung up": 0,
                        "connection failed": 0, "never 2xx": 0}
         self.in_flight = {port: set() for port in PORTS}
-        self.killed_at = None
-        self.held = set()
-        self.recovered = {}
+        # One entry per SIGKILL: when, the purchases in flight on it, and for each the
+        # seconds until a 2xx elsewhere.
+        self.kills = []
+
+    def killed(self, port: int) -> None:
+        self.kills.append((time.time(), set(self.in_flight[port]), {}))
+
+    def answered(self, serial: int) -> None:
+        for killed_at, held, recovered in self.kills:
+            if serial in held and serial not in recovered:
+                recovered[serial] = time.time() - killed_at
 
 
 async def deliver_until_2xx(serial: int, port_index: int, run: Run, deadline: float) -> None:
@@ -143,8 +161,7 @@ async def deliver_until_2xx(serial: int, port_index: int, run: Run, deadline: fl
             elif 200 <= status < 300:
                 counts["2xx"] += 1
                 counts["replayed"] += replayed
-                if serial in run.held and serial not in run.recovered:
-                    run.recovered[serial] = time.time() - run.killed_at
+                run.answered(serial)
                 return
             elif status == 503:
                 counts["503"] += 1
@@ -180,93 +197,170 @@ def start_redis(directory: str) -> tuple:
     return server, f"redis+unix://{socket}"
 
 
+class Postgres:
+    """A private PostgreSQL in `directory`: initdb as the `postgres` user when running
+    as root (initdb refuses root), fsync off, a unix socket only."""
+
+    def __init__(self, directory: str):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        if not bins:
+            raise RuntimeError("no PostgreSQL: apt-get install postgresql")
+        self.bin = bins[-1]
+        self.dir = directory
+        self.data = os.path.join(directory, "data")
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            subprocess.run(["chown", self.user, directory], check=True)
+        self.pg("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def pg(self, program: str, *args: str) -> None:
+        command = [os.path.join(self.bin, program), *args]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self.pg("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w",
+                "-o", f"-c fsync=off -c listen_addresses='' -k {self.dir}", "start")
+
+    def restart_immediate(self) -> None:
+        self.pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        self.start()
+
+    def stop(self) -> None:
+        self.pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def url(self) -> str:
+        return f"postgres://postgres@localhost/postgres?host={self.dir}"
+
+    def gems(self) -> int:
+        out = subprocess.run(
+            [os.path.join(self.bin, "psql"), "-h", self.dir, "-U", "postgres", "-At", "-c",
+             "SELECT coalesce(sum(quantity), 0) FROM inventory "
+             "WHERE player_id = 'testplayer' AND sku = 'gems'"],
+            check=True, capture_output=True, text=True)
+        return int(out.stdout.strip())
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--store", choices=["redis", "postgres"], default="redis")
     parser.add_argument("--purchases", type=int, default=300)
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--seconds-limit", type=float, default=120)
     args = parser.parse_args()
-    if shutil.which("redis-server") is None:
+    if args.store == "redis" and shutil.which("redis-server") is None:
         print("redis-server is not on PATH: apt-get install redis-server")
+        return 2
+    if args.store == "postgres" and not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        print("no PostgreSQL: apt-get install postgresql")
         return 2
 
     binary = build_example("server")
     directory = tempfile.mkdtemp(prefix="aghanim-exactly-once-")
-    redis, url = start_redis(directory)
+    os.chmod(directory, 0o755)
+    if args.store == "redis":
+        redis, url = start_redis(directory)
+        env = {"REDIS_URL": url}
+        postgres = None
+    else:
+        postgres = Postgres(directory)
+        env = {"DATABASE_URL": postgres.url()}
+        redis = None
     logs = []
+    current_log = {}
 
     def launch(index: int) -> subprocess.Popen:
         log = os.path.join(directory, f"server-{index}-{len(logs)}.log")
         logs.append(log)
-        return start(binary, PORTS[index], env={"REDIS_URL": url, "LOG_LEVEL": "debug"},
-                     stdout=log)
+        current_log[index] = log
+        return start(binary, PORTS[index], env=dict(env, LOG_LEVEL="debug"), stdout=log)
 
     servers = [launch(index) for index in range(len(PORTS))]
     run = Run()
     deadline = time.time() + args.seconds_limit
     started = time.time()
+    if args.store == "redis":
+        kills_at = {args.purchases // 2: 1}
+    else:
+        kills_at = {args.purchases // 4: 1, args.purchases // 2: 2, 3 * args.purchases // 4: 0}
+    restart_postgres_at = 3 * args.purchases // 5 if postgres else None
+    killed_logs = set()
+    database_gems = None
     try:
         tasks = []
         for serial in range(args.purchases):
             for copy in range(args.copies):
                 tasks.append(asyncio.create_task(
                     deliver_until_2xx(serial, serial + copy, run, deadline)))
-            if serial == args.purchases // 2:
-                # Midway: kill one instance outright, then start it again.
-                run.held = set(run.in_flight[PORTS[1]])
-                run.killed_at = time.time()
-                os.killpg(servers[1].pid, 9)
-                servers[1].wait()
-                servers[1] = launch(1)
+            if serial in kills_at:
+                index = kills_at[serial]
+                run.killed(PORTS[index])
+                killed_logs.add(current_log[index])
+                os.killpg(servers[index].pid, 9)
+                servers[index].wait()
+                servers[index] = launch(index)
+            if serial == restart_postgres_at:
+                await asyncio.to_thread(postgres.restart_immediate)
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
         # Late retries of a third of the purchases, after everything completed.
         await asyncio.gather(*(deliver_until_2xx(serial, serial, run, deadline)
                                for serial in range(0, args.purchases, 3)))
         seen = [await gems(port) for port in PORTS]
+        if postgres:
+            database_gems = postgres.gems()
     finally:
         for server in servers:
             stop(server)
-        redis.kill()
-        redis.wait()
+        if redis:
+            redis.kill()
+            redis.wait()
+        if postgres:
+            postgres.stop()
     claims = {}
-    killed_log = logs[1]
     cut = set()
     for log in logs:
         with open(log, errors="replace") as lines:
+            killed = log in killed_logs
             for line in lines:
                 found = CLAIMED.search(line)
                 if found:
                     serial = int(found.group(1))
                     claims[serial] = claims.get(serial, 0) + 1
-                    if log == killed_log:
+                    if killed:
                         cut.add(serial)
     shutil.rmtree(directory, ignore_errors=True)
 
     elapsed = time.time() - started
     sent = args.purchases * args.copies + len(range(0, args.purchases, 3))
-    print(f"{args.purchases} purchases, {args.copies} concurrent copies each across "
-          f"{len(PORTS)} instances, written three ways, one copy in five hanging up first, "
-          f"plus {len(range(0, args.purchases, 3))} late retries: {sent} deliveries in "
-          f"{elapsed:.1f} s; one instance SIGKILLed and restarted midway")
+    disruptions = f"{len(run.kills)} SIGKILL(s) of an instance"
+    if postgres:
+        disruptions += ", one immediate PostgreSQL restart"
+    print(f"store {args.store}: {args.purchases} purchases, {args.copies} concurrent copies "
+          f"each across {len(PORTS)} instances, written three ways, one copy in five hanging "
+          f"up first, plus {len(range(0, args.purchases, 3))} late retries: {sent} deliveries "
+          f"in {elapsed:.1f} s; {disruptions}")
     for name, count in run.counts.items():
         print(f"  {name:18} {count}")
     print(f"  gems per instance  {seen} (expected {args.purchases})")
+    if postgres:
+        print(f"  gems in the database  {database_gems}")
     never_ran = [serial for serial in range(args.purchases) if serial not in claims]
     twice = {serial: n for serial, n in claims.items() if n > 1}
     unexplained = {serial: n for serial, n in twice.items() if serial not in cut or n > 2}
     print(f"  handler runs       {sum(claims.values())} for {len(claims)} purchases; "
-          f"run twice: {len(twice)} (all cut by the SIGKILL: {not unexplained}); "
-          f"never run: {len(never_ran)}")
-    waits = sorted(run.recovered.values())
-    if waits:
-        print(f"  SIGKILL: {len(run.held)} deliveries in flight on the killed instance; "
-              f"2xx elsewhere after median {waits[len(waits) // 2]:.2f} s, "
-              f"max {waits[-1]:.2f} s")
-    else:
-        print(f"  SIGKILL: {len(run.held)} deliveries in flight on the killed instance")
+          f"run more than once: {len(twice)}; never run: {len(never_ran)}")
+    for number, (_, held, recovered) in enumerate(run.kills, 1):
+        waits = sorted(recovered.values())
+        summary = (f"2xx elsewhere after median {waits[len(waits) // 2]:.2f} s, max {waits[-1]:.2f} s"
+                   if waits else "none needed a retry")
+        print(f"  SIGKILL {number}: {len(held)} deliveries in flight on it; {summary}")
     passed = (all(count == args.purchases for count in seen)
-              and run.counts["never 2xx"] == 0 and not unexplained and not never_ran
+              and run.counts["never 2xx"] == 0 and not never_ran
+              and (database_gems is None or database_gems == args.purchases)
+              and (postgres is not None or not unexplained)
               and not any(name.startswith("unexpected") for name in run.counts))
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1

@@ -76,12 +76,17 @@ pub async fn postgres_router(secret: &str, url: &str) -> Result<Router, Box<dyn 
     ))
 }
 
-const INVENTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS inventory (
+/// The inventory, created by whichever instance starts first (the advisory lock keeps
+/// instances starting together from racing in `CREATE TABLE IF NOT EXISTS`).
+const INVENTORY_TABLE: &str = "BEGIN;
+SELECT pg_advisory_xact_lock(hashtext('example inventory'));
+CREATE TABLE IF NOT EXISTS inventory (
     player_id text NOT NULL,
     sku text NOT NULL,
     quantity bigint NOT NULL,
     PRIMARY KEY (player_id, sku)
-)";
+);
+COMMIT;";
 
 /// Deletes expired idempotency records every hour; nothing else does.
 async fn purge_hourly(store: PostgresStore) {

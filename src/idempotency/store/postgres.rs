@@ -121,13 +121,19 @@ impl PostgresStore {
         )
     }
 
-    /// Runs [`migration`](Self::migration).
+    /// Runs [`migration`](Self::migration), in a transaction that holds an advisory
+    /// lock: instances starting together would otherwise race in `CREATE TABLE IF NOT
+    /// EXISTS`, which PostgreSQL does not make safe against itself.
     ///
     /// # Errors
     ///
     /// When the database refuses it.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::raw_sql(&self.migration())
+        let script = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('aghanim-webhook migration'));\n{}COMMIT;",
+            self.migration()
+        );
+        sqlx::raw_sql(&script)
             .execute(&self.pool)
             .await
             .map(drop)
