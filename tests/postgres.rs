@@ -40,6 +40,8 @@ enum Answer {
     Panic,
     /// Credits, then waits this long before answering 200.
     SlowOk(Duration),
+    /// Credits, then waits this long before answering with this status.
+    SlowStatus(Duration, u16),
 }
 
 /// Credits one row in `credits` through the delivery's transaction, then answers as
@@ -109,6 +111,10 @@ impl Handler {
             Answer::SlowOk(after) => {
                 tokio::time::sleep(after).await;
                 200
+            }
+            Answer::SlowStatus(after, status) => {
+                tokio::time::sleep(after).await;
+                status
             }
         };
         let mut response = Response::new(Full::from(format!(r#"{{"run":{run}}}"#)));
@@ -522,5 +528,102 @@ async fn a_dispatch_handler_credits_through_the_delivery_transaction() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("IdempotencyLayer::transactional"));
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_waiting_on_a_copy_that_rolls_back_runs_itself() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowStatus(Duration::from_millis(300), 503));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let original = tokio::spawn(send(stack.clone(), item_add("ord_13")));
+    handler.until_written(1).await;
+    let duplicate = send(stack, item_add("ord_13")).await.unwrap();
+    assert_eq!(duplicate.status, StatusCode::OK, "{duplicate:?}");
+    assert_eq!(
+        duplicate.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 })
+    );
+    let original = original.await.unwrap().unwrap();
+    assert_eq!(original.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(handler.runs(), 2);
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn the_table_name_is_configurable_and_checked() {
+    let Some(db) = database().await else { return };
+    for bad in ["", "x; DROP TABLE credits", "1abc", "a.b.c", "na-me"] {
+        assert!(
+            PostgresStore::new(db.pool.clone()).table(bad).is_err(),
+            "{bad}"
+        );
+    }
+    sqlx::raw_sql("CREATE SCHEMA game")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let store = PostgresStore::new(db.pool.clone())
+        .table("game.webhook_records")
+        .unwrap();
+    assert!(store
+        .migration()
+        .contains("CREATE TABLE IF NOT EXISTS game.webhook_records"));
+    store.migrate().await.unwrap();
+    let handler = Handler::default();
+    let stack = stack(IdempotencyLayer::transactional(store), &handler);
+    assert_eq!(
+        send(stack.clone(), item_add("ord_14"))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+    assert!(send(stack, item_add("ord_14")).await.unwrap().replayed);
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM game.webhook_records")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!((recorded, records(&db.pool).await), (1, 0));
+}
+
+#[tokio::test]
+async fn an_axum_handler_extracts_the_delivery_transaction() {
+    use aghanim_webhook::{
+        events::{Ack, ItemChange, WebhookError},
+        AghanimEvent,
+    };
+    use axum::{routing::post, Router};
+
+    let Some(db) = database().await else { return };
+    async fn credit(
+        transaction: DeliveryTransaction,
+        claim: Claim,
+        AghanimEvent(_event): AghanimEvent<ItemChange>,
+    ) -> Result<Ack, WebhookError> {
+        let mut connection = transaction
+            .connection()
+            .await
+            .map_err(|_| WebhookError::validation("no transaction"))?;
+        sqlx::query("INSERT INTO credits (dedupe_key, run) VALUES ($1, 1)")
+            .bind(claim.dedupe_key())
+            .execute(&mut *connection)
+            .await
+            .map_err(|_| WebhookError::validation("credit failed"))?;
+        Ok(Ack)
+    }
+    let app = Router::new()
+        .route("/webhook", post(credit))
+        .layer(IdempotencyLayer::transactional(PostgresStore::new(
+            db.pool.clone(),
+        )))
+        .layer(layer());
+    for _ in 0..2 {
+        let response = app.clone().oneshot(item_add("ord_15")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
     assert_eq!(credits(&db.pool).await, 1);
 }

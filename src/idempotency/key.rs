@@ -74,7 +74,9 @@ fn present<'a>(id: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
 
 /// The claim a deduplicated request runs under, in its extensions: the handler can key
 /// its own write by [`dedupe_key`](Self::dedupe_key), in the same transaction as its
-/// effect, to make the effect exactly once whatever happens to the store.
+/// effect, to make the effect exactly once whatever happens to the store. A `Dispatch`
+/// handler takes it as an argument ([`FromDelivery`](crate::dispatch::FromDelivery)),
+/// an axum handler extracts it.
 ///
 /// # Example
 ///
@@ -101,7 +103,9 @@ impl Claim {
     }
 
     /// Which claim of this key this run is, from 1: a fencing number that only grows,
-    /// for logs or a `WHERE last_attempt < $attempt` guard in your own store.
+    /// for logs or a `WHERE last_attempt < $attempt` guard in your own store. On the
+    /// transactional store it is always 1: a run that did not commit left nothing
+    /// behind, not even its count.
     pub fn attempt(&self) -> u64 {
         self.attempt
     }
