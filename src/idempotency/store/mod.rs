@@ -40,7 +40,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// | released | fingerprint, attempt | `claim` → claimed, attempt + 1 |
 ///
 /// [`MemoryStore`](super::MemoryStore) keeps records in this process; `RedisStore`
-/// (feature `redis`) in Redis, shared by every instance.
+/// (feature `redis`) in Redis, shared by every instance. `PostgresStore` (feature
+/// `postgres`) is not one of these: it keeps no leased claims but runs the whole
+/// delivery in a transaction, through `IdempotencyLayer::transactional`.
 ///
 /// # Example
 ///

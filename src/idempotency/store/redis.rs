@@ -39,7 +39,7 @@ const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 /// `maxmemory-policy noeviction` (or a database of its own) and persistence (AOF with
 /// `appendfsync everysec`). A record lost anyway (failover, restart without
 /// persistence) lets one duplicate run the handler again: make the handler's own write
-/// idempotent (see the [module documentation](super)).
+/// idempotent (see the [module documentation](crate::idempotency)).
 ///
 /// # Example
 ///
