@@ -91,6 +91,8 @@ mod extract;
 #[cfg(feature = "idempotency")]
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod ready_call;
 mod rejection;
 mod response;
@@ -103,6 +105,9 @@ mod verify;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::AghanimEvent;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use metrics::describe_metrics;
 pub use rejection::{Rejection, RejectionKind};
 pub use secret::{EmptySecret, Secret};
 pub use sign::{sign, sign_headers, unix_now};

@@ -100,6 +100,43 @@ pub enum RejectionKind {
     Overloaded,
 }
 
+impl RejectionKind {
+    /// The kind in snake case, as metrics and logs label it.
+    ///
+    /// ```
+    /// use aghanim_webhook::RejectionKind;
+    /// assert_eq!(RejectionKind::SignatureMismatch.as_str(), "signature_mismatch");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::MissingTimestamp => "missing_timestamp",
+            Self::MalformedTimestamp => "malformed_timestamp",
+            Self::MissingSignature => "missing_signature",
+            Self::MalformedSignature => "malformed_signature",
+            Self::SignatureMismatch => "signature_mismatch",
+            Self::TimestampOutsideTolerance => "timestamp_outside_tolerance",
+            Self::BodyTooLarge => "body_too_large",
+            Self::BodyError => "body_error",
+            Self::BodyTimeout => "body_timeout",
+            Self::Overloaded => "overloaded",
+        }
+    }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 10] = [
+        Self::MissingTimestamp,
+        Self::MalformedTimestamp,
+        Self::MissingSignature,
+        Self::MalformedSignature,
+        Self::SignatureMismatch,
+        Self::TimestampOutsideTolerance,
+        Self::BodyTooLarge,
+        Self::BodyError,
+        Self::BodyTimeout,
+        Self::Overloaded,
+    ];
+}
+
 const FORBIDDEN_BODY: &str = error_body!("invalid_signature", "Invalid signature");
 const TOO_LARGE_BODY: &str = error_body!("payload_too_large", "Payload too large");
 const BAD_BODY: &str = error_body!("bad_request", "Request body could not be read");

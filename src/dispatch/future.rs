@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
+use super::metrics::EventLabel;
 use crate::{body::BufferedBody, events::IntoWebhookResponse};
 
 /// Handlers return different future types, so the route table holds them boxed: one
@@ -19,6 +20,7 @@ pub(crate) type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<Bytes>>
 /// invalid or unknown event), or the handler's.
 pub struct DispatchFuture {
     kind: Kind,
+    event: EventLabel,
 }
 
 enum Kind {
@@ -27,15 +29,17 @@ enum Kind {
 }
 
 impl DispatchFuture {
-    pub(crate) fn ready(response: Response<Bytes>) -> Self {
+    pub(crate) fn ready(event: EventLabel, response: Response<Bytes>) -> Self {
         Self {
             kind: Kind::Ready(Some(response)),
+            event,
         }
     }
 
-    pub(crate) fn handler(future: BoxResponseFuture) -> Self {
+    pub(crate) fn handler(event: EventLabel, future: BoxResponseFuture) -> Self {
         Self {
             kind: Kind::Handler(future),
+            event,
         }
     }
 }
@@ -48,6 +52,7 @@ impl Future for DispatchFuture {
             Kind::Ready(response) => response.take().expect("future polled after completion"),
             Kind::Handler(future) => ready!(future.as_mut().poll(cx)),
         };
+        super::metrics::answered(self.event, response.status());
         Poll::Ready(Ok(response.map(BufferedBody::from)))
     }
 }

@@ -59,6 +59,7 @@
 mod delivery;
 mod future;
 mod handler;
+mod metrics;
 mod service;
 
 pub use delivery::FromDelivery;

@@ -162,28 +162,40 @@ where
 
     /// Reads only `event_type` to pick the handler, which then parses the whole event
     /// once, straight into its own data type.
-    fn start(
-        &self,
-        extensions: &http::Extensions,
-        verified: &[u8],
-    ) -> Result<DispatchFuture, WebhookError> {
-        let event_type = peek_event_type(verified)?;
+    fn start(&self, extensions: &http::Extensions, verified: &[u8]) -> DispatchFuture {
+        let event_type = match peek_event_type(verified) {
+            Ok(event_type) => event_type,
+            Err(error) => return DispatchFuture::ready(OTHER, error.into_webhook_response()),
+        };
+        let event = super::metrics::event_label(&event_type);
         let route = self
             .routes
             .handlers
             .get(&event_type)
             .or(self.routes.fallback.as_ref());
-        match route {
-            Some(route) => route
-                .start(self.state.clone(), extensions, verified)
-                .map(DispatchFuture::handler),
+        let started = match route {
+            Some(route) => route.start(self.state.clone(), extensions, verified),
             None => Err(WebhookError::new(
                 ErrorCode::UnknownEventType,
                 format!("No handler for event_type {event_type}"),
             )),
+        };
+        match started {
+            Ok(future) => DispatchFuture::handler(event, future),
+            Err(error) => DispatchFuture::ready(event, error.into_webhook_response()),
         }
     }
 }
+
+/// The event label of a body whose type could not be read.
+const OTHER: super::metrics::EventLabel = {
+    #[cfg(feature = "metrics")]
+    {
+        "other"
+    }
+    #[cfg(not(feature = "metrics"))]
+    {}
+};
 
 impl<S, B> Service<Request<B>> for Dispatch<S>
 where
@@ -200,10 +212,9 @@ where
     fn call(&mut self, request: Request<B>) -> DispatchFuture {
         let Some(verified) = request.extensions().get::<VerifiedBody>() else {
             let error = WebhookError::missing_layer("Dispatch");
-            return DispatchFuture::ready(error.into_webhook_response());
+            return DispatchFuture::ready(OTHER, error.into_webhook_response());
         };
         self.start(request.extensions(), verified)
-            .unwrap_or_else(|error| DispatchFuture::ready(error.into_webhook_response()))
     }
 }
 

@@ -67,6 +67,16 @@ macro_rules! event_types {
                 }
             }
 
+            /// The wire name of a documented type, for labels that must stay a bounded
+            /// set; `None` for `analytics.*` and unknown types.
+            #[cfg(feature = "metrics")]
+            pub(crate) fn documented_name(&self) -> Option<&'static str> {
+                match self {
+                    $(Self::$variant => Some($wire),)*
+                    _ => None,
+                }
+            }
+
             fn known(name: &str) -> Option<Self> {
                 match name {
                     $($wire => Some(Self::$variant),)*

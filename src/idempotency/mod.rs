@@ -109,6 +109,7 @@ mod fingerprint;
 mod future;
 mod key;
 mod layer;
+mod metrics;
 mod outcome;
 mod policy;
 mod run;

@@ -86,6 +86,7 @@ where
                 let now = Instant::now();
                 if pause == FIRST_PAUSE {
                     super::trace::claim(&dedupe_key, None);
+                    super::metrics::claim(false);
                 }
                 if now < deadline {
                     guard
@@ -103,6 +104,7 @@ where
     };
 
     super::trace::claim(&dedupe_key, Some(attempt));
+    super::metrics::claim(true);
     request.extensions_mut().insert(Claim {
         dedupe_key: dedupe_key.clone(),
         attempt,
@@ -157,7 +159,7 @@ impl Claimed {
             Ok(Err(())) => return Ok(self.release(outcome::body_failed()).await),
             Err(error) => {
                 self.guard.release(&config).await;
-                super::trace::decision(IdempotencyOutcome::Released { attempt }, &self.dedupe_key);
+                report(IdempotencyOutcome::Released { attempt }, &self.dedupe_key);
                 return Err(error);
             }
         };
@@ -179,7 +181,7 @@ impl Claimed {
         let recording = guard
             .store
             .complete(&guard.key, &guard.owner, &stored, config.retention);
-        let recorded = timed(&config, recording).await;
+        let recorded = timed(&config, &*guard.store, "complete", recording).await;
         // Whatever the store says, the effect happened: the handler's answer goes back.
         // A claim that could not be completed expires with its lease.
         guard.held = false;
@@ -209,16 +211,25 @@ async fn claim_once_more_on_error(
     key: &str,
     claim: &ClaimRequest,
 ) -> Result<ClaimOutcome, StoreError> {
-    match timed(config, store.claim(key, claim)).await {
+    match timed(config, store, "claim", store.claim(key, claim)).await {
         Ok(outcome) => Ok(outcome),
-        Err(_) => timed(config, store.claim(key, claim)).await,
+        Err(_) => timed(config, store, "claim", store.claim(key, claim)).await,
     }
 }
 
-async fn timed<T>(config: &Config, call: StoreFuture<'_, T>) -> Result<T, StoreError> {
-    tokio::time::timeout(config.store_timeout, call)
+/// Bounds one store call by the store timeout, and measures it.
+async fn timed<T>(
+    config: &Config,
+    store: &dyn IdempotencyStore,
+    operation: &'static str,
+    call: StoreFuture<'_, T>,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let answered = tokio::time::timeout(config.store_timeout, call)
         .await
-        .unwrap_or_else(|_| Err(StoreError::new("timed out")))
+        .unwrap_or_else(|_| Err(StoreError::new("timed out")));
+    super::metrics::store_call(store.kind(), operation, started.elapsed());
+    answered
 }
 
 /// Runs `work` while the claim's lease is renewed every third of it; once the claim
@@ -254,7 +265,14 @@ async fn keep_renewed(
     loop {
         tokio::time::sleep_until(next).await;
         let sent = Instant::now();
-        match timed(config, store.renew(key, owner, config.lease)).await {
+        match timed(
+            config,
+            store,
+            "renew",
+            store.renew(key, owner, config.lease),
+        )
+        .await
+        {
             // The store counts the new lease from when it got the call: after `sent`.
             Ok(true) => {
                 lease_ends = sent + config.lease;
@@ -302,15 +320,22 @@ where
     })
 }
 
-/// Reports what the layer did, in the response extensions and through `tracing`.
+/// Reports what the layer did, in the response extensions, through `tracing` and the
+/// metrics.
 pub(super) fn marked(
     mut response: Response<Bytes>,
     reported: IdempotencyOutcome,
     dedupe_key: &str,
 ) -> Response<Bytes> {
-    super::trace::decision(reported, dedupe_key);
+    report(reported, dedupe_key);
     response.extensions_mut().insert(reported);
     response
+}
+
+/// Reports a decision through `tracing` and the metrics.
+pub(super) fn report(reported: IdempotencyOutcome, dedupe_key: &str) {
+    super::trace::decision(reported, dedupe_key);
+    super::metrics::decision(reported);
 }
 
 /// Releases the claim, fenced by the owner token, if it is dropped while `held`: a
@@ -327,7 +352,8 @@ struct ClaimGuard {
 impl ClaimGuard {
     async fn release(&mut self, config: &Config) {
         self.held = false;
-        let _ = timed(config, self.store.release(&self.key, &self.owner)).await;
+        let release = self.store.release(&self.key, &self.owner);
+        let _ = timed(config, &*self.store, "release", release).await;
     }
 }
 

@@ -6,14 +6,14 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{header, Request, Response};
 use http_body::Body;
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 use tower_service::Service;
 
 use super::{
     config::Config,
     key::{Claim, Delivery},
     outcome::{self, IdempotencyOutcome},
-    run::{handle, marked},
+    run::{handle, marked, report},
     store::{PostgresClaim, Recorded},
     DeliveryTransaction, PostgresStore, StoredResponse,
 };
@@ -47,7 +47,10 @@ where
     // A completed delivery's answer, or the claim; which may wait for a copy running
     // elsewhere, up to `wait`.
     let claiming = store.claim(&key, &fingerprint, config.wait);
-    let open = match timeout(config.store_timeout + config.wait, claiming).await {
+    let started = Instant::now();
+    let claimed = timeout(config.store_timeout + config.wait, claiming).await;
+    super::metrics::store_call("postgres", "claim", started.elapsed());
+    let open = match claimed {
         Ok(Ok(PostgresClaim::Claimed(open))) => open,
         Ok(Ok(PostgresClaim::Recorded(recorded))) => {
             let (response, reported) = recorded_answer(recorded, &fingerprint);
@@ -61,6 +64,7 @@ where
     };
 
     super::trace::claim(&dedupe_key, Some(1));
+    super::metrics::claim(true);
     let transaction = DeliveryTransaction::new(open);
     request.extensions_mut().insert(transaction.clone());
     request.extensions_mut().insert(Claim {
@@ -85,6 +89,7 @@ where
         }
         Err(error) => {
             open.rollback().await;
+            report(IdempotencyOutcome::Released { attempt: 1 }, &dedupe_key);
             return Err(error);
         }
     };
@@ -102,7 +107,10 @@ where
         },
     };
     let committing = open.record_and_commit(store.table_name(), &key, &stored);
-    match timeout(config.store_timeout, committing).await {
+    let started = Instant::now();
+    let committed = timeout(config.store_timeout, committing).await;
+    super::metrics::store_call("postgres", "commit", started.elapsed());
+    match committed {
         Ok(Ok(())) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
         // Not committed, so nothing happened: never a 2xx.
         Ok(Err(_)) | Err(_) => Ok(unavailable()),

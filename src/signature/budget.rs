@@ -34,17 +34,22 @@ impl BufferBudget {
     }
 
     fn try_take(&self, bytes: usize) -> bool {
-        self.in_use
+        let taken = self
+            .in_use
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
                 in_use
                     .checked_add(bytes)
                     .filter(|&total| total <= self.total)
-            })
-            .is_ok()
+            });
+        if let Ok(before) = taken {
+            super::metrics::budget_in_use(before + bytes);
+        }
+        taken.is_ok()
     }
 
     fn give_back(&self, bytes: usize) {
-        self.in_use.fetch_sub(bytes, Ordering::AcqRel);
+        let before = self.in_use.fetch_sub(bytes, Ordering::AcqRel);
+        super::metrics::budget_in_use(before - bytes);
     }
 
     #[cfg(test)]
@@ -53,16 +58,24 @@ impl BufferBudget {
     }
 }
 
-/// The share of a [`BufferBudget`] one body holds; given back when dropped.
+/// The share of a [`BufferBudget`] one body holds while it is read; given back when
+/// dropped. The default holds nothing and stands for no body.
 #[derive(Debug, Default)]
 pub(crate) struct Reservation {
     budget: Option<Arc<BufferBudget>>,
     held: usize,
+    /// Made for a body being read, and counted as such in the metrics.
+    reading: bool,
 }
 
 impl Reservation {
     pub(crate) fn new(budget: Option<Arc<BufferBudget>>) -> Self {
-        Self { budget, held: 0 }
+        super::metrics::bodies_reading(1);
+        Self {
+            budget,
+            held: 0,
+            reading: true,
+        }
     }
 
     /// Holds `total` bytes in all, taking the difference from the budget; `false` when
@@ -83,6 +96,9 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if self.reading {
+            super::metrics::bodies_reading(-1);
+        }
         if let Some(budget) = &self.budget {
             budget.give_back(self.held);
         }

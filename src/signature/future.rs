@@ -180,18 +180,21 @@ impl<S> Reading<S> {
             config,
         } = self;
         let body_read = buffer.len();
+        let now = config.now();
         let verified = ended.and_then(|()| {
             let bytes = buffer.finish(&mut verification);
-            Ok((bytes, verification.check(config.now())?))
+            Ok((bytes, verification.check(now)?))
         });
         match verified {
             Ok((bytes, timestamp)) => {
+                super::metrics::verified(timestamp, now);
                 let verified_body = VerifiedBody::new(bytes.clone(), timestamp);
                 parts.extensions.insert(verified_body);
                 Ok((inner, Request::from_parts(parts, BufferedBody::new(bytes))))
             }
             Err(rejection) => {
                 super::trace::rejection(&rejection, &parts, body_read);
+                super::metrics::rejected(rejection.kind());
                 Err((rejection, config))
             }
         }

@@ -5,6 +5,7 @@ mod buffer;
 mod config;
 mod future;
 mod layer;
+mod metrics;
 mod service;
 mod trace;
 

@@ -94,6 +94,7 @@ where
             }
             Err(rejection) => {
                 super::trace::rejection(&rejection, &parts, 0);
+                super::metrics::rejected(rejection.kind());
                 ResponseFuture::rejected(rejection, config)
             }
         }

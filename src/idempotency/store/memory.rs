@@ -275,6 +275,10 @@ impl IdempotencyStore for MemoryStore {
         Box::pin(std::future::ready(Ok(released)))
     }
 
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     fn changed<'a>(
         &'a self,
         _key: &'a str,

@@ -98,6 +98,12 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// runs; `false` when `owner` no longer holds it.
     fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool>;
 
+    /// What the store is, for the `store` label of its call durations: `"memory"`,
+    /// `"redis"`; `"custom"` unless a store says otherwise.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// Waits until the record of `key` may have changed, or `at_most`. The default
     /// sleeps `at_most`, so waiters poll; a store that can tell (the memory store)
     /// wakes them as soon as the claim completes or is released.
@@ -141,6 +147,10 @@ impl<T: IdempotencyStore + ?Sized> IdempotencyStore for Arc<T> {
 
     fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
         (**self).release(key, owner)
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
     }
 
     fn changed<'a>(

@@ -188,6 +188,10 @@ where
         })
     }
 
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut connection = self.connection.clone();

@@ -1,0 +1,60 @@
+//! The metrics this crate records through the `metrics` facade (feature `metrics`).
+
+/// Describes every metric this crate records to the installed recorder: its unit and
+/// what it counts. Call it once, after installing the recorder (for example
+/// `metrics-exporter-prometheus`'s); recording works without it.
+///
+/// | metric | kind | labels |
+/// |---|---|---|
+/// | `aghanim_webhook_deliveries_total` | counter | `outcome`: `verified` or a [`RejectionKind`](crate::RejectionKind) in snake case |
+/// | `aghanim_webhook_delivery_age_seconds` | histogram | |
+/// | `aghanim_webhook_bodies_reading` | gauge | |
+/// | `aghanim_webhook_buffer_budget_bytes_in_use` | gauge | |
+/// | `aghanim_webhook_events_total` | counter | `event_type` (documented types, else `other`), `class` (`2xx`, `4xx`, `5xx`) |
+/// | `aghanim_webhook_idempotency_decisions_total` | counter | `decision` |
+/// | `aghanim_webhook_idempotency_store_duration_seconds` | histogram | `store`, `operation` |
+///
+/// # Example
+///
+/// ```
+/// aghanim_webhook::describe_metrics();
+/// ```
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+    describe_counter!(
+        "aghanim_webhook_deliveries_total",
+        Unit::Count,
+        "Deliveries the signature layer verified, and refused by reason"
+    );
+    describe_histogram!(
+        "aghanim_webhook_delivery_age_seconds",
+        Unit::Seconds,
+        "How old a verified delivery's signature timestamp was (negative: the sender's clock is ahead)"
+    );
+    describe_gauge!(
+        "aghanim_webhook_bodies_reading",
+        Unit::Count,
+        "Request bodies being read and not yet verified"
+    );
+    describe_gauge!(
+        "aghanim_webhook_buffer_budget_bytes_in_use",
+        Unit::Bytes,
+        "Bytes of the buffer budget held by bodies being read"
+    );
+    describe_counter!(
+        "aghanim_webhook_events_total",
+        Unit::Count,
+        "Events Dispatch answered, by type and answer class"
+    );
+    describe_counter!(
+        "aghanim_webhook_idempotency_decisions_total",
+        Unit::Count,
+        "What the idempotency layer did with deduplicated deliveries"
+    );
+    describe_histogram!(
+        "aghanim_webhook_idempotency_store_duration_seconds",
+        Unit::Seconds,
+        "How long idempotency store calls took, by store and operation"
+    );
+}
