@@ -1007,3 +1007,21 @@ fn outside_a_tokio_runtime_a_deduplicated_delivery_is_a_500_that_touches_nothing
     assert_eq!(handler.runs(), 0);
     assert!(store.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_past_its_drain_deadline_releases_the_claims_in_flight() {
+    let handler = Handler::default().then(Duration::from_secs(3600), Answer::Ok);
+    let idempotency = IdempotencyLayer::in_memory().wait(Duration::from_millis(100));
+    let stack = stack(idempotency.clone(), &handler);
+    let _stuck = tokio::spawn(send_owned(stack.clone(), item_add("ord_15")));
+    until_runs(&handler, 1).await;
+    assert_eq!(idempotency.release_in_flight().await, 1);
+    // Another instance's retry runs at once instead of waiting out the lease.
+    let retry = send(&stack, item_add("ord_15")).await.unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 2 }));
+    assert_eq!(
+        idempotency.release_in_flight().await,
+        0,
+        "a finished run is not listed"
+    );
+}

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 #[cfg(feature = "postgres")]
 use super::PostgresStore;
-use super::{IdempotencyStore, Policy};
+use super::{in_flight::InFlight, IdempotencyStore, Policy};
 use crate::events::EventType;
 
 /// Where the records are kept, and so how a delivery is claimed.
@@ -35,6 +35,8 @@ pub(crate) struct Config {
     /// Refusals that are business decisions: a status, and the body's `code` if it
     /// must match too.
     pub(crate) final_refusals: Vec<(StatusCode, Option<String>)>,
+    /// The claims of runs in progress, shared by every clone of the layer.
+    pub(crate) in_flight: Arc<InFlight>,
 }
 
 impl Config {

@@ -77,6 +77,7 @@ impl IdempotencyLayer {
                 max_stored_body: DEFAULT_MAX_STORED_BODY,
                 fail_open: false,
                 final_refusals: vec![(StatusCode::BAD_REQUEST, Some("declined".to_owned()))],
+                in_flight: Arc::default(),
             }),
         }
     }
@@ -173,6 +174,23 @@ impl IdempotencyLayer {
     pub fn fail_open(mut self) -> Self {
         self.config_mut().fail_open = true;
         self
+    }
+
+    /// Gives up the claims of every run still in progress, each fenced by its owner
+    /// token, and says how many there were: for a server whose drain deadline has
+    /// passed, so that the next delivery of those keys runs at once elsewhere instead
+    /// of waiting out their leases. The transactional store needs none of this: its
+    /// transactions roll back when the process ends.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = aghanim_webhook::idempotency::IdempotencyLayer::in_memory();
+    /// assert_eq!(layer.release_in_flight().await, 0);
+    /// # }
+    /// ```
+    pub async fn release_in_flight(&self) -> usize {
+        self.config.in_flight.release_all().await
     }
 
     fn config_mut(&mut self) -> &mut Config {

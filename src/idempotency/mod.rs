@@ -107,6 +107,7 @@
 mod config;
 mod fingerprint;
 mod future;
+mod in_flight;
 mod key;
 mod layer;
 mod metrics;

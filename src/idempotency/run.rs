@@ -109,11 +109,17 @@ where
         dedupe_key: dedupe_key.clone(),
         attempt,
     });
+    let in_flight = config.in_flight.enter(
+        Arc::clone(&guard.store),
+        guard.key.clone(),
+        guard.owner.clone(),
+    );
     let claimed = Claimed {
         config,
         guard,
         attempt,
         dedupe_key,
+        _in_flight: in_flight,
     };
     // Detached from the request: a client that hangs up or a timeout outside drops the
     // request future, not the run, so a handler that has started always has its
@@ -136,6 +142,8 @@ struct Claimed {
     guard: ClaimGuard,
     attempt: u64,
     dedupe_key: String,
+    /// Lists the claim among the runs in progress until the run ends.
+    _in_flight: super::in_flight::Entry,
 }
 
 impl Claimed {
