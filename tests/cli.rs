@@ -20,7 +20,7 @@ const TOOL: &str = env!("CARGO_BIN_EXE_aghanim-webhook");
 async fn server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server_app::router(SECRET)).await });
+    tokio::spawn(async move { axum::serve(listener, server_app::in_memory(SECRET).router).await });
     address
 }
 

@@ -6,7 +6,9 @@ mod common;
 
 #[path = "../examples/hyper_server/app.rs"]
 mod hyper_app;
+// The example binary uses all of it; each test binary only some.
 #[path = "../examples/server/app.rs"]
+#[allow(dead_code)]
 mod server_app;
 
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use tokio::{
 async fn axum_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server_app::router(SECRET)).await });
+    tokio::spawn(async move { axum::serve(listener, server_app::in_memory(SECRET).router).await });
     address
 }
 
@@ -121,7 +123,7 @@ async fn aghanim_docs_test_request_is_answered_with_the_player() {
         .body(axum::body::Body::from(DOCS_TEST_REQUEST))
         .unwrap();
     aghanim_webhook::sign_headers(request.headers_mut(), SECRET, unix_now(), DOCS_TEST_REQUEST);
-    let response = tower::ServiceExt::oneshot(server_app::router(SECRET), request)
+    let response = tower::ServiceExt::oneshot(server_app::in_memory(SECRET).router, request)
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -401,15 +403,17 @@ async fn two_instances_sharing_redis_credit_each_purchase_once() {
         return;
     };
     let a = serve(
-        server_app::redis_router(SECRET, &redis.url())
+        server_app::on_redis(SECRET, &redis.url())
             .await
-            .unwrap(),
+            .unwrap()
+            .router,
     )
     .await;
     let b = serve(
-        server_app::redis_router(SECRET, &redis.url())
+        server_app::on_redis(SECRET, &redis.url())
             .await
-            .unwrap(),
+            .unwrap()
+            .router,
     )
     .await;
     let purchase = keyed(
@@ -465,9 +469,10 @@ async fn the_redis_inventory_never_leaves_a_marker_without_its_credit() {
         return;
     };
     let server = serve(
-        server_app::redis_router(SECRET, &redis.url())
+        server_app::on_redis(SECRET, &redis.url())
             .await
-            .unwrap(),
+            .unwrap()
+            .router,
     )
     .await;
     let client = redis::Client::open(redis.url()).unwrap();
@@ -662,15 +667,17 @@ async fn two_instances_sharing_postgres_credit_each_purchase_once() {
         return;
     };
     let a = serve(
-        server_app::postgres_router(SECRET, &postgres.url())
+        server_app::on_postgres(SECRET, &postgres.url())
             .await
-            .unwrap(),
+            .unwrap()
+            .router,
     )
     .await;
     let b = serve(
-        server_app::postgres_router(SECRET, &postgres.url())
+        server_app::on_postgres(SECRET, &postgres.url())
             .await
-            .unwrap(),
+            .unwrap()
+            .router,
     )
     .await;
     let purchase = keyed(
@@ -705,4 +712,136 @@ async fn two_instances_sharing_postgres_credit_each_purchase_once() {
     );
     assert_eq!(post_signed(b, &refund).await.status, 200);
     assert_eq!(owned(a, "gems").await, 0);
+}
+
+/// `GET path` over TCP: the status.
+async fn get_status(address: SocketAddr, path: &str) -> u16 {
+    exchange(
+        address,
+        &format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n"),
+        b"",
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn ops_routes_report_liveness_and_the_stores_readiness() {
+    let memory = server_app::in_memory(SECRET);
+    let ops = serve(server_app::ops_router(memory.backing, None)).await;
+    assert_eq!(get_status(ops, "/health/live").await, 200);
+    assert_eq!(get_status(ops, "/health/ready").await, 200);
+    assert_eq!(
+        get_status(ops, "/metrics").await,
+        404,
+        "no recorder was given"
+    );
+
+    if let Some(mut redis) = common::redis_server::RedisServer::start() {
+        let app = server_app::on_redis(SECRET, &redis.url()).await.unwrap();
+        let ops = serve(server_app::ops_router(app.backing, None)).await;
+        assert_eq!(get_status(ops, "/health/ready").await, 200);
+        redis.kill();
+        assert_eq!(get_status(ops, "/health/ready").await, 503);
+        assert_eq!(get_status(ops, "/health/live").await, 200);
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(postgres) = common::postgres_server::PostgresServer::start() {
+        let app = server_app::on_postgres(SECRET, &postgres.url())
+            .await
+            .unwrap();
+        let ops = serve(server_app::ops_router(app.backing, None)).await;
+        assert_eq!(get_status(ops, "/health/ready").await, 200);
+        postgres.stop_immediate();
+        assert_eq!(get_status(ops, "/health/ready").await, 503);
+    }
+}
+
+/// The example server binary, which `cargo test` builds beside the test binaries.
+fn example_server() -> std::path::PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile = test_binary
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps");
+    profile.join("examples").join("server")
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_delivery_in_flight_finish_refuses_new_connections_and_exits_0() {
+    use std::{process::Stdio, time::Duration};
+
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut server = tokio::process::Command::new(example_server())
+        .env("PORT", port.to_string())
+        .env("AGHANIM_WEBHOOK_SECRET", SECRET)
+        .env("DRAIN_SECONDS", "10")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("OPS_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the example server starts");
+    let mut up = false;
+    for _ in 0..100 {
+        if TcpStream::connect(address).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the example server never listened");
+
+    // A delivery whose body is still arriving when SIGTERM comes.
+    let purchase = keyed(
+        "item.add",
+        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
+        "ord_sigterm",
+    );
+    let head = signed_head(
+        purchase.as_bytes(),
+        unix_now(),
+        &format!("content-length: {}\r\n", purchase.len()),
+    );
+    let mut slow = TcpStream::connect(address).await.unwrap();
+    slow.write_all(format!("{head}connection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (first, rest) = purchase.as_bytes().split_at(purchase.len() / 2);
+    slow.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let pid = server.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(address).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "new connections were still accepted after SIGTERM");
+
+    slow.write_all(rest).await.unwrap();
+    let mut reply = Vec::new();
+    slow.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    let exited = tokio::time::timeout(Duration::from_secs(10), server.wait())
+        .await
+        .expect("the server exits once the delivery is done")
+        .unwrap();
+    assert_eq!(exited.code(), Some(0));
 }

@@ -25,7 +25,12 @@ use aghanim_webhook::{
     },
     AghanimSignatureLayer,
 };
-use axum::{http::StatusCode, routing::post_service, Router};
+use axum::{
+    http::StatusCode,
+    routing::{get, post_service},
+    Router,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
 use redis::{
     aio::{ConnectionLike, ConnectionManager},
     AsyncCommands, RedisResult, Script,
@@ -39,41 +44,114 @@ use tower_http::timeout::TimeoutLayer;
 /// body takes, so this deadline belongs outside it.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The webhook route with what runs it: the idempotency layer (to give up its claims
+/// at shutdown) and what the records live in (for the readiness check).
+pub struct App {
+    pub router: Router,
+    pub idempotency: IdempotencyLayer,
+    pub backing: Backing,
+}
+
+/// What the idempotency records and the inventory live in.
+#[derive(Clone)]
+pub enum Backing {
+    Memory,
+    Redis(ConnectionManager),
+    Postgres(PgPool),
+}
+
+impl Backing {
+    /// Whether the store answers: Redis `PING`, PostgreSQL `SELECT 1`.
+    pub async fn ready(&self) -> Result<(), String> {
+        match self {
+            Self::Memory => Ok(()),
+            Self::Redis(connection) => redis::cmd("PING")
+                .query_async::<String>(&mut connection.clone())
+                .await
+                .map(drop)
+                .map_err(|error| format!("redis: {error}")),
+            Self::Postgres(pool) => sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(|error| format!("postgres: {error}")),
+        }
+    }
+}
+
 /// `POST /webhook` with everything in this process: the memory store (one instance
 /// only) and an in-memory inventory.
-pub fn router(secret: &str) -> Router {
-    router_with(secret, Game::in_memory(), IdempotencyLayer::in_memory())
+pub fn in_memory(secret: &str) -> App {
+    let idempotency = IdempotencyLayer::in_memory();
+    App {
+        router: router_with(secret, Game::in_memory(), idempotency.clone()),
+        idempotency,
+        backing: Backing::Memory,
+    }
 }
 
 /// `POST /webhook` with the idempotency records and the inventory in the Redis at
 /// `url`, shared by every instance that uses it.
-pub async fn redis_router(secret: &str, url: &str) -> Result<Router, Box<dyn Error>> {
+pub async fn on_redis(secret: &str, url: &str) -> Result<App, Box<dyn Error>> {
     let store = RedisStore::connect(url).await?;
     let connection = ConnectionManager::new(redis::Client::open(url)?).await?;
     let game = Game {
-        inventory: Inventory::Redis(connection),
+        inventory: Inventory::Redis(connection.clone()),
     };
-    Ok(router_with(secret, game, IdempotencyLayer::new(store)))
+    let idempotency = IdempotencyLayer::new(store);
+    Ok(App {
+        router: router_with(secret, game, idempotency.clone()),
+        idempotency,
+        backing: Backing::Redis(connection),
+    })
 }
 
 /// `POST /webhook` with the idempotency records and the inventory in the PostgreSQL at
 /// `url` (tables created at start), shared by every instance that uses it: each item
 /// event's credit commits in the same transaction as its claim and recorded answer.
 /// Records older than the retention are purged hourly.
-pub async fn postgres_router(secret: &str, url: &str) -> Result<Router, Box<dyn Error>> {
+pub async fn on_postgres(secret: &str, url: &str) -> Result<App, Box<dyn Error>> {
     let pool = PgPool::connect(url).await?;
     let store = PostgresStore::new(pool.clone());
     store.migrate().await?;
     sqlx::raw_sql(INVENTORY_TABLE).execute(&pool).await?;
     tokio::spawn(purge_hourly(store.clone()));
     let game = Game {
-        inventory: Inventory::Postgres(pool),
+        inventory: Inventory::Postgres(pool.clone()),
     };
-    Ok(router_with(
-        secret,
-        game,
-        IdempotencyLayer::transactional(store),
-    ))
+    let idempotency = IdempotencyLayer::transactional(store);
+    Ok(App {
+        router: router_with(secret, game, idempotency.clone()),
+        idempotency,
+        backing: Backing::Postgres(pool),
+    })
+}
+
+/// What an operator's probes and scraper read, apart from the webhook route:
+/// `/health/live` (the process answers), `/health/ready` (503 when the store does not
+/// answer within two seconds) and, given a recorder's handle, `/metrics` in
+/// Prometheus' text format.
+pub fn ops_router(backing: Backing, metrics: Option<PrometheusHandle>) -> Router {
+    let ready = move || {
+        let backing = backing.clone();
+        async move {
+            match tokio::time::timeout(Duration::from_secs(2), backing.ready()).await {
+                Ok(Ok(())) => (StatusCode::OK, "ready".to_owned()),
+                Ok(Err(error)) => (StatusCode::SERVICE_UNAVAILABLE, error),
+                Err(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store timed out".to_owned(),
+                ),
+            }
+        }
+    };
+    let router = Router::new()
+        .route("/health/live", get(|| async { "live" }))
+        .route("/health/ready", get(ready));
+    match metrics {
+        Some(handle) => router.route("/metrics", get(move || async move { handle.render() })),
+        None => router,
+    }
 }
 
 /// The inventory, created by whichever instance starts first (the advisory lock keeps

@@ -9,13 +9,24 @@
 //! transaction; else with `REDIS_URL` set, in that Redis; else in this process.
 //! `DATABASE_URL` wins when both are set. At start it prints which, and a `curl`
 //! command that sends a signed `player.verify`.
+//!
+//! `/health/live`, `/health/ready` (503 when the store does not answer) and `/metrics`
+//! (Prometheus text) are served on the same port, or on `OPS_PORT` when set. SIGTERM
+//! or Ctrl-C stops accepting connections and gives the deliveries in flight
+//! `DRAIN_SECONDS` (default 20) to finish; past that, their claims are released and the
+//! process exits 0.
 
 mod app;
 
-use std::{env, error::Error, net::SocketAddr};
+use std::{env, error::Error, net::SocketAddr, time::Duration};
 
 use aghanim_webhook::{sign, unix_now};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::json;
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
 
 /// Used when `AGHANIM_WEBHOOK_SECRET` is unset; never in production.
 const DEVELOPMENT_SECRET: &str = "aghanim-webhook-development-secret";
@@ -53,40 +64,121 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let database_url = env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
     let redis_url = env::var("REDIS_URL").ok().filter(|url| !url.is_empty());
-    let router = match (database_url, redis_url) {
+    let app = match (database_url, redis_url) {
         (Some(url), _) => {
-            let router = app::postgres_router(&secret, &url)
+            let app = app::on_postgres(&secret, &url)
                 .await
                 .map_err(|error| format!("DATABASE_URL: {error}"))?;
             println!(
                 "Deduplicating in PostgreSQL (DATABASE_URL), shared by every instance: each delivery's claim, credit and answer commit in one transaction"
             );
-            router
+            app
         }
         (None, Some(url)) => {
-            let router = app::redis_router(&secret, &url)
+            let app = app::on_redis(&secret, &url)
                 .await
                 .map_err(|error| format!("REDIS_URL={url:?}: {error}"))?;
             println!(
                 "Deduplicating with Redis at {url}, shared by every instance; the inventory is kept there too"
             );
-            router
+            app
         }
         (None, None) => {
             println!(
                 "Deduplicating in memory: this process only, forgotten at restart. Set DATABASE_URL (PostgreSQL) or REDIS_URL to share the records between instances"
             );
-            app::router(&secret)
+            app::in_memory(&secret)
         }
     };
+
+    // The crate's metrics, served in Prometheus' text format beside the health checks.
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| format!("metrics recorder: {error}"))?;
+    aghanim_webhook::describe_metrics();
+    let ops = app::ops_router(app.backing.clone(), Some(metrics));
+    let drain = match env::var("DRAIN_SECONDS") {
+        Ok(seconds) => Duration::from_secs(
+            seconds
+                .parse()
+                .map_err(|_| format!("DRAIN_SECONDS={seconds:?} is not a number of seconds"))?,
+        ),
+        Err(_) => DEFAULT_DRAIN,
+    };
+
+    // Both listeners stop accepting at the first SIGTERM or Ctrl-C; what is in flight
+    // gets `drain` to finish.
+    let (stop, stopped) = watch::channel(false);
+    let mut servers = Vec::new();
+    let webhook = match env::var("OPS_PORT") {
+        Ok(ops_port) => {
+            let ops_port: u16 = ops_port
+                .parse()
+                .map_err(|_| format!("OPS_PORT={ops_port:?} is not a port number"))?;
+            let ops_address = SocketAddr::from(([127, 0, 0, 1], ops_port));
+            let ops_listener = tokio::net::TcpListener::bind(ops_address).await?;
+            println!("Health checks and metrics on http://{ops_address}/health/ready, /health/live, /metrics");
+            servers.push(tokio::spawn(serve(ops_listener, ops, stopped.clone())));
+            app.router
+        }
+        Err(_) => {
+            println!("Health checks and metrics on http://{address}/health/ready, /health/live, /metrics (OPS_PORT moves them)");
+            app.router.merge(ops)
+        }
+    };
+    servers.push(tokio::spawn(serve(listener, webhook, stopped)));
     println!("Listening on http://{address}/webhook\nTry a signed player.verify:\n");
     println!("{}", sample_curl(&secret, address));
 
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    shutdown_signal().await?;
+    println!(
+        "Shutting down: no new connections; {} s for deliveries in flight",
+        drain.as_secs()
+    );
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(drain, async {
+        for server in servers {
+            let _ = server.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        // Their handlers stop with this process: the next delivery of those keys runs
+        // at once on another instance instead of waiting out the leases.
+        let released = app.idempotency.release_in_flight().await;
+        println!("Drain deadline passed: released {released} claim(s) still in flight");
+    }
+    Ok(())
+}
+
+/// How long deliveries in flight may take to finish at shutdown unless `DRAIN_SECONDS`
+/// says otherwise: under the 30 s most orchestrators wait before SIGKILL.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(20);
+
+/// Serves `router` until `stopped` turns true, then waits for its connections.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("server error: {error}");
+    }
+}
+
+/// The first SIGTERM (what orchestrators send) or Ctrl-C.
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        interrupted = tokio::signal::ctrl_c() => interrupted?,
+    }
     Ok(())
 }
 
