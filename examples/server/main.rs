@@ -21,7 +21,7 @@ mod app;
 use std::{env, error::Error, net::SocketAddr, time::Duration};
 
 use aghanim_webhook::{sign, unix_now};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::json;
 use tokio::{
     signal::unix::{signal, SignalKind},
@@ -92,8 +92,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
 
     // The crate's metrics, served in Prometheus' text format beside the health checks.
+    // Histograms with buckets, so that instances aggregate and the alert rules in ops/
+    // can take quantiles across them.
     let metrics = PrometheusBuilder::new()
-        .install_recorder()
+        .set_buckets_for_metric(
+            Matcher::Full("aghanim_webhook_delivery_age_seconds".into()),
+            &[-60.0, -5.0, 0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 300.0, 600.0],
+        )
+        .and_then(|builder| {
+            builder.set_buckets_for_metric(
+                Matcher::Full("aghanim_webhook_idempotency_store_duration_seconds".into()),
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0],
+            )
+        })
+        .and_then(PrometheusBuilder::install_recorder)
         .map_err(|error| format!("metrics recorder: {error}"))?;
     aghanim_webhook::describe_metrics();
     let ops = app::ops_router(app.backing.clone(), Some(metrics));
