@@ -97,12 +97,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("aghanim_webhook_delivery_age_seconds".into()),
-            &[-60.0, -5.0, 0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 300.0, 600.0],
+            &[
+                -60.0, -5.0, 0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 300.0, 600.0,
+            ],
         )
         .and_then(|builder| {
             builder.set_buckets_for_metric(
                 Matcher::Full("aghanim_webhook_idempotency_store_duration_seconds".into()),
-                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0],
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+                ],
             )
         })
         .and_then(PrometheusBuilder::install_recorder)
