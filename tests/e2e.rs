@@ -397,6 +397,25 @@ async fn owned(address: SocketAddr, sku: &str) -> i64 {
         .map_or(0, |balance| balance["quantity"].as_i64().unwrap())
 }
 
+/// Sends `purchase` twelve times at once, alternately to `a` and `b`; each must be
+/// answered 200. How many of them ran the handler (were not replayed).
+async fn twelve_copies_runs(a: SocketAddr, b: SocketAddr, purchase: &str) -> usize {
+    let deliveries: Vec<_> = (0..12)
+        .map(|i| {
+            let purchase = purchase.to_owned();
+            let instance = if i % 2 == 0 { a } else { b };
+            tokio::spawn(async move { post_signed(instance, &purchase).await })
+        })
+        .collect();
+    let mut runs = 0;
+    for delivery in deliveries {
+        let reply = delivery.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        runs += usize::from(!reply.replayed);
+    }
+    runs
+}
+
 #[tokio::test]
 async fn two_instances_sharing_redis_credit_each_purchase_once() {
     let Some(redis) = common::redis_server::RedisServer::start() else {
@@ -421,25 +440,9 @@ async fn two_instances_sharing_redis_credit_each_purchase_once() {
         r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
         "ord_shared",
     );
-    let deliveries: Vec<_> = (0..12)
-        .map(|i| {
-            let purchase = purchase.clone();
-            let instance = if i % 2 == 0 { a } else { b };
-            tokio::spawn(async move { post_signed(instance, &purchase).await })
-        })
-        .collect();
-    let mut runs = 0;
-    for delivery in deliveries {
-        let reply = delivery.await.unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        runs += usize::from(!reply.replayed);
-    }
     // The layer, not the inventory's marker, kept it to one run: every other delivery
     // was answered with the recorded answer.
-    assert_eq!(
-        runs, 1,
-        "the handler ran for more than one of the 12 deliveries"
-    );
+    assert_eq!(twelve_copies_runs(a, b, &purchase).await, 1);
     assert_eq!(owned(a, "gems").await, 5);
     assert_eq!(owned(b, "gems").await, 5);
 
@@ -685,23 +688,7 @@ async fn two_instances_sharing_postgres_credit_each_purchase_once() {
         r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
         "ord_pg",
     );
-    let deliveries: Vec<_> = (0..12)
-        .map(|i| {
-            let purchase = purchase.clone();
-            let instance = if i % 2 == 0 { a } else { b };
-            tokio::spawn(async move { post_signed(instance, &purchase).await })
-        })
-        .collect();
-    let mut runs = 0;
-    for delivery in deliveries {
-        let reply = delivery.await.unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        runs += usize::from(!reply.replayed);
-    }
-    assert_eq!(
-        runs, 1,
-        "the handler ran for more than one of the 12 deliveries"
-    );
+    assert_eq!(twelve_copies_runs(a, b, &purchase).await, 1);
     assert_eq!(owned(a, "gems").await, 5);
     assert_eq!(owned(b, "gems").await, 5);
     // A refund's removal under the purchase's key is its own delivery, and applies.

@@ -26,7 +26,11 @@ use aghanim_webhook::{
     sign_headers,
 };
 use bytes::Bytes;
-use common::{keyed, layer, signed_text, GAME_ID, NOW, SECRET};
+use common::{
+    keyed, layer, signed_text,
+    stores::{NoRenewal, Unreachable},
+    GAME_ID, NOW, SECRET,
+};
 use http::{header, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
@@ -645,34 +649,6 @@ async fn the_lease_is_renewed_while_the_answer_is_collected_and_after_a_failed_r
     }
 }
 
-/// Delegates to a store but never renews, so a slow owner's lease runs out.
-struct NoRenewal(Arc<dyn IdempotencyStore>);
-
-impl IdempotencyStore for NoRenewal {
-    fn claim<'a>(
-        &'a self,
-        key: &'a str,
-        request: &'a ClaimRequest,
-    ) -> StoreFuture<'a, ClaimOutcome> {
-        self.0.claim(key, request)
-    }
-    fn renew<'a>(&'a self, _: &'a str, _: &'a OwnerToken, _: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("renewal switched off")) })
-    }
-    fn complete<'a>(
-        &'a self,
-        key: &'a str,
-        owner: &'a OwnerToken,
-        response: &'a StoredResponse,
-        retention: Duration,
-    ) -> StoreFuture<'a, bool> {
-        self.0.complete(key, owner, response, retention)
-    }
-    fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
-        self.0.release(key, owner)
-    }
-}
-
 #[tokio::test]
 async fn a_stale_owner_cannot_overwrite_the_record_of_the_owner_that_took_over() {
     for backend in backends().await {
@@ -881,30 +857,6 @@ async fn forged_requests_never_reach_the_store() {
         let real = send(&stack, item_add("ord_9")).await.unwrap();
         assert_eq!(real.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
         assert_eq!(store.claims.load(Ordering::SeqCst), 1, "{}", backend.name);
-    }
-}
-
-/// A store that is never reachable.
-struct Unreachable;
-
-impl IdempotencyStore for Unreachable {
-    fn claim<'a>(&'a self, _: &'a str, _: &'a ClaimRequest) -> StoreFuture<'a, ClaimOutcome> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
-    }
-    fn renew<'a>(&'a self, _: &'a str, _: &'a OwnerToken, _: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a OwnerToken,
-        _: &'a StoredResponse,
-        _: Duration,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
-    }
-    fn release<'a>(&'a self, _: &'a str, _: &'a OwnerToken) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
     }
 }
 

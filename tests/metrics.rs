@@ -7,20 +7,22 @@ mod common;
 use std::{
     collections::{HashMap, HashSet},
     io,
+    sync::Arc,
     time::Duration,
 };
 
 use aghanim_webhook::{
     dispatch::Dispatch,
     events::{Ack, Event, ItemChange},
-    idempotency::{
-        ClaimOutcome, ClaimRequest, IdempotencyLayer, IdempotencyStore, MemoryStore, OwnerToken,
-        StoreError, StoreFuture, StoredResponse,
-    },
+    idempotency::{IdempotencyLayer, MemoryStore},
     sign_headers, RejectionKind, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use bytes::Bytes;
-use common::{keyed, layer, run, signed, signed_text, signed_with, stack, Frames, NOW, SECRET};
+use common::{
+    keyed, layer, run, signed, signed_text, signed_with, stack,
+    stores::{NoRenewal, Unreachable},
+    Frames, NOW, SECRET,
+};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Full;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
@@ -141,60 +143,6 @@ fn every_verified_and_refused_delivery_is_counted_by_outcome() {
     assert_eq!(gauge("aghanim_webhook_buffer_budget_bytes_in_use"), 0.0);
 }
 
-/// Delegates to a memory store but never renews, so a slow owner's lease runs out.
-struct NoRenewal(MemoryStore);
-
-impl IdempotencyStore for NoRenewal {
-    fn claim<'a>(
-        &'a self,
-        key: &'a str,
-        request: &'a ClaimRequest,
-    ) -> StoreFuture<'a, ClaimOutcome> {
-        self.0.claim(key, request)
-    }
-    fn renew<'a>(&'a self, _: &'a str, _: &'a OwnerToken, _: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("renewal switched off")) })
-    }
-    fn complete<'a>(
-        &'a self,
-        key: &'a str,
-        owner: &'a OwnerToken,
-        response: &'a StoredResponse,
-        retention: Duration,
-    ) -> StoreFuture<'a, bool> {
-        self.0.complete(key, owner, response, retention)
-    }
-    fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
-        self.0.release(key, owner)
-    }
-    fn kind(&self) -> &'static str {
-        self.0.kind()
-    }
-}
-
-struct Unreachable;
-
-impl IdempotencyStore for Unreachable {
-    fn claim<'a>(&'a self, _: &'a str, _: &'a ClaimRequest) -> StoreFuture<'a, ClaimOutcome> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
-    }
-    fn renew<'a>(&'a self, _: &'a str, _: &'a OwnerToken, _: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a OwnerToken,
-        _: &'a StoredResponse,
-        _: Duration,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
-    }
-    fn release<'a>(&'a self, _: &'a str, _: &'a OwnerToken) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
-    }
-}
-
 fn item_add(key: &str, quantity: u32) -> Request<Full<Bytes>> {
     let data = format!(r#"{{"player_id":"p1","items":[{{"sku":"gems","quantity":{quantity}}}]}}"#);
     signed_text(keyed("item.add", &data, key))
@@ -264,7 +212,8 @@ fn every_idempotency_decision_is_counted_and_store_calls_are_timed() {
 
             // A stale owner: its lease runs out (no renewal), another delivery takes over.
             let stale = stack(
-                IdempotencyLayer::new(NoRenewal(MemoryStore::new())).lease(Duration::from_secs(1)),
+                IdempotencyLayer::new(NoRenewal(Arc::new(MemoryStore::new())))
+                    .lease(Duration::from_secs(1)),
             );
             let first = tokio::spawn(stale.clone().oneshot(item_add("ord_slow_2", 1)));
             tokio::time::sleep(Duration::from_millis(1_300)).await;

@@ -4,12 +4,12 @@
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::{header, Response, StatusCode};
 use serde::Deserialize;
 
 #[cfg(feature = "postgres")]
 use super::PostgresStore;
-use super::{in_flight::InFlight, IdempotencyStore, Policy};
+use super::{in_flight::InFlight, IdempotencyStore, Policy, StoredResponse};
 use crate::events::EventType;
 
 /// Where the records are kept, and so how a delivery is claimed.
@@ -65,6 +65,24 @@ impl Config {
                         code.as_deref() == Some(final_code.as_str())
                     })
             })
+    }
+
+    /// `response` as the store keeps it for replay: a body longer than the layer keeps
+    /// is replayed empty, with its status and content type.
+    pub(crate) fn stored(&self, response: &Response<Bytes>) -> StoredResponse {
+        StoredResponse {
+            status: response.status().as_u16(),
+            content_type: response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+            body: if response.body().len() <= self.max_stored_body {
+                response.body().clone()
+            } else {
+                Bytes::new()
+            },
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::{panic, pin::pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::{runtime::Handle, time::Instant};
@@ -15,7 +15,6 @@ use super::{
     key::{Claim, Delivery},
     outcome::{self, IdempotencyOutcome},
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
-    StoredResponse,
 };
 use crate::ready_call::ReadyCall;
 
@@ -172,19 +171,7 @@ impl Claimed {
             }
         };
 
-        let stored = StoredResponse {
-            status: response.status().as_u16(),
-            content_type: response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
-            body: if response.body().len() <= config.max_stored_body {
-                response.body().clone()
-            } else {
-                Bytes::new()
-            },
-        };
+        let stored = config.stored(&response);
         let guard = &mut self.guard;
         let recording = guard
             .store

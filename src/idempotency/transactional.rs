@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use tokio::time::{timeout, Instant};
 use tower_service::Service;
@@ -15,7 +15,7 @@ use super::{
     outcome::{self, IdempotencyOutcome},
     run::{handle, marked, report},
     store::{PostgresClaim, Recorded},
-    DeliveryTransaction, PostgresStore, StoredResponse,
+    DeliveryTransaction, PostgresStore,
 };
 
 /// The `retry-after` of a duplicate whose original still runs: it holds a transaction,
@@ -93,19 +93,7 @@ where
             return Err(error);
         }
     };
-    let stored = StoredResponse {
-        status: response.status().as_u16(),
-        content_type: response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        body: if response.body().len() <= config.max_stored_body {
-            response.body().clone()
-        } else {
-            Bytes::new()
-        },
-    };
+    let stored = config.stored(&response);
     let committing = open.record_and_commit(store.table_name(), &key, &stored);
     let started = Instant::now();
     let committed = timeout(config.store_timeout, committing).await;

@@ -7,6 +7,8 @@ mod executor;
 pub mod postgres_server;
 #[cfg(feature = "idempotency")]
 pub mod redis_server;
+#[cfg(feature = "idempotency")]
+pub mod stores;
 
 #[allow(unused_imports)] // Not every test target runs futures by hand.
 pub use executor::run;

@@ -119,49 +119,38 @@ impl PostgresServer {
 
     /// Runs one of PostgreSQL's programs, as the server's user; panics if it fails.
     fn pg(&self, program: &str, args: &[&str]) {
-        let program = self.bin.join(program);
-        let status = match self.user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&program)
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status(),
-            None => Command::new(&program)
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status(),
-        };
+        let status = self.command(program, args).status();
         let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         assert!(
             status.is_ok_and(|status| status.success()),
-            "{} {args:?} failed; server log:\n{log}",
-            program.display()
+            "{program} {args:?} failed; server log:\n{log}"
         );
+    }
+
+    /// One of PostgreSQL's programs, run as the server's user, its output discarded.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let program = self.bin.join(program);
+        let mut command = match self.user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
     }
 }
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
         let data = self.data();
-        let program = self.bin.join("pg_ctl");
-        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _ = match self.user {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&program)
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status(),
-            None => Command::new(&program)
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status(),
-        };
+        let stop = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
+        let _ = self.command("pg_ctl", &stop).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
