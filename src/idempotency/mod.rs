@@ -61,6 +61,18 @@
 //! **it deduplicates within one process only**. `RedisStore` (feature `redis`) keeps
 //! them in Redis for every instance; each operation is one atomic script on one key.
 //!
+//! `PostgresStore` (feature `postgres`, with `IdempotencyLayer::transactional`) merges
+//! the two tiers: each delivery runs in one transaction of the game's own database,
+//! holding the claim, the handler's writes (through the `DeliveryTransaction` in the
+//! request's extensions) and the recorded answer. What differs from the table above: a
+//! duplicate waits on the claim's row, not a lease; an answer that is not final, an
+//! error, a panic, a dropped request, a killed process or connection roll back the
+//! effect with the claim, and the next delivery runs at once; a failed `COMMIT` is a
+//! 503, never a 2xx.
+//!
+//! With feature `metrics`, every decision is also counted
+//! (`aghanim_webhook_idempotency_decisions_total`) and every store call timed.
+//!
 //! # Example
 //!
 //! ```
