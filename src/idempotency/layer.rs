@@ -92,7 +92,9 @@ impl IdempotencyLayer {
     /// [`DeliveryTransaction`](super::DeliveryTransaction) in the request's extensions,
     /// and the recorded answer commit together, or not at all (feature `postgres`).
     /// See [`PostgresStore`](super::PostgresStore) for the answer in each situation.
-    /// The lease settings do not apply: a transaction needs none.
+    /// The lease settings do not apply (a transaction needs none), nor does
+    /// [`fail_open`](Self::fail_open): without the database there is no transaction for
+    /// the handler to write in, so an unreachable database is always a 503.
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn transactional(store: super::PostgresStore) -> Self {
