@@ -227,33 +227,28 @@ impl PostgresStore {
             }
             Err(error) => return Err(StoreError::new(error)),
         };
-        let claimed = match rows.first() {
-            Some(row) => row.try_get::<bool, _>("claimed").map_err(StoreError::new)?,
-            None => false,
-        };
-        if claimed {
-            return Ok(Claim::Claimed(open));
-        }
-        let recorded = match rows.first() {
-            Some(row) => Recorded::from_row(row)?,
+        match rows.first() {
+            Some(row) if row.try_get::<bool, _>("claimed").map_err(StoreError::new)? => {
+                Ok(Claim::Claimed(open))
+            }
+            Some(row) => {
+                let recorded = Recorded::from_row(row)?;
+                open.rollback().await;
+                Ok(Claim::Recorded(recorded))
+            }
             // The copy it waited for committed after this statement's snapshot: a new
             // statement sees its answer.
             None => {
-                let statement = format!(
-                    "SELECT fingerprint, status, content_type, body FROM {table} WHERE key = '{key}'; ROLLBACK"
-                );
-                let rows = run_sql(&mut open.connection, &statement)
+                let rows = run_sql(&mut open.connection, &format!("{read}; ROLLBACK"))
                     .await
                     .map_err(StoreError::new)?;
                 open.ended();
                 let row = rows
                     .first()
                     .ok_or_else(|| StoreError::new("the claim's row vanished"))?;
-                return Ok(Claim::Recorded(Recorded::from_row(row)?));
+                Ok(Claim::Recorded(Recorded::from_row(row)?))
             }
-        };
-        open.rollback().await;
-        Ok(Claim::Recorded(recorded))
+        }
     }
 
     pub(crate) fn table_name(&self) -> &str {
