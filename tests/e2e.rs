@@ -397,6 +397,9 @@ async fn owned(address: SocketAddr, sku: &str) -> i64 {
         .map_or(0, |balance| balance["quantity"].as_i64().unwrap())
 }
 
+/// `event_data` crediting `testplayer` five gems.
+const FIVE_GEMS: &str = r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#;
+
 /// Sends `purchase` twelve times at once, alternately to `a` and `b`; each must be
 /// answered 200. How many of them ran the handler (were not replayed).
 async fn twelve_copies_runs(a: SocketAddr, b: SocketAddr, purchase: &str) -> usize {
@@ -416,30 +419,28 @@ async fn twelve_copies_runs(a: SocketAddr, b: SocketAddr, purchase: &str) -> usi
     runs
 }
 
+/// One more example server instance on the private Redis.
+async fn serve_on_redis(redis: &common::redis_server::RedisServer) -> SocketAddr {
+    let app = server_app::on_redis(SECRET, &redis.url()).await.unwrap();
+    serve(app.router).await
+}
+
+/// One more example server instance on the private PostgreSQL.
+#[cfg(feature = "postgres")]
+async fn serve_on_postgres(postgres: &common::postgres_server::PostgresServer) -> SocketAddr {
+    let app = server_app::on_postgres(SECRET, &postgres.url())
+        .await
+        .unwrap();
+    serve(app.router).await
+}
+
 #[tokio::test]
 async fn two_instances_sharing_redis_credit_each_purchase_once() {
     let Some(redis) = common::redis_server::RedisServer::start() else {
         return;
     };
-    let a = serve(
-        server_app::on_redis(SECRET, &redis.url())
-            .await
-            .unwrap()
-            .router,
-    )
-    .await;
-    let b = serve(
-        server_app::on_redis(SECRET, &redis.url())
-            .await
-            .unwrap()
-            .router,
-    )
-    .await;
-    let purchase = keyed(
-        "item.add",
-        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
-        "ord_shared",
-    );
+    let [a, b] = [serve_on_redis(&redis).await, serve_on_redis(&redis).await];
+    let purchase = keyed("item.add", FIVE_GEMS, "ord_shared");
     // The layer, not the inventory's marker, kept it to one run: every other delivery
     // was answered with the recorded answer.
     assert_eq!(twelve_copies_runs(a, b, &purchase).await, 1);
@@ -471,13 +472,7 @@ async fn the_redis_inventory_never_leaves_a_marker_without_its_credit() {
     let Some(redis) = common::redis_server::RedisServer::start() else {
         return;
     };
-    let server = serve(
-        server_app::on_redis(SECRET, &redis.url())
-            .await
-            .unwrap()
-            .router,
-    )
-    .await;
+    let server = serve_on_redis(&redis).await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let inventory = "game:{testplayer}:inventory";
@@ -528,11 +523,7 @@ async fn the_redis_inventory_never_leaves_a_marker_without_its_credit() {
 #[tokio::test]
 async fn axum_a_duplicate_written_by_another_serializer_is_replayed_and_credits_once() {
     let address = axum_server().await;
-    let purchase = keyed(
-        "item.add",
-        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
-        "ord_reserialized",
-    );
+    let purchase = keyed("item.add", FIVE_GEMS, "ord_reserialized");
     let first = post_signed(address, &purchase).await;
     assert_eq!((first.status, first.replayed), (200, false));
     // Keys sorted, indented, the quantity spelled 5.0: the same JSON value.
@@ -669,34 +660,16 @@ async fn two_instances_sharing_postgres_credit_each_purchase_once() {
     let Some(postgres) = common::postgres_server::PostgresServer::start() else {
         return;
     };
-    let a = serve(
-        server_app::on_postgres(SECRET, &postgres.url())
-            .await
-            .unwrap()
-            .router,
-    )
-    .await;
-    let b = serve(
-        server_app::on_postgres(SECRET, &postgres.url())
-            .await
-            .unwrap()
-            .router,
-    )
-    .await;
-    let purchase = keyed(
-        "item.add",
-        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
-        "ord_pg",
-    );
+    let [a, b] = [
+        serve_on_postgres(&postgres).await,
+        serve_on_postgres(&postgres).await,
+    ];
+    let purchase = keyed("item.add", FIVE_GEMS, "ord_pg");
     assert_eq!(twelve_copies_runs(a, b, &purchase).await, 1);
     assert_eq!(owned(a, "gems").await, 5);
     assert_eq!(owned(b, "gems").await, 5);
     // A refund's removal under the purchase's key is its own delivery, and applies.
-    let refund = keyed(
-        "item.remove",
-        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
-        "ord_pg",
-    );
+    let refund = keyed("item.remove", FIVE_GEMS, "ord_pg");
     assert_eq!(post_signed(b, &refund).await.status, 200);
     assert_eq!(owned(a, "gems").await, 0);
 }
@@ -786,11 +759,7 @@ async fn sigterm_lets_a_delivery_in_flight_finish_refuses_new_connections_and_ex
     assert!(up, "the example server never listened");
 
     // A delivery whose body is still arriving when SIGTERM comes.
-    let purchase = keyed(
-        "item.add",
-        r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}]}"#,
-        "ord_sigterm",
-    );
+    let purchase = keyed("item.add", FIVE_GEMS, "ord_sigterm");
     let head = signed_head(
         purchase.as_bytes(),
         unix_now(),

@@ -10,7 +10,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
     task::{ready, Context, Poll},
@@ -20,15 +20,14 @@ use std::{
 use aghanim_webhook::{
     body::{BufferedBody, ResponseBody},
     idempotency::{
-        Claim, ClaimOutcome, ClaimRequest, IdempotencyLayer, IdempotencyOutcome, IdempotencyStore,
-        MemoryStore, OwnerToken, Policy, StoreError, StoreFuture, StoredResponse,
+        Claim, IdempotencyLayer, IdempotencyOutcome, IdempotencyStore, MemoryStore, Policy,
     },
     sign_headers,
 };
 use bytes::Bytes;
 use common::{
     keyed, layer, signed_text,
-    stores::{NoRenewal, Unreachable},
+    stores::{Faulty, Unreachable},
     GAME_ID, NOW, SECRET,
 };
 use http::{header, Request, Response, StatusCode};
@@ -517,82 +516,6 @@ async fn a_request_dropped_while_the_answer_is_recorded_still_records_it() {
     }
 }
 
-/// Delegates to a store, with faults switched on and off: claims applied but their
-/// replies lost, slow completions, renewals that fail a given number of times.
-struct Faulty {
-    inner: Arc<dyn IdempotencyStore>,
-    lose_claim_replies: AtomicBool,
-    slow_complete: AtomicBool,
-    failing_renewals: AtomicUsize,
-    claims: AtomicUsize,
-    completes: AtomicUsize,
-}
-
-impl Faulty {
-    fn new(inner: Arc<dyn IdempotencyStore>) -> Self {
-        Self {
-            inner,
-            lose_claim_replies: AtomicBool::new(false),
-            slow_complete: AtomicBool::new(false),
-            failing_renewals: AtomicUsize::new(0),
-            claims: AtomicUsize::new(0),
-            completes: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl IdempotencyStore for Faulty {
-    fn claim<'a>(
-        &'a self,
-        key: &'a str,
-        request: &'a ClaimRequest,
-    ) -> StoreFuture<'a, ClaimOutcome> {
-        Box::pin(async move {
-            self.claims.fetch_add(1, Ordering::SeqCst);
-            let outcome = self.inner.claim(key, request).await;
-            if self.lose_claim_replies.load(Ordering::SeqCst) {
-                return Err(StoreError::new("the reply was lost"));
-            }
-            outcome
-        })
-    }
-    fn renew<'a>(
-        &'a self,
-        key: &'a str,
-        owner: &'a OwnerToken,
-        lease: Duration,
-    ) -> StoreFuture<'a, bool> {
-        let failing = self
-            .failing_renewals
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok();
-        if failing {
-            return Box::pin(async { Err(StoreError::new("renewal failed")) });
-        }
-        self.inner.renew(key, owner, lease)
-    }
-    fn complete<'a>(
-        &'a self,
-        key: &'a str,
-        owner: &'a OwnerToken,
-        response: &'a StoredResponse,
-        retention: Duration,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            self.completes.fetch_add(1, Ordering::SeqCst);
-            if self.slow_complete.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            self.inner.complete(key, owner, response, retention).await
-        })
-    }
-    fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
-        self.inner.release(key, owner)
-    }
-}
-
 #[tokio::test]
 async fn a_claim_whose_reply_was_lost_is_released_at_once_not_after_its_lease() {
     for backend in backends().await {
@@ -653,7 +576,8 @@ async fn the_lease_is_renewed_while_the_answer_is_collected_and_after_a_failed_r
 async fn a_stale_owner_cannot_overwrite_the_record_of_the_owner_that_took_over() {
     for backend in backends().await {
         let handler = Handler::default().then(Duration::from_millis(2000), Answer::Ok);
-        let store: Arc<dyn IdempotencyStore> = Arc::new(NoRenewal(backend.store.clone()));
+        let store: Arc<dyn IdempotencyStore> =
+            Arc::new(Faulty::never_renewing(backend.store.clone()));
         let idempotency = IdempotencyLayer::new(store).lease(Duration::from_secs(1));
         let stack = stack(idempotency, &handler);
         let stale = tokio::spawn({
@@ -904,16 +828,12 @@ async fn redis_going_down_answers_503_and_coming_back_recovers() {
     assert_eq!(handler.runs(), 1);
 
     server.restart();
-    let mut recovered = None;
-    for _ in 0..50 {
+    let recovered = common::eventually(|| async {
         let sent = send(&stack, item_add("ord_12")).await.unwrap();
-        if sent.status == StatusCode::OK {
-            recovered = Some(sent);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let recovered = recovered.expect("the store recovered after the restart");
+        (sent.status == StatusCode::OK).then_some(sent)
+    })
+    .await
+    .expect("the store recovered after the restart");
     assert_eq!(
         recovered.outcome,
         Some(IdempotencyOutcome::Ran { attempt: 1 })
@@ -931,7 +851,8 @@ async fn a_stuck_owners_claim_blocks_its_key_for_at_most_the_default_lease() {
     // The owner hangs and its renewals never reach the store, as if its process had
     // been stopped: only the lease frees the key.
     let handler = Handler::default().then(Duration::from_secs(3600), Answer::Ok);
-    let store: Arc<dyn IdempotencyStore> = Arc::new(NoRenewal(Arc::new(MemoryStore::new())));
+    let store: Arc<dyn IdempotencyStore> =
+        Arc::new(Faulty::never_renewing(Arc::new(MemoryStore::new())));
     let stack = stack(IdempotencyLayer::new(store), &handler);
     let claimed_at = tokio::time::Instant::now();
     let _stuck = tokio::spawn(send_owned(stack.clone(), item_add("ord_13")));

@@ -20,7 +20,7 @@ use aghanim_webhook::{
 use bytes::Bytes;
 use common::{
     keyed, layer, run, signed, signed_text, signed_with, stack,
-    stores::{NoRenewal, Unreachable},
+    stores::{Faulty, Unreachable},
     Frames, NOW, SECRET,
 };
 use http::{HeaderValue, Request, StatusCode};
@@ -212,7 +212,7 @@ fn every_idempotency_decision_is_counted_and_store_calls_are_timed() {
 
             // A stale owner: its lease runs out (no renewal), another delivery takes over.
             let stale = stack(
-                IdempotencyLayer::new(NoRenewal(Arc::new(MemoryStore::new())))
+                IdempotencyLayer::new(Faulty::never_renewing(Arc::new(MemoryStore::new())))
                     .lease(Duration::from_secs(1)),
             );
             let first = tokio::spawn(stale.clone().oneshot(item_add("ord_slow_2", 1)));

@@ -431,16 +431,12 @@ async fn a_postgres_restart_mid_run_is_503_and_then_correct_answers() {
     let down = send(stack.clone(), item_add("ord_10")).await.unwrap();
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     db.server.start_server();
-    let mut answered = None;
-    for _ in 0..50 {
+    let answered = common::eventually(|| async {
         let sent = send(stack.clone(), item_add("ord_10")).await.unwrap();
-        if sent.status == StatusCode::OK {
-            answered = Some(sent);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let answered = answered.expect("answers again after the restart");
+        (sent.status == StatusCode::OK).then_some(sent)
+    })
+    .await
+    .expect("answers again after the restart");
     assert_eq!(
         answered.outcome,
         Some(IdempotencyOutcome::Ran { attempt: 1 })

@@ -245,3 +245,19 @@ pub fn signed_with<B>(body: B, signed_bytes: &[u8]) -> Request<B> {
     sign_headers(request.headers_mut(), SECRET, NOW, signed_bytes);
     request
 }
+
+/// Calls `attempt` up to 50 times, 100 ms apart, until it gives something: for a store
+/// coming back after a restart.
+pub async fn eventually<T, F, Fut>(mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..50 {
+        if let Some(found) = attempt().await {
+            return Some(found);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}

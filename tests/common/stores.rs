@@ -1,25 +1,80 @@
 //! Stores with faults, for the idempotency layer's tests.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use aghanim_webhook::idempotency::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
 };
 
-/// Delegates to a store but never renews, so a slow owner's lease runs out.
-pub struct NoRenewal(pub Arc<dyn IdempotencyStore>);
+/// Delegates to a store, with faults switched on and off: claims applied but their
+/// replies lost, slow completions, renewals that fail a given number of times.
+pub struct Faulty {
+    pub inner: Arc<dyn IdempotencyStore>,
+    pub lose_claim_replies: AtomicBool,
+    pub slow_complete: AtomicBool,
+    pub failing_renewals: AtomicUsize,
+    pub claims: AtomicUsize,
+    pub completes: AtomicUsize,
+}
 
-impl IdempotencyStore for NoRenewal {
+impl Faulty {
+    pub fn new(inner: Arc<dyn IdempotencyStore>) -> Self {
+        Self {
+            inner,
+            lose_claim_replies: AtomicBool::new(false),
+            slow_complete: AtomicBool::new(false),
+            failing_renewals: AtomicUsize::new(0),
+            claims: AtomicUsize::new(0),
+            completes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Every renewal fails, so a slow owner's lease runs out.
+    pub fn never_renewing(inner: Arc<dyn IdempotencyStore>) -> Self {
+        let store = Self::new(inner);
+        store.failing_renewals.store(usize::MAX, Ordering::SeqCst);
+        store
+    }
+}
+
+impl IdempotencyStore for Faulty {
     fn claim<'a>(
         &'a self,
         key: &'a str,
         request: &'a ClaimRequest,
     ) -> StoreFuture<'a, ClaimOutcome> {
-        self.0.claim(key, request)
+        Box::pin(async move {
+            self.claims.fetch_add(1, Ordering::SeqCst);
+            let outcome = self.inner.claim(key, request).await;
+            if self.lose_claim_replies.load(Ordering::SeqCst) {
+                return Err(StoreError::new("the reply was lost"));
+            }
+            outcome
+        })
     }
-    fn renew<'a>(&'a self, _: &'a str, _: &'a OwnerToken, _: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(StoreError::new("renewal switched off")) })
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        owner: &'a OwnerToken,
+        lease: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let failing = self
+            .failing_renewals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if failing {
+            return Box::pin(async { Err(StoreError::new("renewal failed")) });
+        }
+        self.inner.renew(key, owner, lease)
     }
     fn complete<'a>(
         &'a self,
@@ -28,13 +83,19 @@ impl IdempotencyStore for NoRenewal {
         response: &'a StoredResponse,
         retention: Duration,
     ) -> StoreFuture<'a, bool> {
-        self.0.complete(key, owner, response, retention)
+        Box::pin(async move {
+            self.completes.fetch_add(1, Ordering::SeqCst);
+            if self.slow_complete.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            self.inner.complete(key, owner, response, retention).await
+        })
     }
     fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
-        self.0.release(key, owner)
+        self.inner.release(key, owner)
     }
     fn kind(&self) -> &'static str {
-        self.0.kind()
+        self.inner.kind()
     }
 }
 
