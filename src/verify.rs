@@ -1,7 +1,7 @@
 use std::{fmt, time::Duration};
 
 use hmac::Mac;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::{
     secret::{HmacSha256, Secret},
@@ -174,20 +174,23 @@ impl Verifier {
             .ok_or_else(|| Rejection::new(RejectionKind::MalformedTimestamp))?;
         let signature = decode_signature(signature)
             .ok_or_else(|| Rejection::new(RejectionKind::MalformedSignature))?;
-        let start = |secret: &Secret| {
-            let mut mac = secret.hmac();
-            // Signed verbatim, as received: the digits are what Aghanim hashed.
-            mac.update(timestamp);
-            mac.update(b".");
-            mac
-        };
-        Ok(Verification {
+        // Built where it stays and fed in place: copying a MAC state just written
+        // stalls on store forwarding, and this one is copied on into the future anyway.
+        let mut verification = Verification {
             timestamp: parsed_timestamp,
             signature,
-            mac: start(&self.secret),
-            additional: self.additional.iter().map(start).collect(),
+            mac: self.secret.hmac(),
+            additional: if self.additional.is_empty() {
+                Vec::new()
+            } else {
+                self.additional.iter().map(Secret::hmac).collect()
+            },
             tolerance: self.tolerance,
-        })
+        };
+        // Signed verbatim, as received: the digits are what Aghanim hashed.
+        verification.update(timestamp);
+        verification.update(b".");
+        Ok(verification)
     }
 
     /// Like [`begin`](Self::begin), taking the header values from `headers`.
@@ -196,18 +199,7 @@ impl Verifier {
     ///
     /// A [`Rejection`] when a header is missing, repeated or malformed.
     pub fn begin_headers(&self, headers: &HeaderMap) -> Result<Verification, Rejection> {
-        let timestamp = single_header(
-            headers,
-            &TIMESTAMP_HEADER,
-            RejectionKind::MissingTimestamp,
-            RejectionKind::MalformedTimestamp,
-        )?;
-        let signature = single_header(
-            headers,
-            &SIGNATURE_HEADER,
-            RejectionKind::MissingSignature,
-            RejectionKind::MalformedSignature,
-        )?;
+        let (timestamp, signature) = signature_headers(headers)?;
         self.begin(timestamp, signature)
     }
 }
@@ -302,17 +294,50 @@ impl fmt::Debug for Verification {
     }
 }
 
-fn single_header<'a>(
-    headers: &'a HeaderMap,
-    name: &HeaderName,
-    missing: RejectionKind,
-    malformed: RejectionKind,
-) -> Result<&'a [u8], Rejection> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (Some(value), None) => Ok(value.as_bytes()),
-        (None, _) => Err(Rejection::new(missing)),
-        (Some(_), Some(_)) => Err(Rejection::new(malformed)),
+fn signature_headers(headers: &HeaderMap) -> Result<(&[u8], &[u8]), Rejection> {
+    let (mut timestamp, mut signature) = (Seen::Nothing, Seen::Nothing);
+    for (name, value) in headers {
+        if *name == TIMESTAMP_HEADER {
+            timestamp.see(value);
+        } else if *name == SIGNATURE_HEADER {
+            signature.see(value);
+        }
+    }
+    let timestamp = timestamp.single(
+        RejectionKind::MissingTimestamp,
+        RejectionKind::MalformedTimestamp,
+    )?;
+    let signature = signature.single(
+        RejectionKind::MissingSignature,
+        RejectionKind::MalformedSignature,
+    )?;
+    Ok((timestamp, signature))
+}
+
+enum Seen<'a> {
+    Nothing,
+    Once(&'a [u8]),
+    Repeated,
+}
+
+impl<'a> Seen<'a> {
+    fn see(&mut self, value: &'a HeaderValue) {
+        *self = match self {
+            Seen::Nothing => Seen::Once(value.as_bytes()),
+            _ => Seen::Repeated,
+        };
+    }
+
+    fn single(
+        self,
+        missing: RejectionKind,
+        repeated: RejectionKind,
+    ) -> Result<&'a [u8], Rejection> {
+        match self {
+            Seen::Once(value) => Ok(value),
+            Seen::Nothing => Err(Rejection::new(missing)),
+            Seen::Repeated => Err(Rejection::new(repeated)),
+        }
     }
 }
 

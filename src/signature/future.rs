@@ -6,7 +6,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{request::Parts, Request, Response};
+use http::{request::Parts, HeaderMap, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -39,10 +39,19 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody, F> {
+        // What lives through the whole read is verified and finished in place, and only
+        // the parts and the service move on to the call.
         Reading {
             #[pin]
             body: ReqBody,
-            reading: Option<Reading<S>>,
+            pending: Option<(S, Parts)>,
+            declared_length: Option<u64>,
+            // Started on the first poll, in place: a MAC state returned through `call`
+            // was copied four times while just written, each copy stalling on store
+            // forwarding.
+            verification: Option<Verification>,
+            buffer: BodyBuffer,
+            config: Arc<Config>,
         },
         Calling {
             #[pin]
@@ -55,24 +64,14 @@ pin_project! {
     }
 }
 
-/// What the future owns while the body streams in.
-struct Reading<S> {
-    inner: S,
-    parts: Parts,
-    verification: Verification,
-    buffer: BodyBuffer,
-    config: Arc<Config>,
-}
-
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<BufferedBody>>,
 {
-    pub(crate) fn reading(
+    pub(crate) fn new(
         inner: S,
         parts: Parts,
         body: ReqBody,
-        verification: Verification,
         declared_length: Option<u64>,
         config: Arc<Config>,
     ) -> Self {
@@ -81,20 +80,12 @@ where
         Self {
             state: State::Reading {
                 body,
-                reading: Some(Reading {
-                    inner,
-                    parts,
-                    verification,
-                    buffer,
-                    config,
-                }),
+                pending: Some((inner, parts)),
+                declared_length,
+                verification: None,
+                buffer,
+                config,
             },
-        }
-    }
-
-    pub(crate) fn rejected(rejection: Rejection, config: Arc<Config>) -> Self {
-        Self {
-            state: State::rejected(rejection, config),
         }
     }
 }
@@ -112,8 +103,29 @@ where
         let mut state = self.project().state;
         loop {
             let next = match state.as_mut().project() {
-                StateProj::Reading { mut body, reading } => {
-                    let pending = reading.as_mut().expect("future polled after completion");
+                StateProj::Reading {
+                    mut body,
+                    pending,
+                    declared_length,
+                    verification,
+                    buffer,
+                    config,
+                } => 'reading: {
+                    let verification = match verification {
+                        Some(verification) => verification,
+                        None => {
+                            let (_, parts) =
+                                pending.as_ref().expect("future polled after completion");
+                            match admit(config, &parts.headers, *declared_length) {
+                                Ok(started) => verification.insert(started),
+                                Err(rejection) => {
+                                    super::trace::rejection(&rejection, parts, 0);
+                                    super::metrics::rejected(rejection.kind());
+                                    break 'reading State::rejected(rejection, Arc::clone(config));
+                                }
+                            }
+                        }
+                    };
                     // Frames are taken here until the body ends, without going back
                     // through the state machine for each one.
                     let ended = loop {
@@ -121,10 +133,8 @@ where
                             Some(Ok(frame)) => {
                                 // Trailers carry nothing that was signed.
                                 if let Ok(data) = frame.into_data() {
-                                    if let Err(refused) =
-                                        pending.buffer.push(data, &mut pending.verification)
-                                    {
-                                        break Err(pending.refusal(refused));
+                                    if let Err(refused) = buffer.push(data, verification) {
+                                        break Err(refusal(config, refused));
                                     }
                                 }
                             }
@@ -132,12 +142,30 @@ where
                             None => break Ok(()),
                         }
                     };
-                    let pending = reading.take().expect("future polled after completion");
-                    match pending.finish(ended) {
-                        Ok((inner, request)) => State::Calling {
-                            call: ReadyCall::start(inner, request, cx)?,
-                        },
-                        Err((rejection, config)) => State::rejected(rejection, config),
+                    let (inner, mut parts) =
+                        pending.take().expect("future polled after completion");
+                    let body_read = buffer.len();
+                    let now = config.now();
+                    let verified = ended.and_then(|()| {
+                        let bytes = buffer.finish(verification);
+                        Ok((bytes, verification.check(now)?))
+                    });
+                    match verified {
+                        Ok((bytes, timestamp)) => {
+                            super::metrics::verified(timestamp, now);
+                            parts
+                                .extensions
+                                .insert(VerifiedBody::new(bytes.clone(), timestamp));
+                            let request = Request::from_parts(parts, BufferedBody::new(bytes));
+                            State::Calling {
+                                call: ReadyCall::start(inner, request, cx)?,
+                            }
+                        }
+                        Err(rejection) => {
+                            super::trace::rejection(&rejection, &parts, body_read);
+                            super::metrics::rejected(rejection.kind());
+                            State::rejected(rejection, Arc::clone(config))
+                        }
                     }
                 }
                 StateProj::Calling { call } => {
@@ -156,47 +184,32 @@ where
     }
 }
 
-impl<S> Reading<S> {
-    fn refusal(&self, refused: Refused) -> Rejection {
-        match refused {
-            Refused::OverLimit => Rejection::body_too_large(self.config.body_limit),
-            Refused::OverBudget => {
-                Rejection::overloaded(self.config.buffer_budget.as_ref().map(|b| b.total()))
-            }
+/// What can be checked before a byte of the body is read: the declared length against
+/// the limit, the signature headers, and the declared length against the budget left.
+fn admit(
+    config: &Config,
+    headers: &HeaderMap,
+    declared: Option<u64>,
+) -> Result<Verification, Rejection> {
+    let limit = config.body_limit;
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(Rejection::body_too_large(limit));
+    }
+    let verification = config.verifier.begin_headers(headers)?;
+    if let Some(budget) = &config.buffer_budget {
+        let first_need = declared.map_or(0, |length| length as usize);
+        if !budget.fits(first_need) {
+            return Err(Rejection::overloaded(Some(budget.total())));
         }
     }
+    Ok(verification)
+}
 
-    /// The body has ended, or failed: the request for the inner service if it is
-    /// authentic, else the rejection (traced) and what answering it needs.
-    fn finish(
-        self,
-        ended: Result<(), Rejection>,
-    ) -> Result<(S, Request<BufferedBody>), (Rejection, Arc<Config>)> {
-        let Self {
-            inner,
-            mut parts,
-            mut verification,
-            mut buffer,
-            config,
-        } = self;
-        let body_read = buffer.len();
-        let now = config.now();
-        let verified = ended.and_then(|()| {
-            let bytes = buffer.finish(&mut verification);
-            Ok((bytes, verification.check(now)?))
-        });
-        match verified {
-            Ok((bytes, timestamp)) => {
-                super::metrics::verified(timestamp, now);
-                let verified_body = VerifiedBody::new(bytes.clone(), timestamp);
-                parts.extensions.insert(verified_body);
-                Ok((inner, Request::from_parts(parts, BufferedBody::new(bytes))))
-            }
-            Err(rejection) => {
-                super::trace::rejection(&rejection, &parts, body_read);
-                super::metrics::rejected(rejection.kind());
-                Err((rejection, config))
-            }
+fn refusal(config: &Config, refused: Refused) -> Rejection {
+    match refused {
+        Refused::OverLimit => Rejection::body_too_large(config.body_limit),
+        Refused::OverBudget => {
+            Rejection::overloaded(config.buffer_budget.as_ref().map(|b| b.total()))
         }
     }
 }

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::{config::Config, ResponseFuture};
 use crate::body::{BufferedBody, ResponseBody};
-use crate::{BoxError, Rejection, Verification};
+use crate::BoxError;
 
 /// The service made by [`AghanimSignatureLayer`](super::AghanimSignatureLayer): it
 /// verifies each request and hands only authentic ones to `S`.
@@ -84,42 +84,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let config = Arc::clone(&self.config);
         let (parts, body) = request.into_parts();
         let declared = declared_length(&parts.headers, &body);
-        match admit(&config, &parts.headers, declared) {
-            Ok(verification) => {
-                let inner = self.inner.clone();
-                ResponseFuture::reading(inner, parts, body, verification, declared, config)
-            }
-            Err(rejection) => {
-                super::trace::rejection(&rejection, &parts, 0);
-                super::metrics::rejected(rejection.kind());
-                ResponseFuture::rejected(rejection, config)
-            }
-        }
+        ResponseFuture::new(
+            self.inner.clone(),
+            parts,
+            body,
+            declared,
+            Arc::clone(&self.config),
+        )
     }
-}
-
-/// What can be checked before a byte of the body is read: the declared length against
-/// the limit, the signature headers, and the declared length against the budget left.
-fn admit(
-    config: &Config,
-    headers: &HeaderMap,
-    declared: Option<u64>,
-) -> Result<Verification, Rejection> {
-    let limit = config.body_limit;
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(Rejection::body_too_large(limit));
-    }
-    let verification = config.verifier.begin_headers(headers)?;
-    if let Some(budget) = &config.buffer_budget {
-        let first_need = declared.map_or(0, |length| length as usize);
-        if !budget.fits(first_need) {
-            return Err(Rejection::overloaded(Some(budget.total())));
-        }
-    }
-    Ok(verification)
 }
 
 /// The length the client announced: the larger of the body's exact size hint (hyper
