@@ -61,7 +61,7 @@ impl BodyBuffer {
 
     pub(crate) fn push(
         &mut self,
-        mut data: impl Buf,
+        data: &mut impl Buf,
         verification: &mut Verification,
     ) -> Result<(), Refused> {
         let incoming = data.remaining();
@@ -152,7 +152,7 @@ fn reserve(
 fn append(
     buffer: &mut Vec<u8>,
     hashed: &mut usize,
-    mut data: impl Buf,
+    data: &mut impl Buf,
     verification: &mut Verification,
 ) {
     let direct = *hashed == buffer.len() && data.remaining() >= HASH_DIRECTLY;

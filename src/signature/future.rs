@@ -129,17 +129,23 @@ where
                     // Frames are taken here until the body ends, without going back
                     // through the state machine for each one.
                     let ended = loop {
-                        match ready!(body.as_mut().poll_frame(cx)) {
-                            Some(Ok(frame)) => {
-                                // Trailers carry nothing that was signed.
-                                if let Ok(data) = frame.into_data() {
+                        // Matched in place, not through `ready!`, which copies the frame out first.
+                        match body.as_mut().poll_frame(cx) {
+                            Poll::Ready(Some(Ok(ref mut frame))) => {
+                                // Trailers carry nothing that was signed. The data is
+                                // read where the body wrote it: a copy of a frame just
+                                // written stalls on store forwarding, once per frame.
+                                if let Some(data) = frame.data_mut() {
                                     if let Err(refused) = buffer.push(data, verification) {
                                         break Err(refusal(config, refused));
                                     }
                                 }
                             }
-                            Some(Err(error)) => break Err(Rejection::body_error(error.into())),
-                            None => break Ok(()),
+                            Poll::Ready(Some(Err(error))) => {
+                                break Err(Rejection::body_error(error.into()))
+                            }
+                            Poll::Ready(None) => break Ok(()),
+                            Poll::Pending => return Poll::Pending,
                         }
                     };
                     let (inner, mut parts) =
