@@ -1,9 +1,10 @@
 use std::{error::Error, fmt};
 
-use hmac::{Hmac, KeyInit};
+use hmac::{HmacReset, KeyInit};
 use sha2::Sha256;
 
-pub(crate) type HmacSha256 = Hmac<Sha256>;
+/// Resetting, so that a verification can finalize in place (see `Verification::check`).
+pub(crate) type HmacSha256 = HmacReset<Sha256>;
 
 /// A webhook secret, kept only as a keyed HMAC-SHA256 state.
 ///

@@ -266,13 +266,14 @@ impl Verification {
     }
 
     /// [`finish`](Self::finish) in place: the layer's future verifies without moving
-    /// the MAC states out of itself.
+    /// or copying the MAC states (a copy of a state just updated stalls on store
+    /// forwarding), which the resetting HMAC allows; the states are left reset.
     pub(crate) fn check(&mut self, now: u64) -> Result<u64, Rejection> {
         let signature = &self.signature;
         // `verify_slice` compares in constant time. Which secret matched may show in the
         // timing; that reveals nothing about any secret.
-        let verify = |mac: &HmacSha256| mac.clone().verify_slice(signature).is_ok();
-        let authentic = verify(&self.mac) || self.additional.iter().any(verify);
+        let verify = |mac: &mut HmacSha256| mac.verify_slice_reset(signature).is_ok();
+        let authentic = verify(&mut self.mac) || self.additional.iter_mut().any(verify);
         if !authentic {
             return Err(Rejection::new(RejectionKind::SignatureMismatch));
         }

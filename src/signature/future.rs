@@ -129,7 +129,8 @@ where
                     // Frames are taken here until the body ends, without going back
                     // through the state machine for each one.
                     let ended = loop {
-                        // Matched in place, not through `ready!`, which copies the frame out first.
+                        // Matched in place, not through `ready!`, which copies the frame
+                        // out first.
                         match body.as_mut().poll_frame(cx) {
                             Poll::Ready(Some(Ok(ref mut frame))) => {
                                 // Trailers carry nothing that was signed. The data is
