@@ -169,6 +169,7 @@ impl Verifier {
     /// # Errors
     ///
     /// A [`Rejection`] when a header value is malformed.
+    #[inline]
     pub fn begin(&self, timestamp: &[u8], signature: &[u8]) -> Result<Verification, Rejection> {
         let parsed_timestamp = parse_timestamp(timestamp)
             .ok_or_else(|| Rejection::new(RejectionKind::MalformedTimestamp))?;
@@ -198,6 +199,7 @@ impl Verifier {
     /// # Errors
     ///
     /// A [`Rejection`] when a header is missing, repeated or malformed.
+    #[inline]
     pub fn begin_headers(&self, headers: &HeaderMap) -> Result<Verification, Rejection> {
         let (timestamp, signature) = signature_headers(headers)?;
         self.begin(timestamp, signature)

@@ -193,6 +193,7 @@ where
 
 /// What can be checked before a byte of the body is read: the declared length against
 /// the limit, the signature headers, and the declared length against the budget left.
+#[inline]
 fn admit(
     config: &Config,
     headers: &HeaderMap,
