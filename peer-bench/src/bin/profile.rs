@@ -125,25 +125,6 @@ fn main() {
         }
         return;
     }
-    if which == "begin" {
-        // `Verifier::begin` alone: the headers' parse and the MAC's start.
-        let verifier = Verifier::new(Secret::new(SECRET).unwrap());
-        let timestamp = TIMESTAMP.to_string();
-        let signature = sign(SECRET, TIMESTAMP, &body);
-        for _ in 0..5 {
-            let started = Instant::now();
-            for _ in 0..iterations {
-                let verification = verifier.begin(
-                    black_box(timestamp.as_bytes()),
-                    black_box(signature.as_bytes()),
-                );
-                black_box(verification.ok());
-            }
-            let elapsed = started.elapsed().as_nanos() as f64 / iterations as f64;
-            eprintln!("Verifier::begin: {elapsed:.1} ns");
-        }
-        return;
-    }
     if which == "sizes" {
         let ours_future = aghanim.clone().oneshot(ours(&body, count));
         let peer_future = peer.clone().oneshot(github(&body, count));
@@ -212,6 +193,15 @@ fn main() {
         let best = |path: usize| rounds.iter().map(|t| t[path]).fold(f64::MAX, f64::min);
         println!(
             "{size} B in {count} frame(s): ours/peer {ratio:.3} (min {low:.3}, max {high:.3}, {} rounds of {BLOCK}); ours {ours_ns:.0} ns, peer {peer_ns:.0} ns; own work ours {own:.0} ns, peer {peer_own:.0} ns; fastest blocks: ours {:.0}, peer {:.0}, collect {:.0}, hmac {:.0} ns",
+            rounds.len(),
+            best(0),
+            best(1),
+            best(2),
+            best(3),
+        );
+        // The same figures for `ratios.py`.
+        println!(
+            "json: {{\"size\": {size}, \"frames\": {count}, \"rounds\": {}, \"block\": {BLOCK}, \"ratio\": {ratio:.4}, \"ratio_min\": {low:.4}, \"ratio_max\": {high:.4}, \"ours\": {ours_ns:.1}, \"peer\": {peer_ns:.1}, \"own\": {own:.1}, \"peer_own\": {peer_own:.1}, \"fastest\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
             rounds.len(),
             best(0),
             best(1),
