@@ -42,6 +42,7 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 /// `u64::MAX` has 20 digits; anything longer cannot be a Unix time in seconds.
 const MAX_TIMESTAMP_DIGITS: usize = 20;
 const SIGNATURE_LEN: usize = 32;
+const SIGNATURE_HEX_LEN: usize = 2 * SIGNATURE_LEN;
 
 /// Checks Aghanim signatures without any web framework: the verification core.
 ///
@@ -173,7 +174,7 @@ impl Verifier {
     pub fn begin(&self, timestamp: &[u8], signature: &[u8]) -> Result<Verification, Rejection> {
         let parsed_timestamp = parse_timestamp(timestamp)
             .ok_or_else(|| Rejection::new(RejectionKind::MalformedTimestamp))?;
-        let signature = decode_signature(signature)
+        let signature = signature_digits(signature)
             .ok_or_else(|| Rejection::new(RejectionKind::MalformedSignature))?;
         // Built where it stays and fed in place: copying a MAC state just written
         // stalls on store forwarding, and this one is copied on into the future anyway.
@@ -235,7 +236,8 @@ impl fmt::Debug for Verifier {
 /// ```
 pub struct Verification {
     timestamp: u64,
-    signature: [u8; SIGNATURE_LEN],
+    /// The claimed signature as received, in lowercase hex.
+    signature: [u8; SIGNATURE_HEX_LEN],
     mac: HmacSha256,
     /// One MAC per additional secret; empty, so never allocated, without a rotation.
     additional: Vec<HmacSha256>,
@@ -272,9 +274,14 @@ impl Verification {
     /// forwarding), which the resetting HMAC allows; the states are left reset.
     pub(crate) fn check(&mut self, now: u64) -> Result<u64, Rejection> {
         let signature = &self.signature;
-        // `verify_slice` compares in constant time. Which secret matched may show in the
-        // timing; that reveals nothing about any secret.
-        let verify = |mac: &mut HmacSha256| mac.verify_slice_reset(signature).is_ok();
+        // Which secret matched may show in the timing; that reveals nothing about any
+        // secret.
+        let verify = |mac: &mut HmacSha256| {
+            constant_time_eq(
+                &lower_hex_constant_time(&mac.finalize_reset().into_bytes().into()),
+                signature,
+            )
+        };
         let authentic = verify(&mut self.mac) || self.additional.iter_mut().any(verify);
         if !authentic {
             return Err(Rejection::new(RejectionKind::SignatureMismatch));
@@ -368,46 +375,50 @@ fn parse_timestamp(raw: &[u8]) -> Option<u64> {
     }
 }
 
-/// Exactly 64 hex digits, either case, no prefix. Table-driven, with one validity check
-/// at the end instead of a branch per digit.
-fn decode_signature(raw: &[u8]) -> Option<[u8; SIGNATURE_LEN]> {
-    let (pairs, []) = raw.as_chunks::<2>() else {
-        return None;
-    };
-    if pairs.len() != SIGNATURE_LEN {
-        return None;
+/// Exactly 64 hex digits, either case, no prefix, lowercased. The tag is compared in
+/// hex rather than decoded: a branch-free pass over the digits here and one encoding of
+/// the tag at the end cost less than a decode, and leave no byte-by-byte writes to copy.
+fn signature_digits(raw: &[u8]) -> Option<[u8; SIGNATURE_HEX_LEN]> {
+    let raw: &[u8; SIGNATURE_HEX_LEN] = raw.try_into().ok()?;
+    let mut digits = [0u8; SIGNATURE_HEX_LEN];
+    let mut not_hex = false;
+    for (digit, &byte) in digits.iter_mut().zip(raw) {
+        // Setting bit 5 keeps the digits and lowers `A`-`F`; nothing else lands in
+        // `a`-`f`.
+        let lower = byte | 0x20;
+        not_hex |= !(byte.is_ascii_digit() || (b'a'..=b'f').contains(&lower));
+        *digit = lower;
     }
-    let mut signature = [0u8; SIGNATURE_LEN];
-    let mut invalid = 0u8;
-    for (byte, &[high, low]) in signature.iter_mut().zip(pairs) {
-        let (high, low) = (hex_value(high), hex_value(low));
-        invalid |= high | low;
-        *byte = (high << 4) | (low & 0x0f);
-    }
-    (invalid & NOT_HEX == 0).then_some(signature)
+    (!not_hex).then_some(digits)
 }
 
-/// Marks a byte that is not a hex digit; every digit's value fits in the low nibble.
-const NOT_HEX: u8 = 0xf0;
-
-const HEX_VALUES: [u8; 256] = {
-    let mut table = [NOT_HEX; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        table[byte] = match byte as u8 {
-            digit @ b'0'..=b'9' => digit - b'0',
-            letter @ b'a'..=b'f' => letter - b'a' + 10,
-            letter @ b'A'..=b'F' => letter - b'A' + 10,
-            _ => NOT_HEX,
-        };
-        byte += 1;
+/// `tag` as lowercase hex, by arithmetic: no table lookup indexed by the secret tag.
+fn lower_hex_constant_time(tag: &[u8; SIGNATURE_LEN]) -> [u8; SIGNATURE_HEX_LEN] {
+    let mut hex = [0u8; SIGNATURE_HEX_LEN];
+    for (pair, &byte) in hex.as_chunks_mut::<2>().0.iter_mut().zip(tag) {
+        *pair = [hex_digit(byte >> 4), hex_digit(byte & 0x0f)];
     }
-    table
-};
+    hex
+}
 
-fn hex_value(byte: u8) -> u8 {
-    // Any `u8` indexes a 256-entry table.
-    HEX_VALUES[usize::from(byte)]
+/// `nibble` (below 16) as a lowercase hex digit, without a branch: 39 more past 9.
+fn hex_digit(nibble: u8) -> u8 {
+    let past_nine = (9u8.wrapping_sub(nibble) >> 7) & 1;
+    nibble + b'0' + past_nine * (b'a' - b'0' - 10)
+}
+
+/// Compares in time independent of where the inputs differ: every word is folded in,
+/// and the optimizer cannot see the result to stop early.
+fn constant_time_eq(a: &[u8; SIGNATURE_HEX_LEN], b: &[u8; SIGNATURE_HEX_LEN]) -> bool {
+    let difference = a
+        .as_chunks::<8>()
+        .0
+        .iter()
+        .zip(b.as_chunks::<8>().0)
+        .fold(0u64, |difference, (a, b)| {
+            difference | (u64::from_ne_bytes(*a) ^ u64::from_ne_bytes(*b))
+        });
+    std::hint::black_box(difference) == 0
 }
 
 #[cfg(test)]
@@ -446,16 +457,16 @@ mod tests {
     }
 
     #[test]
-    fn signatures_decode_strictly() {
+    fn signatures_are_read_strictly() {
         let lower = "00ff".repeat(16);
         let upper = "00FF".repeat(16);
         assert_eq!(
-            decode_signature(lower.as_bytes()),
-            Some([0, 255].repeat(16).try_into().unwrap())
+            signature_digits(lower.as_bytes()).as_ref().map(|d| &d[..]),
+            Some(lower.as_bytes())
         );
         assert_eq!(
-            decode_signature(lower.as_bytes()),
-            decode_signature(upper.as_bytes())
+            signature_digits(lower.as_bytes()),
+            signature_digits(upper.as_bytes())
         );
         for bad in [
             String::new(),
@@ -468,7 +479,51 @@ mod tests {
             format!("{} ", "0".repeat(63)),
             "é".repeat(32),
         ] {
-            assert_eq!(decode_signature(bad.as_bytes()), None, "{bad:?}");
+            assert_eq!(signature_digits(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    /// Every byte value in every position: accepted exactly when `u8::is_ascii_hexdigit`
+    /// says so, and then lowercased.
+    #[test]
+    fn each_byte_is_judged_as_is_ascii_hexdigit_does() {
+        for byte in 0..=u8::MAX {
+            for position in 0..SIGNATURE_HEX_LEN {
+                let mut raw = [b'0'; SIGNATURE_HEX_LEN];
+                raw[position] = byte;
+                let expected = byte.is_ascii_hexdigit().then(|| {
+                    raw[position] = byte.to_ascii_lowercase();
+                    raw
+                });
+                assert_eq!(
+                    signature_digits(&raw),
+                    expected,
+                    "{byte:#04x} at {position}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tags_encode_as_hex_does() {
+        for fill in 0..=u8::MAX {
+            let mut tag = [fill; SIGNATURE_LEN];
+            tag[0] = fill.wrapping_mul(7);
+            assert_eq!(
+                lower_hex_constant_time(&tag)[..],
+                *hex::encode(tag).as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_finds_any_difference() {
+        let digits = [b'a'; SIGNATURE_HEX_LEN];
+        assert!(constant_time_eq(&digits, &digits));
+        for position in 0..SIGNATURE_HEX_LEN {
+            let mut other = digits;
+            other[position] = b'b';
+            assert!(!constant_time_eq(&digits, &other), "{position}");
         }
     }
 }
