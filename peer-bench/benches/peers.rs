@@ -1,8 +1,11 @@
 //! aghanim-webhook against the closest published peers, in one run on one machine.
 //!
 //! ```text
-//! cd peer-bench && cargo bench
+//! cd peer-bench && cargo bench && python3 ratios.py --criterion
 //! ```
+//!
+//! Criterion measures one layer after the other; `python3 ratios.py` alternates them
+//! (through `src/bin/profile.rs`) and judges the ratios against the goals.
 //!
 //! - `layer/*`: a verified request through `AghanimSignatureLayer`, through
 //!   `tower-github-webhook` 0.2 (the only other published buffering HMAC-SHA256 tower

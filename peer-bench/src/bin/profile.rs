@@ -5,6 +5,7 @@
 //! target/release/profile ratio 1024 16 101        # ours / peer, alternating blocks
 //! target/release/profile aghanim 1024 16 100000   # ns per request, five rounds
 //! target/release/profile sizes 1024 1 1           # the two futures' sizes
+//! target/release/profile headers 1024 1 2000000   # Verifier::begin_headers alone
 //! valgrind --tool=callgrind --toggle-collect='*through_aghanim*' \
 //!     target/release/profile aghanim 1024 16 2000 # instructions in the layer's path
 //! ```
