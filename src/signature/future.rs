@@ -129,13 +129,12 @@ where
                     // Frames are taken here until the body ends, without going back
                     // through the state machine for each one.
                     let ended = loop {
-                        // Matched in place, not through `ready!`, which copies the frame
-                        // out first.
+                        // Matched in place, not through `ready!` or `into_data`: each
+                        // copies the frame the body has just written, a store-forwarding
+                        // stall per frame.
                         match body.as_mut().poll_frame(cx) {
                             Poll::Ready(Some(Ok(ref mut frame))) => {
-                                // Trailers carry nothing that was signed. The data is
-                                // read where the body wrote it: a copy of a frame just
-                                // written stalls on store forwarding, once per frame.
+                                // Trailers carry nothing that was signed.
                                 if let Some(data) = frame.data_mut() {
                                     if let Err(refused) = buffer.push(data, verification) {
                                         break Err(refusal(config, refused));
