@@ -6,8 +6,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{request::Parts, HeaderMap, Request, Response};
-use http_body::Body;
+use http::{request::Parts, HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -19,6 +19,7 @@ use super::{
 use crate::{
     body::{BufferedBody, ResponseBody},
     ready_call::ReadyCall,
+    verify::SignedHeaders,
     BoxError, Rejection, Verification, VerifiedBody,
 };
 
@@ -45,12 +46,10 @@ pin_project! {
             #[pin]
             body: ReqBody,
             pending: Option<(S, Parts)>,
-            declared_length: Option<u64>,
             // Started on the first poll, in place: a MAC state returned through `call`
             // was copied four times while just written, each copy stalling on store
             // forwarding.
-            verification: Option<Verification>,
-            buffer: BodyBuffer,
+            started: Option<Started>,
             config: Arc<Config>,
         },
         Calling {
@@ -68,26 +67,22 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<BufferedBody>>,
 {
-    pub(crate) fn new(
-        inner: S,
-        parts: Parts,
-        body: ReqBody,
-        declared_length: Option<u64>,
-        config: Arc<Config>,
-    ) -> Self {
-        let reservation = Reservation::new(config.buffer_budget.clone());
-        let buffer = BodyBuffer::new(config.body_limit, declared_length, reservation);
+    pub(crate) fn new(inner: S, parts: Parts, body: ReqBody, config: Arc<Config>) -> Self {
         Self {
             state: State::Reading {
                 body,
                 pending: Some((inner, parts)),
-                declared_length,
-                verification: None,
-                buffer,
+                started: None,
                 config,
             },
         }
     }
+}
+
+/// What reading an admitted body needs.
+struct Started {
+    verification: Verification,
+    buffer: BodyBuffer,
 }
 
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
@@ -106,18 +101,19 @@ where
                 StateProj::Reading {
                     mut body,
                     pending,
-                    declared_length,
-                    verification,
-                    buffer,
+                    started,
                     config,
                 } => 'reading: {
-                    let verification = match verification {
-                        Some(verification) => verification,
+                    let Started {
+                        verification,
+                        buffer,
+                    } = match started {
+                        Some(started) => started,
                         None => {
                             let (_, parts) =
                                 pending.as_ref().expect("future polled after completion");
-                            match admit(config, &parts.headers, *declared_length) {
-                                Ok(started) => verification.insert(started),
+                            match admit(config, &parts.headers, body.size_hint()) {
+                                Ok(admitted) => started.insert(admitted),
                                 Err(rejection) => {
                                     super::trace::rejection(&rejection, parts, 0);
                                     super::metrics::rejected(rejection.kind());
@@ -193,23 +189,39 @@ where
 /// What can be checked before a byte of the body is read: the declared length against
 /// the limit, the signature headers, and the declared length against the budget left.
 #[inline]
-fn admit(
-    config: &Config,
-    headers: &HeaderMap,
-    declared: Option<u64>,
-) -> Result<Verification, Rejection> {
+fn admit(config: &Config, headers: &HeaderMap, hint: SizeHint) -> Result<Started, Rejection> {
+    let found = SignedHeaders::find(headers);
+    let declared = declared_length(found.content_length, hint);
     let limit = config.body_limit;
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(Rejection::body_too_large(limit));
     }
-    let verification = config.verifier.begin_headers(headers)?;
+    let (timestamp, signature) = found.values()?;
+    let verification = config.verifier.begin(timestamp, signature)?;
     if let Some(budget) = &config.buffer_budget {
         let first_need = declared.map_or(0, |length| length as usize);
         if !budget.fits(first_need) {
             return Err(Rejection::overloaded(Some(budget.total())));
         }
     }
-    Ok(verification)
+    let reservation = Reservation::new(config.buffer_budget.clone());
+    Ok(Started {
+        verification,
+        buffer: BodyBuffer::new(limit, declared, reservation),
+    })
+}
+
+/// The length the client announced: the larger of the body's exact size hint (hyper
+/// derives it from `content-length`) and the `content-length` header, so neither claim
+/// can hide the other.
+fn declared_length(header: Option<&HeaderValue>, hint: SizeHint) -> Option<u64> {
+    let header = header
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    match (hint.exact(), header) {
+        (Some(hint), Some(header)) => Some(hint.max(header)),
+        (hint, header) => hint.or(header),
+    }
 }
 
 fn refusal(config: &Config, refused: Refused) -> Rejection {

@@ -5,7 +5,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -85,28 +85,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        let declared = declared_length(&parts.headers, &body);
-        ResponseFuture::new(
-            self.inner.clone(),
-            parts,
-            body,
-            declared,
-            Arc::clone(&self.config),
-        )
-    }
-}
-
-/// The length the client announced: the larger of the body's exact size hint (hyper
-/// derives it from `content-length`) and the `content-length` header, so neither claim
-/// can hide the other.
-fn declared_length<B: Body>(headers: &HeaderMap, body: &B) -> Option<u64> {
-    let header = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    match (body.size_hint().exact(), header) {
-        (Some(hint), Some(header)) => Some(hint.max(header)),
-        (hint, header) => hint.or(header),
+        ResponseFuture::new(self.inner.clone(), parts, body, Arc::clone(&self.config))
     }
 }
 
