@@ -3,6 +3,7 @@
 //! ```text
 //! cargo build --release --bin profile
 //! target/release/profile ratio 1024 16 101        # ours / peer, alternating blocks
+//! target/release/profile ratio 1024 16 15 5000    # the same with colder requests
 //! target/release/profile aghanim 1024 16 100000   # ns per request, five rounds
 //! target/release/profile sizes 1024 1 1           # the two futures' sizes
 //! target/release/profile headers 1024 1 2000000   # Verifier::begin_headers alone
@@ -24,10 +25,14 @@ use sha2::Sha256;
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_github_webhook::ValidateGitHubWebhookLayer;
 
-const BATCH: usize = 500;
+/// Requests built before the clock starts, unless a fifth argument says otherwise.
+/// Criterion's `iter_batched` with `SmallInput` builds up to a tenth of a sample's
+/// iterations at once, thousands here: a larger batch leaves the requests colder, as
+/// in its largest samples.
+const DEFAULT_BATCH: usize = 500;
 
-/// Requests per block in `ratio`: small blocks alternate often, so that the machine's
-/// drift reaches both layers alike.
+/// Requests per block in `ratio` (at least a batch): small blocks alternate often, so
+/// that the machine's drift reaches both layers alike.
 const BLOCK: usize = 2_000;
 
 fn status<S, B>(service: &S, request: Request<Frames>) -> StatusCode
@@ -87,6 +92,7 @@ fn main() {
         args[3].parse::<usize>().unwrap(),
         args[4].parse::<usize>().unwrap(),
     );
+    let batch_size = args.get(5).map_or(DEFAULT_BATCH, |batch| batch.parse().unwrap());
     let body = Bytes::from(vec![b'x'; size]);
     let aghanim = AghanimSignatureLayer::new(SECRET)
         .clock(|| TIMESTAMP)
@@ -146,7 +152,7 @@ fn main() {
         let mut elapsed = std::time::Duration::ZERO;
         let mut done = 0;
         while done < iterations {
-            let batch: Vec<_> = (0..BATCH.min(iterations - done))
+            let batch: Vec<_> = (0..batch_size.min(iterations - done))
                 .map(|_| match which {
                     "peer" => github(&body, count),
                     _ => ours(&body, count),
@@ -176,7 +182,7 @@ fn main() {
                 let mut times = [0.0; 4];
                 for step in 0..paths.len() {
                     let path = (round + step) % paths.len();
-                    times[path] = measure(paths[path], BLOCK);
+                    times[path] = measure(paths[path], BLOCK.max(batch_size));
                 }
                 times
             })
@@ -193,8 +199,9 @@ fn main() {
         // The fastest block of each path: noise only ever adds time.
         let best = |path: usize| rounds.iter().map(|t| t[path]).fold(f64::MAX, f64::min);
         println!(
-            "{size} B in {count} frame(s): ours/peer {ratio:.3} (min {low:.3}, max {high:.3}, {} rounds of {BLOCK}); ours {ours_ns:.0} ns, peer {peer_ns:.0} ns; own work ours {own:.0} ns, peer {peer_own:.0} ns; fastest blocks: ours {:.0}, peer {:.0}, collect {:.0}, hmac {:.0} ns",
+            "{size} B in {count} frame(s): ours/peer {ratio:.3} (min {low:.3}, max {high:.3}, {} rounds of {}, built {batch_size} at a time); ours {ours_ns:.0} ns, peer {peer_ns:.0} ns; own work ours {own:.0} ns, peer {peer_own:.0} ns; fastest blocks: ours {:.0}, peer {:.0}, collect {:.0}, hmac {:.0} ns",
             rounds.len(),
+            BLOCK.max(batch_size),
             best(0),
             best(1),
             best(2),
@@ -202,8 +209,9 @@ fn main() {
         );
         // The same figures for `ratios.py`.
         println!(
-            "json: {{\"size\": {size}, \"frames\": {count}, \"rounds\": {}, \"block\": {BLOCK}, \"ratio\": {ratio:.4}, \"ratio_min\": {low:.4}, \"ratio_max\": {high:.4}, \"ours\": {ours_ns:.1}, \"peer\": {peer_ns:.1}, \"own\": {own:.1}, \"peer_own\": {peer_own:.1}, \"fastest\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
+            "json: {{\"size\": {size}, \"frames\": {count}, \"rounds\": {}, \"block\": {}, \"batch\": {batch_size}, \"ratio\": {ratio:.4}, \"ratio_min\": {low:.4}, \"ratio_max\": {high:.4}, \"ours\": {ours_ns:.1}, \"peer\": {peer_ns:.1}, \"own\": {own:.1}, \"peer_own\": {peer_own:.1}, \"fastest\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
             rounds.len(),
+            BLOCK.max(batch_size),
             best(0),
             best(1),
             best(2),
