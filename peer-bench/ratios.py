@@ -15,7 +15,7 @@ layer's own work (ours - collect - HMAC floor, within each round) as the median 
 rounds.
 
 Goals: ours / peer <= 0.95 at 1 KiB and <= 1.00 at 64 KiB (the median ratio, 1 and 16
-frames); own work <= 300 ns at 1 KiB (the median over rounds).
+frames); own work <= 300 ns at 1 KiB (the median over rounds, judged at the default batch).
 """
 import argparse
 import json
@@ -26,6 +26,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 CASES = [(1024, 1, 0.95), (1024, 16, 0.95), (65536, 1, 1.00), (65536, 16, 1.00)]
 OWN_WORK_GOAL_NS = 300
+DEFAULT_BATCH = 500
 
 
 def show(ns: float) -> str:
@@ -64,7 +65,9 @@ def measure(rounds: int, batch: int) -> bool:
     print("| case | ours | peer | goal | |")
     print("|---|---|---|---|---|")
     for r, _ in results:
-        if r["size"] == 1024:
+        # With colder requests a plain collect stalls on memory the layer's path has
+        # already touched, and the difference stops meaning the layer's own work.
+        if r["size"] == 1024 and batch == DEFAULT_BATCH:
             ok = r["own"] <= OWN_WORK_GOAL_NS
             passed &= ok
             goal, verdict = f"≤ {OWN_WORK_GOAL_NS} ns", "pass" if ok else "FAIL"
@@ -107,7 +110,7 @@ def criterion_table() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=31, help="alternating rounds per case (at least 5)")
-    parser.add_argument("--batch", type=int, default=500, help="requests built before the clock starts, at a time")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="requests built before the clock starts, at a time")
     parser.add_argument("--criterion", action="store_true", help="print the last `cargo bench` results only")
     args = parser.parse_args()
     if args.criterion:
