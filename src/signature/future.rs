@@ -26,8 +26,8 @@ use crate::{
 pin_project! {
     /// The response future of [`AghanimSignature`](super::AghanimSignature).
     ///
-    /// Reads and verifies the body, then waits for the inner service to be ready and
-    /// calls it, or answers with the rejection.
+    /// On its first poll checks the headers; then reads and verifies the body, waits for
+    /// the inner service to be ready and calls it, or answers with the rejection.
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<BufferedBody>>,
