@@ -92,7 +92,9 @@ fn main() {
         args[3].parse::<usize>().unwrap(),
         args[4].parse::<usize>().unwrap(),
     );
-    let batch_size = args.get(5).map_or(DEFAULT_BATCH, |batch| batch.parse().unwrap());
+    let batch_size = args
+        .get(5)
+        .map_or(DEFAULT_BATCH, |batch| batch.parse().unwrap());
     let body = Bytes::from(vec![b'x'; size]);
     let aghanim = AghanimSignatureLayer::new(SECRET)
         .clock(|| TIMESTAMP)
@@ -189,7 +191,11 @@ fn main() {
             .collect();
         let median = |mut values: Vec<f64>| {
             values.sort_by(f64::total_cmp);
-            (values[values.len() / 2], values[0], values[values.len() - 1])
+            (
+                values[values.len() / 2],
+                values[0],
+                values[values.len() - 1],
+            )
         };
         let (ratio, low, high) = median(rounds.iter().map(|t| t[0] / t[1]).collect());
         let (own, _, _) = median(rounds.iter().map(|t| t[0] - t[2] - t[3]).collect());
@@ -197,25 +203,15 @@ fn main() {
         let (ours_ns, _, _) = median(rounds.iter().map(|t| t[0]).collect());
         let (peer_ns, _, _) = median(rounds.iter().map(|t| t[1]).collect());
         // The fastest block of each path: noise only ever adds time.
-        let best = |path: usize| rounds.iter().map(|t| t[path]).fold(f64::MAX, f64::min);
+        let [ours_best, peer_best, collect_best, hmac_best] =
+            [0, 1, 2, 3].map(|path| rounds.iter().map(|t| t[path]).fold(f64::MAX, f64::min));
+        let (count_of_rounds, block) = (rounds.len(), BLOCK.max(batch_size));
         println!(
-            "{size} B in {count} frame(s): ours/peer {ratio:.3} (min {low:.3}, max {high:.3}, {} rounds of {}, built {batch_size} at a time); ours {ours_ns:.0} ns, peer {peer_ns:.0} ns; own work ours {own:.0} ns, peer {peer_own:.0} ns; fastest blocks: ours {:.0}, peer {:.0}, collect {:.0}, hmac {:.0} ns",
-            rounds.len(),
-            BLOCK.max(batch_size),
-            best(0),
-            best(1),
-            best(2),
-            best(3),
+            "{size} B in {count} frame(s): ours/peer {ratio:.3} (min {low:.3}, max {high:.3}, {count_of_rounds} rounds of {block}, built {batch_size} at a time); ours {ours_ns:.0} ns, peer {peer_ns:.0} ns; own work ours {own:.0} ns, peer {peer_own:.0} ns; fastest blocks: ours {ours_best:.0}, peer {peer_best:.0}, collect {collect_best:.0}, hmac {hmac_best:.0} ns"
         );
         // The same figures for `ratios.py`.
         println!(
-            "json: {{\"size\": {size}, \"frames\": {count}, \"rounds\": {}, \"block\": {}, \"batch\": {batch_size}, \"ratio\": {ratio:.4}, \"ratio_min\": {low:.4}, \"ratio_max\": {high:.4}, \"ours\": {ours_ns:.1}, \"peer\": {peer_ns:.1}, \"own\": {own:.1}, \"peer_own\": {peer_own:.1}, \"fastest\": [{:.1}, {:.1}, {:.1}, {:.1}]}}",
-            rounds.len(),
-            BLOCK.max(batch_size),
-            best(0),
-            best(1),
-            best(2),
-            best(3),
+            "json: {{\"size\": {size}, \"frames\": {count}, \"rounds\": {count_of_rounds}, \"block\": {block}, \"batch\": {batch_size}, \"ratio\": {ratio:.4}, \"ratio_min\": {low:.4}, \"ratio_max\": {high:.4}, \"ours\": {ours_ns:.1}, \"peer\": {peer_ns:.1}, \"own\": {own:.1}, \"peer_own\": {peer_own:.1}}}"
         );
         return;
     }
