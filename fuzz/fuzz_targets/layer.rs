@@ -44,12 +44,18 @@ impl Body for Frames {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Failed>>> {
-        Poll::Ready(self.0.pop_front().map(|frame| frame.map(Frame::data).map_err(|()| Failed)))
+        Poll::Ready(
+            self.0
+                .pop_front()
+                .map(|frame| frame.map(Frame::data).map_err(|()| Failed)),
+        )
     }
 }
 
 fuzz_target!(|input: &[u8]| {
-    let [mode, timestamp_len, signature_len, limit, rest @ ..] = input else { return };
+    let [mode, timestamp_len, signature_len, limit, rest @ ..] = input else {
+        return;
+    };
     let (timestamp, rest) = rest.split_at(rest.len().min(usize::from(*timestamp_len) % 32));
     let (signature, rest) = rest.split_at(rest.len().min(usize::from(*signature_len)));
 
@@ -94,7 +100,10 @@ fuzz_target!(|input: &[u8]| {
     }
     if mode & 2 == 2 {
         // A declared length, honest or not.
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(u64::from(mode >> 2) * 16));
+        headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(u64::from(mode >> 2) * 16),
+        );
     }
 
     let response = run(service.oneshot(request)).unwrap();

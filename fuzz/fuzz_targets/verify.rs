@@ -18,7 +18,9 @@ fn recipe(timestamp: &[u8], body: &[u8]) -> String {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let [mode, timestamp_len, signature_len, now @ .., ] = input else { return };
+    let [mode, timestamp_len, signature_len, now @ ..] = input else {
+        return;
+    };
     let (now_bytes, rest) = now.split_at(now.len().min(8));
     let mut clock = [0u8; 8];
     clock[..now_bytes.len()].copy_from_slice(now_bytes);
@@ -28,7 +30,11 @@ fuzz_target!(|input: &[u8]| {
 
     // Half the inputs carry the right signature, so the window logic is explored too.
     let correct = recipe(timestamp, body);
-    let signature = if mode & 1 == 1 { correct.as_bytes() } else { signature };
+    let signature = if mode & 1 == 1 {
+        correct.as_bytes()
+    } else {
+        signature
+    };
 
     let mut verifier = Verifier::new(Secret::new(SECRET).unwrap());
     verifier = match mode >> 1 & 3 {
@@ -38,7 +44,13 @@ fuzz_target!(|input: &[u8]| {
     match verifier.verify(timestamp, signature, body, now) {
         Ok(verified) => {
             assert!(signature.eq_ignore_ascii_case(correct.as_bytes()));
-            assert_eq!(std::str::from_utf8(timestamp).unwrap().parse::<u64>().unwrap(), verified);
+            assert_eq!(
+                std::str::from_utf8(timestamp)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+                verified
+            );
         }
         Err(rejection) => {
             if rejection.kind() == RejectionKind::TimestampOutsideTolerance {
