@@ -26,14 +26,16 @@ use aghanim_webhook::{
 };
 use bytes::Bytes;
 use common::{
-    keyed, layer, signed_text,
+    keyed, layer,
+    sent::{send_owned, Sent},
+    signed_text,
     stores::{Faulty, Unreachable},
     GAME_ID, NOW, SECRET,
 };
 use http::{header, Request, Response, StatusCode};
 use http_body::Frame;
-use http_body_util::{BodyExt, Full};
-use tower::{util::BoxCloneService, ServiceBuilder, ServiceExt};
+use http_body_util::Full;
+use tower::{util::BoxCloneService, ServiceBuilder};
 
 type Body = ResponseBody<ResponseBody<Delayed>>;
 type Stack = BoxCloneService<Request<Full<Bytes>>, Response<Body>, String>;
@@ -154,36 +156,8 @@ fn item_add(key: &str) -> Request<Full<Bytes>> {
     delivery("item.add", key, ITEMS)
 }
 
-#[derive(Debug)]
-struct Sent {
-    status: StatusCode,
-    outcome: Option<IdempotencyOutcome>,
-    replayed: bool,
-    retry_after: Option<String>,
-    body: String,
-}
-
 async fn send(stack: &Stack, request: Request<Full<Bytes>>) -> Result<Sent, String> {
     send_owned(stack.clone(), request).await
-}
-
-async fn send_owned(stack: Stack, request: Request<Full<Bytes>>) -> Result<Sent, String> {
-    let response = stack.oneshot(request).await?;
-    let outcome = response.extensions().get::<IdempotencyOutcome>().copied();
-    let replayed = response.headers().get("idempotent-replayed").is_some();
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .map(|value| value.to_str().unwrap().to_owned());
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok(Sent {
-        status,
-        outcome,
-        replayed,
-        retry_after,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    })
 }
 
 /// The stores every test runs on: memory, and Redis (one server, and a three-node

@@ -21,7 +21,7 @@ use aghanim_webhook::{
     },
 };
 use bytes::Bytes;
-use common::{keyed, layer, postgres_server::PostgresServer, signed_text};
+use common::{keyed, layer, postgres_server::PostgresServer, sent::send_owned, signed_text};
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use sqlx::{postgres::PgPoolOptions, PgPool};
@@ -170,31 +170,6 @@ fn item_add(key: &str) -> Request<Full<Bytes>> {
     signed_text(keyed("item.add", items, key))
 }
 
-#[derive(Debug)]
-struct Sent {
-    status: StatusCode,
-    outcome: Option<IdempotencyOutcome>,
-    replayed: bool,
-    retry_after: bool,
-    body: String,
-}
-
-async fn send(stack: Stack, request: Request<Full<Bytes>>) -> Result<Sent, String> {
-    let response = stack.oneshot(request).await?;
-    let outcome = response.extensions().get::<IdempotencyOutcome>().copied();
-    let replayed = response.headers().contains_key("idempotent-replayed");
-    let retry_after = response.headers().contains_key(header::RETRY_AFTER);
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok(Sent {
-        status,
-        outcome,
-        replayed,
-        retry_after,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    })
-}
-
 async fn credits(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM credits")
         .fetch_one(pool)
@@ -217,11 +192,11 @@ async fn a_delivery_credits_once_and_its_duplicates_are_replayed() {
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
         &handler,
     );
-    let first = send(stack.clone(), item_add("ord_1")).await.unwrap();
+    let first = send_owned(stack.clone(), item_add("ord_1")).await.unwrap();
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
     for _ in 0..2 {
-        let again = send(stack.clone(), item_add("ord_1")).await.unwrap();
+        let again = send_owned(stack.clone(), item_add("ord_1")).await.unwrap();
         assert_eq!((again.status, again.replayed), (StatusCode::OK, true));
         assert_eq!(again.body, first.body);
     }
@@ -243,7 +218,7 @@ async fn thirty_copies_through_three_instances_credit_once() {
         ));
     }
     let copies: Vec<_> = (0..30)
-        .map(|i| tokio::spawn(send(instances[i % 3].clone(), item_add("ord_race"))))
+        .map(|i| tokio::spawn(send_owned(instances[i % 3].clone(), item_add("ord_race"))))
         .collect();
     let mut replays = 0;
     for copy in copies {
@@ -265,7 +240,7 @@ async fn the_handlers_writes_are_visible_only_once_the_answer_is_recorded() {
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
         &handler,
     );
-    let running = tokio::spawn(send(stack.clone(), item_add("ord_2")));
+    let running = tokio::spawn(send_owned(stack.clone(), item_add("ord_2")));
     handler.until_written(1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
@@ -291,7 +266,7 @@ async fn a_failed_run_leaves_nothing_and_the_next_delivery_runs_at_once() {
         .wait(Duration::from_millis(300));
     let stack = stack(idempotency, &handler);
     for status in [500, 400] {
-        let failed = send(stack.clone(), item_add("ord_3")).await.unwrap();
+        let failed = send_owned(stack.clone(), item_add("ord_3")).await.unwrap();
         assert_eq!(failed.status.as_u16(), status);
         assert_eq!(
             failed.outcome,
@@ -299,15 +274,15 @@ async fn a_failed_run_leaves_nothing_and_the_next_delivery_runs_at_once() {
         );
         assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
     }
-    let panicked = tokio::spawn(send(stack.clone(), item_add("ord_3")));
+    let panicked = tokio::spawn(send_owned(stack.clone(), item_add("ord_3")));
     assert!(panicked.await.unwrap_err().is_panic());
     // The client goes away mid-handler: the request future is dropped.
-    let dropped = tokio::spawn(send(stack.clone(), item_add("ord_3")));
+    let dropped = tokio::spawn(send_owned(stack.clone(), item_add("ord_3")));
     handler.until_written(4).await;
     dropped.abort();
     let _ = dropped.await;
     // Each left no row, and the key is free at once: no lease to wait out.
-    let next = send(stack.clone(), item_add("ord_3")).await.unwrap();
+    let next = send_owned(stack.clone(), item_add("ord_3")).await.unwrap();
     assert_eq!(next.status, StatusCode::OK, "{next:?}");
     assert_eq!(next.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
     assert_eq!(handler.runs(), 5);
@@ -322,7 +297,7 @@ async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx() {
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
         &handler,
     );
-    let running = tokio::spawn(send(stack.clone(), item_add("ord_4")));
+    let running = tokio::spawn(send_owned(stack.clone(), item_add("ord_4")));
     handler.until_written(1).await;
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -334,9 +309,9 @@ async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx() {
     assert_eq!(killed, 1);
     let cut = running.await.unwrap().unwrap();
     assert_eq!(cut.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(cut.retry_after);
+    assert!(cut.retry_after.is_some());
     assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
-    let retry = send(stack, item_add("ord_4")).await.unwrap();
+    let retry = send_owned(stack, item_add("ord_4")).await.unwrap();
     assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
     assert_eq!(credits(&db.pool).await, 1);
 }
@@ -351,9 +326,11 @@ async fn a_duplicate_waits_for_the_running_copy_then_replays_or_gets_503() {
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
         &handler,
     );
-    let original = tokio::spawn(send(patient.clone(), item_add("ord_5")));
+    let original = tokio::spawn(send_owned(patient.clone(), item_add("ord_5")));
     handler.until_written(1).await;
-    let duplicate = send(patient.clone(), item_add("ord_5")).await.unwrap();
+    let duplicate = send_owned(patient.clone(), item_add("ord_5"))
+        .await
+        .unwrap();
     assert_eq!(
         (duplicate.status, duplicate.replayed),
         (StatusCode::OK, true)
@@ -365,12 +342,12 @@ async fn a_duplicate_waits_for_the_running_copy_then_replays_or_gets_503() {
             .wait(Duration::from_millis(200)),
         &handler,
     );
-    let slow = tokio::spawn(send(hasty.clone(), item_add("ord_6")));
+    let slow = tokio::spawn(send_owned(hasty.clone(), item_add("ord_6")));
     handler.until_written(2).await;
-    let busy = send(hasty, item_add("ord_6")).await.unwrap();
+    let busy = send_owned(hasty, item_add("ord_6")).await.unwrap();
     assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(busy.outcome, Some(IdempotencyOutcome::StillInProgress));
-    assert!(busy.retry_after);
+    assert!(busy.retry_after.is_some());
     assert_eq!(slow.await.unwrap().unwrap().status, StatusCode::OK);
     assert_eq!(handler.runs(), 2);
 }
@@ -384,11 +361,14 @@ async fn the_same_key_with_another_payload_is_refused() {
         &handler,
     );
     assert_eq!(
-        send(stack.clone(), item_add("ord_7")).await.unwrap().status,
+        send_owned(stack.clone(), item_add("ord_7"))
+            .await
+            .unwrap()
+            .status,
         StatusCode::OK
     );
     let other = r#"{"player_id":"p1","items":[{"sku":"gems","quantity":500}]}"#;
-    let reused = send(stack, signed_text(keyed("item.add", other, "ord_7")))
+    let reused = send_owned(stack, signed_text(keyed("item.add", other, "ord_7")))
         .await
         .unwrap();
     assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -404,10 +384,10 @@ async fn no_connection_from_the_pool_in_time_is_503_not_a_hang() {
         .store_timeout(Duration::from_millis(300))
         .wait(Duration::from_millis(100));
     let stack = stack(idempotency, &handler);
-    let holder = tokio::spawn(send(stack.clone(), item_add("ord_8")));
+    let holder = tokio::spawn(send_owned(stack.clone(), item_add("ord_8")));
     handler.until_written(1).await;
     let started = tokio::time::Instant::now();
-    let starved = send(stack, item_add("ord_9")).await.unwrap();
+    let starved = send_owned(stack, item_add("ord_9")).await.unwrap();
     assert_eq!(starved.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(starved.outcome, Some(IdempotencyOutcome::StoreUnavailable));
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -421,18 +401,18 @@ async fn a_postgres_restart_mid_run_is_503_and_then_correct_answers() {
     let idempotency = IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
         .store_timeout(Duration::from_millis(500));
     let stack = stack(idempotency, &handler);
-    let running = tokio::spawn(send(stack.clone(), item_add("ord_10")));
+    let running = tokio::spawn(send_owned(stack.clone(), item_add("ord_10")));
     handler.until_written(1).await;
     db.server.stop_immediate();
     assert_eq!(
         running.await.unwrap().unwrap().status,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let down = send(stack.clone(), item_add("ord_10")).await.unwrap();
+    let down = send_owned(stack.clone(), item_add("ord_10")).await.unwrap();
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     db.server.start_server();
     let answered = common::eventually(|| async {
-        let sent = send(stack.clone(), item_add("ord_10")).await.unwrap();
+        let sent = send_owned(stack.clone(), item_add("ord_10")).await.unwrap();
         (sent.status == StatusCode::OK).then_some(sent)
     })
     .await
@@ -442,7 +422,12 @@ async fn a_postgres_restart_mid_run_is_503_and_then_correct_answers() {
         Some(IdempotencyOutcome::Ran { attempt: 1 })
     );
     assert_eq!(credits(&db.pool).await, 1);
-    assert!(send(stack, item_add("ord_10")).await.unwrap().replayed);
+    assert!(
+        send_owned(stack, item_add("ord_10"))
+            .await
+            .unwrap()
+            .replayed
+    );
 }
 
 #[tokio::test]
@@ -453,7 +438,10 @@ async fn retention_deletes_only_expired_records() {
     let stack = stack(IdempotencyLayer::transactional(store.clone()), &handler);
     for key in ["old_1", "old_2", "new_1"] {
         assert_eq!(
-            send(stack.clone(), item_add(key)).await.unwrap().status,
+            send_owned(stack.clone(), item_add(key))
+                .await
+                .unwrap()
+                .status,
             StatusCode::OK
         );
     }
@@ -467,7 +455,7 @@ async fn retention_deletes_only_expired_records() {
         .unwrap();
     assert_eq!(deleted, 2);
     assert_eq!(records(&db.pool).await, 1);
-    assert!(send(stack, item_add("new_1")).await.unwrap().replayed);
+    assert!(send_owned(stack, item_add("new_1")).await.unwrap().replayed);
 }
 
 #[tokio::test]
@@ -535,9 +523,9 @@ async fn a_duplicate_waiting_on_a_copy_that_rolls_back_runs_itself() {
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
         &handler,
     );
-    let original = tokio::spawn(send(stack.clone(), item_add("ord_13")));
+    let original = tokio::spawn(send_owned(stack.clone(), item_add("ord_13")));
     handler.until_written(1).await;
-    let duplicate = send(stack, item_add("ord_13")).await.unwrap();
+    let duplicate = send_owned(stack, item_add("ord_13")).await.unwrap();
     assert_eq!(duplicate.status, StatusCode::OK, "{duplicate:?}");
     assert_eq!(
         duplicate.outcome,
@@ -572,13 +560,18 @@ async fn the_table_name_is_configurable_and_checked() {
     let handler = Handler::default();
     let stack = stack(IdempotencyLayer::transactional(store), &handler);
     assert_eq!(
-        send(stack.clone(), item_add("ord_14"))
+        send_owned(stack.clone(), item_add("ord_14"))
             .await
             .unwrap()
             .status,
         StatusCode::OK
     );
-    assert!(send(stack, item_add("ord_14")).await.unwrap().replayed);
+    assert!(
+        send_owned(stack, item_add("ord_14"))
+            .await
+            .unwrap()
+            .replayed
+    );
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM game.webhook_records")
         .fetch_one(&db.pool)
         .await

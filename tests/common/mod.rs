@@ -8,6 +8,8 @@ pub mod postgres_server;
 #[cfg(feature = "idempotency")]
 pub mod redis_server;
 #[cfg(feature = "idempotency")]
+pub mod sent;
+#[cfg(feature = "idempotency")]
 pub mod stores;
 
 #[allow(unused_imports)] // Not every test target runs futures by hand.
