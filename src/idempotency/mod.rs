@@ -116,23 +116,23 @@
 //! # }
 //! ```
 
+mod answer;
 mod config;
 mod fingerprint;
 mod future;
 mod in_flight;
 mod key;
 mod layer;
+mod leased;
 mod metrics;
 mod outcome;
 mod policy;
-mod run;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+mod postgres;
 mod service;
 mod store;
 mod trace;
-#[cfg(feature = "postgres")]
-mod transaction;
-#[cfg(feature = "postgres")]
-mod transactional;
 
 pub use future::ResponseFuture;
 pub use key::Claim;
@@ -142,17 +142,14 @@ pub use layer::{
 };
 pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
 pub use policy::Policy;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{DeliveryTransaction, PostgresStore, DEFAULT_POSTGRES_TABLE};
 pub use service::Idempotency;
 pub use store::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, MemoryStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse, DEFAULT_MEMORY_CAPACITY,
 };
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use store::{PostgresStore, DEFAULT_POSTGRES_TABLE};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisStore, DEFAULT_REDIS_PREFIX};
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use transaction::DeliveryTransaction;

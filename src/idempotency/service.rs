@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::{
     config::{Backend, Config},
     key::Delivery,
-    run::deduplicated,
+    leased::deduplicated,
     Policy, ResponseFuture,
 };
 use crate::{
@@ -127,7 +127,7 @@ where
             #[cfg(feature = "postgres")]
             Backend::Transactional(store) => {
                 let store = store.clone();
-                ResponseFuture::deduplicated(Box::pin(super::transactional::in_transaction(
+                ResponseFuture::deduplicated(Box::pin(super::postgres::in_transaction(
                     store, inner, request, config, delivery,
                 )))
             }

@@ -2,16 +2,10 @@
 //! one file each.
 
 mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
 pub use memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
-#[cfg(feature = "postgres")]
-pub(crate) use postgres::{Claim as PostgresClaim, OpenTransaction, Recorded};
-#[cfg(feature = "postgres")]
-pub use postgres::{PostgresStore, DEFAULT_POSTGRES_TABLE};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, DEFAULT_REDIS_PREFIX};
 

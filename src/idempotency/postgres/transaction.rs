@@ -3,10 +3,11 @@ use std::{fmt, sync::Arc};
 use sqlx::PgConnection;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
-use super::{store::OpenTransaction, StoreError};
+use super::store::OpenTransaction;
+use crate::idempotency::StoreError;
 
 /// The delivery's database transaction, in the request's extensions when the layer is
-/// [`transactional`](super::IdempotencyLayer::transactional) (feature `postgres`): the
+/// [`transactional`](crate::idempotency::IdempotencyLayer::transactional) (feature `postgres`): the
 /// handler's statements on it commit together with the delivery's claim and recorded
 /// answer, or not at all.
 ///

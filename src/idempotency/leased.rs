@@ -6,17 +6,16 @@ use std::{panic, pin::pin, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
 use tokio::{runtime::Handle, time::Instant};
 use tower_service::Service;
 
 use super::{
+    answer::{handle, marked, report},
     config::Config,
     key::{Claim, Delivery},
     outcome::{self, IdempotencyOutcome},
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
 };
-use crate::ready_call::ReadyCall;
 
 /// The first pause of a waiting duplicate; it doubles up to [`LONGEST_PAUSE`]. A store
 /// that can tell when a record changes wakes the waiter sooner.
@@ -296,41 +295,6 @@ where
 {
     let answered = handle(inner, request).await?;
     Ok(answered.unwrap_or_else(|()| outcome::body_failed()))
-}
-
-/// Waits for the handler's readiness, calls it and collects its answer; the inner
-/// `Err` is an answer whose body failed.
-pub(super) async fn handle<S, ReqBody, ResBody>(
-    inner: S,
-    request: Request<ReqBody>,
-) -> Result<Result<Response<Bytes>, ()>, S::Error>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
-{
-    let (parts, body) = ReadyCall::new(inner, request).await?.into_parts();
-    Ok(match body.collect().await {
-        Ok(collected) => Ok(Response::from_parts(parts, collected.to_bytes())),
-        Err(_) => Err(()),
-    })
-}
-
-/// Reports what the layer did, in the response extensions, through `tracing` and the
-/// metrics.
-pub(super) fn marked(
-    mut response: Response<Bytes>,
-    reported: IdempotencyOutcome,
-    dedupe_key: &str,
-) -> Response<Bytes> {
-    report(reported, dedupe_key);
-    response.extensions_mut().insert(reported);
-    response
-}
-
-/// Reports a decision through `tracing` and the metrics.
-pub(super) fn report(reported: IdempotencyOutcome, dedupe_key: &str) {
-    super::trace::decision(reported, dedupe_key);
-    super::metrics::decision(reported);
 }
 
 /// Releases the claim, fenced by the owner token, if it is dropped while `held`: a

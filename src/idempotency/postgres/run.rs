@@ -10,12 +10,16 @@ use tokio::time::{timeout, Instant};
 use tower_service::Service;
 
 use super::{
+    store::{Claim as PostgresClaim, Recorded},
+    DeliveryTransaction, PostgresStore,
+};
+use crate::idempotency::{
+    answer::{handle, marked, report},
     config::Config,
     key::{Claim, Delivery},
+    metrics,
     outcome::{self, IdempotencyOutcome},
-    run::{handle, marked, report},
-    store::{PostgresClaim, Recorded},
-    DeliveryTransaction, PostgresStore,
+    trace,
 };
 
 /// The `retry-after` of a duplicate whose original still runs: it holds a transaction,
@@ -49,7 +53,7 @@ where
     let claiming = store.claim(&key, &fingerprint, config.wait);
     let started = Instant::now();
     let claimed = timeout(config.store_timeout + config.wait, claiming).await;
-    super::metrics::store_call("postgres", "claim", started.elapsed());
+    metrics::store_call("postgres", "claim", started.elapsed());
     let open = match claimed {
         Ok(Ok(PostgresClaim::Claimed(open))) => open,
         Ok(Ok(PostgresClaim::Recorded(recorded))) => {
@@ -63,8 +67,8 @@ where
         Ok(Err(_)) | Err(_) => return Ok(unavailable()),
     };
 
-    super::trace::claim(&dedupe_key, Some(1));
-    super::metrics::claim(true);
+    trace::claim(&dedupe_key, Some(1));
+    metrics::claim(true);
     let transaction = DeliveryTransaction::new(open);
     request.extensions_mut().insert(transaction.clone());
     request.extensions_mut().insert(Claim {
@@ -97,7 +101,7 @@ where
     let committing = open.record_and_commit(store.table_name(), &key, &stored);
     let started = Instant::now();
     let committed = timeout(config.store_timeout, committing).await;
-    super::metrics::store_call("postgres", "commit", started.elapsed());
+    metrics::store_call("postgres", "commit", started.elapsed());
     match committed {
         Ok(Ok(())) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
         // Not committed, so nothing happened: never a 2xx.

@@ -3,7 +3,7 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 use bytes::Bytes;
 use sqlx::{pool::PoolConnection, postgres::PgRow, PgConnection, PgPool, Postgres, Row};
 
-use super::{StoreError, StoreFuture, StoredResponse};
+use crate::idempotency::{StoreError, StoreFuture, StoredResponse};
 use crate::sign::lower_hex;
 
 /// The table unless configured otherwise.

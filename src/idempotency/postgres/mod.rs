@@ -1,0 +1,10 @@
+//! The transactional path (feature `postgres`): one database transaction per delivery
+//! holds the claim, the handler's writes and the recorded answer.
+
+mod run;
+mod store;
+mod transaction;
+
+pub(crate) use run::in_transaction;
+pub use store::{PostgresStore, DEFAULT_POSTGRES_TABLE};
+pub use transaction::DeliveryTransaction;
