@@ -12,7 +12,7 @@ use std::{
     process::{Command, Output},
 };
 
-use aghanim_webhook::{events::EventType, sign, unix_now};
+use aghanim_webhook::{events::EventType, idempotency::DEFAULT_RUN_TIMEOUT, sign, unix_now};
 use common::SECRET;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_aghanim-webhook");
@@ -20,7 +20,13 @@ const TOOL: &str = env!("CARGO_BIN_EXE_aghanim-webhook");
 async fn server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server_app::in_memory(SECRET).router).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            server_app::in_memory(SECRET, DEFAULT_RUN_TIMEOUT).router,
+        )
+        .await
+    });
     address
 }
 

@@ -13,7 +13,7 @@ mod server_app;
 
 use std::net::SocketAddr;
 
-use aghanim_webhook::{sign, unix_now};
+use aghanim_webhook::{idempotency::DEFAULT_RUN_TIMEOUT, sign, unix_now};
 use common::{keyed, SECRET};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -23,7 +23,13 @@ use tokio::{
 async fn axum_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server_app::in_memory(SECRET).router).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            server_app::in_memory(SECRET, DEFAULT_RUN_TIMEOUT).router,
+        )
+        .await
+    });
     address
 }
 
@@ -123,9 +129,12 @@ async fn aghanim_docs_test_request_is_answered_with_the_player() {
         .body(axum::body::Body::from(DOCS_TEST_REQUEST))
         .unwrap();
     aghanim_webhook::sign_headers(request.headers_mut(), SECRET, unix_now(), DOCS_TEST_REQUEST);
-    let response = tower::ServiceExt::oneshot(server_app::in_memory(SECRET).router, request)
-        .await
-        .unwrap();
+    let response = tower::ServiceExt::oneshot(
+        server_app::in_memory(SECRET, DEFAULT_RUN_TIMEOUT).router,
+        request,
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), 200);
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
@@ -421,14 +430,16 @@ async fn twelve_copies_runs(a: SocketAddr, b: SocketAddr, purchase: &str) -> usi
 
 /// One more example server instance on the private Redis.
 async fn serve_on_redis(redis: &common::redis_server::RedisServer) -> SocketAddr {
-    let app = server_app::on_redis(SECRET, &redis.url()).await.unwrap();
+    let app = server_app::on_redis(SECRET, &redis.url(), DEFAULT_RUN_TIMEOUT)
+        .await
+        .unwrap();
     serve(app.router).await
 }
 
 /// One more example server instance on the private PostgreSQL.
 #[cfg(feature = "postgres")]
 async fn serve_on_postgres(postgres: &common::postgres_server::PostgresServer) -> SocketAddr {
-    let app = server_app::on_postgres(SECRET, &postgres.url())
+    let app = server_app::on_postgres(SECRET, &postgres.url(), DEFAULT_RUN_TIMEOUT)
         .await
         .unwrap();
     serve(app.router).await
@@ -687,7 +698,7 @@ async fn get_status(address: SocketAddr, path: &str) -> u16 {
 
 #[tokio::test]
 async fn ops_routes_report_liveness_and_the_stores_readiness() {
-    let memory = server_app::in_memory(SECRET);
+    let memory = server_app::in_memory(SECRET, DEFAULT_RUN_TIMEOUT);
     let ops = serve(server_app::ops_router(memory.backing, None)).await;
     assert_eq!(get_status(ops, "/health/live").await, 200);
     assert_eq!(get_status(ops, "/health/ready").await, 200);
@@ -698,7 +709,9 @@ async fn ops_routes_report_liveness_and_the_stores_readiness() {
     );
 
     if let Some(mut redis) = common::redis_server::RedisServer::start() {
-        let app = server_app::on_redis(SECRET, &redis.url()).await.unwrap();
+        let app = server_app::on_redis(SECRET, &redis.url(), DEFAULT_RUN_TIMEOUT)
+            .await
+            .unwrap();
         let ops = serve(server_app::ops_router(app.backing, None)).await;
         assert_eq!(get_status(ops, "/health/ready").await, 200);
         redis.kill();
@@ -707,7 +720,7 @@ async fn ops_routes_report_liveness_and_the_stores_readiness() {
     }
     #[cfg(feature = "postgres")]
     if let Some(postgres) = common::postgres_server::PostgresServer::start() {
-        let app = server_app::on_postgres(SECRET, &postgres.url())
+        let app = server_app::on_postgres(SECRET, &postgres.url(), DEFAULT_RUN_TIMEOUT)
             .await
             .unwrap();
         let ops = serve(server_app::ops_router(app.backing, None)).await;

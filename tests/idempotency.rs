@@ -79,6 +79,8 @@ impl http_body::Body for Delayed {
 struct Handler {
     script: Arc<Mutex<VecDeque<(Duration, Answer)>>>,
     runs: Arc<AtomicUsize>,
+    /// Runs that got past their scripted pause: a cancelled or timed-out run never does.
+    finished: Arc<AtomicUsize>,
     claims: Arc<Mutex<Vec<Claim>>>,
 }
 
@@ -109,6 +111,7 @@ impl Handler {
         let step = self.script.lock().unwrap().pop_front();
         let (after, answer) = step.unwrap_or((Duration::ZERO, Answer::Ok));
         tokio::time::sleep(after).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
         let mut body = format!(r#"{{"run":{run}}}"#);
         let mut delay = None;
         let status = match answer {
@@ -855,20 +858,171 @@ fn outside_a_tokio_runtime_a_deduplicated_delivery_is_a_500_that_touches_nothing
     assert!(store.is_empty());
 }
 
+// Real time: the Redis stores answer over real sockets.
+#[tokio::test]
+async fn a_shutdown_past_its_drain_deadline_cancels_the_runs_then_frees_their_keys() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::from_millis(1500), Answer::Ok);
+        let idempotency =
+            IdempotencyLayer::new(backend.store.clone()).wait(Duration::from_millis(100));
+        let instance = stack(idempotency.clone(), &handler);
+        let stuck = tokio::spawn(send_owned(instance.clone(), item_add("ord_15")));
+        until_runs(&handler, 1).await;
+        assert_eq!(idempotency.runs_in_flight(), 1, "{}", backend.name);
+        assert_eq!(idempotency.cancel_in_flight().await, 1, "{}", backend.name);
+        assert_eq!(idempotency.runs_in_flight(), 0);
+        let cut = stuck.await.unwrap().unwrap();
+        assert_eq!(cut.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            cut.outcome,
+            Some(IdempotencyOutcome::Cancelled { attempt: 1 })
+        );
+
+        // Another instance's retry runs at once, and the cancelled handler never
+        // finishes beside it.
+        let other = stack(IdempotencyLayer::new(backend.store.clone()), &handler);
+        let retry = send(&other, item_add("ord_15")).await.unwrap();
+        assert_eq!(
+            retry.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 2 }),
+            "{}",
+            backend.name
+        );
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(handler.runs(), 2);
+        assert_eq!(
+            handler.finished.load(Ordering::SeqCst),
+            1,
+            "{}",
+            backend.name
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_shutdown_past_its_drain_deadline_releases_the_claims_in_flight() {
-    let handler = Handler::default().then(Duration::from_secs(3600), Answer::Ok);
-    let idempotency = IdempotencyLayer::in_memory().wait(Duration::from_millis(100));
+async fn runs_that_start_after_the_cancellation_are_cancelled_too() {
+    let handler = Handler::default().then(Duration::from_secs(1), Answer::Ok);
+    let idempotency = IdempotencyLayer::in_memory();
     let stack = stack(idempotency.clone(), &handler);
-    let _stuck = tokio::spawn(send_owned(stack.clone(), item_add("ord_15")));
-    until_runs(&handler, 1).await;
-    assert_eq!(idempotency.release_in_flight().await, 1);
-    // Another instance's retry runs at once instead of waiting out the lease.
-    let retry = send(&stack, item_add("ord_15")).await.unwrap();
-    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 2 }));
+    assert_eq!(idempotency.cancel_in_flight().await, 0);
+    let late = send(&stack, item_add("ord_late")).await.unwrap();
     assert_eq!(
-        idempotency.release_in_flight().await,
-        0,
-        "a finished run is not listed"
+        late.outcome,
+        Some(IdempotencyOutcome::Cancelled { attempt: 1 })
     );
+    assert_eq!(handler.finished.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_drain_waits_for_a_run_whose_client_hung_up() {
+    let handler = Handler::default().then(Duration::from_secs(3), Answer::Ok);
+    let idempotency = IdempotencyLayer::in_memory();
+    let stack = stack(idempotency.clone(), &handler);
+    let hung_up = tokio::spawn(send_owned(stack.clone(), item_add("ord_16")));
+    until_runs(&handler, 1).await;
+    hung_up.abort();
+    let started = tokio::time::Instant::now();
+    idempotency.runs_finished().await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "returned before the run ended"
+    );
+    assert_eq!(handler.finished.load(Ordering::SeqCst), 1);
+    let retry = send(&stack, item_add("ord_16")).await.unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Replayed));
+}
+
+#[tokio::test]
+async fn a_hung_handler_is_cancelled_at_the_run_timeout_and_its_key_runs_again() {
+    for backend in backends().await {
+        let handler = Handler::default().then(Duration::from_millis(1500), Answer::Ok);
+        let idempotency =
+            IdempotencyLayer::new(backend.store.clone()).run_timeout(Duration::from_millis(300));
+        let stack = stack(idempotency, &handler);
+        let hung = send(&stack, item_add("ord_17")).await.unwrap();
+        assert_eq!(
+            hung.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            backend.name
+        );
+        assert_eq!(
+            hung.outcome,
+            Some(IdempotencyOutcome::TimedOut { attempt: 1 })
+        );
+        let retry = send(&stack, item_add("ord_17")).await.unwrap();
+        assert_eq!(
+            retry.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 2 }),
+            "{}",
+            backend.name
+        );
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(
+            handler.finished.load(Ordering::SeqCst),
+            1,
+            "{}",
+            backend.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_complete_that_fails_once_is_tried_again_and_the_handler_runs_once() {
+    for backend in backends().await {
+        let handler = Handler::default();
+        let store = Arc::new(Faulty::new(backend.store.clone()));
+        store.failing_completes.store(1, Ordering::SeqCst);
+        let idempotency = IdempotencyLayer::new(store.clone() as Arc<dyn IdempotencyStore>)
+            .lease(Duration::from_secs(1));
+        let stack = stack(idempotency, &handler);
+        let first = send(&stack, item_add("ord_18")).await.unwrap();
+        assert_eq!(
+            first.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 1 }),
+            "{}",
+            backend.name
+        );
+        assert_eq!(store.completes.load(Ordering::SeqCst), 2);
+        // Past the lease: a claim left without its answer would run again now.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let again = send(&stack, item_add("ord_18")).await.unwrap();
+        assert_eq!(
+            again.outcome,
+            Some(IdempotencyOutcome::Replayed),
+            "{}",
+            backend.name
+        );
+        assert_eq!(handler.runs(), 1);
+    }
+}
+
+#[test]
+fn settings_that_cannot_be_expressed_are_refused_when_the_layer_is_built() {
+    // PostgreSQL's timeouts are 32-bit milliseconds; a deadline must fit a clock.
+    let too_long = Duration::from_millis(1 << 31);
+    type Builder = fn(Duration) -> IdempotencyLayer;
+    let builders: [(&str, Builder); 5] = [
+        ("wait", |d| IdempotencyLayer::in_memory().wait(d)),
+        ("lease", |d| IdempotencyLayer::in_memory().lease(d)),
+        ("store_timeout", |d| {
+            IdempotencyLayer::in_memory().store_timeout(d)
+        }),
+        ("run_timeout", |d| {
+            IdempotencyLayer::in_memory().run_timeout(d)
+        }),
+        ("retention", |d| {
+            IdempotencyLayer::in_memory().retention(d * 10_000_000)
+        }),
+    ];
+    for (setting, build) in builders {
+        let built = std::panic::catch_unwind(|| build(too_long));
+        assert!(built.is_err(), "{setting} of {too_long:?} was accepted");
+    }
+    // The longest accepted settings still give deadlines that never overflow.
+    let _ = IdempotencyLayer::in_memory()
+        .wait(Duration::from_millis((1 << 30) - 1))
+        .store_timeout(Duration::from_millis((1 << 30) - 1))
+        .run_timeout(Duration::from_millis((1 << 30) - 1))
+        .retention(Duration::from_secs(99 * 365 * 24 * 3600));
 }

@@ -10,6 +10,7 @@
 use std::{
     collections::{HashMap, HashSet},
     error::Error,
+    str::FromStr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -36,7 +37,7 @@ use redis::{
     AsyncCommands, RedisResult, Script,
 };
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{postgres::PgConnectOptions, PgPool};
 use tower_http::timeout::TimeoutLayer;
 
 /// How long a whole request may take, body included: a client that stalls mid-body gets
@@ -81,8 +82,8 @@ impl Backing {
 
 /// `POST /webhook` with everything in this process: the memory store (one instance
 /// only) and an in-memory inventory.
-pub fn in_memory(secret: &str) -> App {
-    let idempotency = IdempotencyLayer::in_memory();
+pub fn in_memory(secret: &str, run_timeout: Duration) -> App {
+    let idempotency = IdempotencyLayer::in_memory().run_timeout(run_timeout);
     App {
         router: router_with(secret, Game::in_memory(), idempotency.clone()),
         idempotency,
@@ -92,13 +93,18 @@ pub fn in_memory(secret: &str) -> App {
 
 /// `POST /webhook` with the idempotency records and the inventory in the Redis at
 /// `url`, shared by every instance that uses it.
-pub async fn on_redis(secret: &str, url: &str) -> Result<App, Box<dyn Error>> {
+pub async fn on_redis(
+    secret: &str,
+    url: &str,
+    run_timeout: Duration,
+) -> Result<App, Box<dyn Error>> {
     let store = RedisStore::connect(url).await?;
     let connection = ConnectionManager::new(redis::Client::open(url)?).await?;
+    warn_of_lost_credits(&mut connection.clone()).await;
     let game = Game {
         inventory: Inventory::Redis(connection.clone()),
     };
-    let idempotency = IdempotencyLayer::new(store);
+    let idempotency = IdempotencyLayer::new(store).run_timeout(run_timeout);
     Ok(App {
         router: router_with(secret, game, idempotency.clone()),
         idempotency,
@@ -110,8 +116,20 @@ pub async fn on_redis(secret: &str, url: &str) -> Result<App, Box<dyn Error>> {
 /// `url` (tables created at start), shared by every instance that uses it: each item
 /// event's credit commits in the same transaction as its claim and recorded answer.
 /// Records older than the retention are purged hourly.
-pub async fn on_postgres(secret: &str, url: &str) -> Result<App, Box<dyn Error>> {
-    let pool = PgPool::connect(url).await?;
+pub async fn on_postgres(
+    secret: &str,
+    url: &str,
+    run_timeout: Duration,
+) -> Result<App, Box<dyn Error>> {
+    // The server probes each connection after 10 s of silence, so a host that is gone
+    // (not merely frozen: the transactions' own timeouts cover that) is noticed in
+    // about 25 s instead of the 2 h default.
+    let options = PgConnectOptions::from_str(url)?.options([
+        ("tcp_keepalives_idle", "10"),
+        ("tcp_keepalives_interval", "5"),
+        ("tcp_keepalives_count", "3"),
+    ]);
+    let pool = PgPool::connect_with(options).await?;
     let store = PostgresStore::new(pool.clone());
     store.migrate().await?;
     sqlx::raw_sql(INVENTORY_TABLE).execute(&pool).await?;
@@ -119,7 +137,7 @@ pub async fn on_postgres(secret: &str, url: &str) -> Result<App, Box<dyn Error>>
     let game = Game {
         inventory: Inventory::Postgres(pool.clone()),
     };
-    let idempotency = IdempotencyLayer::transactional(store);
+    let idempotency = IdempotencyLayer::transactional(store).run_timeout(run_timeout);
     Ok(App {
         router: router_with(secret, game, idempotency.clone()),
         idempotency,
@@ -166,15 +184,56 @@ CREATE TABLE IF NOT EXISTS inventory (
 );
 COMMIT;";
 
-/// Deletes expired idempotency records every hour; nothing else does.
+/// Frees the answers of records past the retention every hour (and at start); the keys
+/// stay, so a purchase delivered again at any age is not credited twice.
 async fn purge_hourly(store: PostgresStore) {
     let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every_hour.tick().await;
         match store.purge_expired(DEFAULT_RETENTION).await {
-            Ok(deleted) => tracing::info!(deleted, "purged expired idempotency records"),
+            Ok(purged) => {
+                tracing::info!(purged, "purged the answers of expired idempotency records")
+            }
             Err(error) => tracing::warn!(%error, "could not purge idempotency records"),
         }
+    }
+}
+
+/// The credits live in Redis: says so, loudly, when that Redis would lose them at a
+/// restart (no append-only file) or evict them under memory pressure.
+async fn warn_of_lost_credits(connection: &mut ConnectionManager) {
+    let setting = |name: &'static str| {
+        let mut connection = connection.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async::<HashMap<String, String>>(&mut connection)
+                .await
+                .ok()
+                .and_then(|mut values| values.remove(name))
+        }
+    };
+    match (setting("appendonly").await, setting("maxmemory-policy").await) {
+        (Some(appendonly), Some(policy)) => {
+            if appendonly != "yes" {
+                eprintln!(
+                    "WARNING: this Redis has no append-only file (appendonly {appendonly}): a restart \
+                     loses the inventory and the idempotency records, and purchases since the last \
+                     snapshot are lost or credited again. Set `appendonly yes` (appendfsync everysec)."
+                );
+            }
+            if policy != "noeviction" {
+                eprintln!(
+                    "WARNING: this Redis evicts keys under memory pressure (maxmemory-policy {policy}): \
+                     inventory and idempotency records can vanish. Set `maxmemory-policy noeviction`."
+                );
+            }
+        }
+        _ => eprintln!(
+            "WARNING: could not read this Redis' persistence settings (CONFIG GET refused): make \
+             sure it has `appendonly yes` and `maxmemory-policy noeviction`, since credits live there."
+        ),
     }
 }
 

@@ -13,8 +13,9 @@
 //! `/health/live`, `/health/ready` (503 when the store does not answer) and `/metrics`
 //! (Prometheus text) are served on the same port, or on `OPS_PORT` when set. SIGTERM
 //! or Ctrl-C stops accepting connections and gives the deliveries in flight
-//! `DRAIN_SECONDS` (default 20) to finish; past that, their claims are released and the
-//! process exits 0.
+//! `DRAIN_SECONDS` (default 20) to finish; past that, their handlers are cancelled and
+//! their claims released, and the process exits 0. `RUN_TIMEOUT_SECONDS` (default 20)
+//! bounds each delivery's handler.
 
 mod app;
 
@@ -62,11 +63,25 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
 
+    let run_timeout = match env::var("RUN_TIMEOUT_SECONDS") {
+        Ok(seconds) => Duration::from_secs(
+            seconds
+                .parse::<u64>()
+                .ok()
+                .filter(|seconds| (1..=3600).contains(seconds))
+                .ok_or_else(|| {
+                    format!(
+                        "RUN_TIMEOUT_SECONDS={seconds:?} is not a number of seconds from 1 to 3600"
+                    )
+                })?,
+        ),
+        Err(_) => aghanim_webhook::idempotency::DEFAULT_RUN_TIMEOUT,
+    };
     let database_url = env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
     let redis_url = env::var("REDIS_URL").ok().filter(|url| !url.is_empty());
     let app = match (database_url, redis_url) {
         (Some(url), _) => {
-            let app = app::on_postgres(&secret, &url)
+            let app = app::on_postgres(&secret, &url, run_timeout)
                 .await
                 .map_err(|error| format!("DATABASE_URL: {error}"))?;
             println!(
@@ -75,7 +90,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             app
         }
         (None, Some(url)) => {
-            let app = app::on_redis(&secret, &url)
+            let app = app::on_redis(&secret, &url, run_timeout)
                 .await
                 .map_err(|error| format!("REDIS_URL={url:?}: {error}"))?;
             println!(
@@ -87,7 +102,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             println!(
                 "Deduplicating in memory: this process only, forgotten at restart. Set DATABASE_URL (PostgreSQL) or REDIS_URL to share the records between instances"
             );
-            app::in_memory(&secret)
+            app::in_memory(&secret, run_timeout)
         }
     };
 
@@ -152,17 +167,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
         drain.as_secs()
     );
     let _ = stop.send(true);
+    // The connections, and the runs whose client hung up, which go on without one.
     let drained = tokio::time::timeout(drain, async {
         for server in servers {
             let _ = server.await;
         }
+        app.idempotency.runs_finished().await;
     })
     .await;
     if drained.is_err() {
-        // Their handlers stop with this process: the next delivery of those keys runs
-        // at once on another instance instead of waiting out the leases.
-        let released = app.idempotency.release_in_flight().await;
-        println!("Drain deadline passed: released {released} claim(s) still in flight");
+        // Each handler still going is stopped and its claim given up (its transaction
+        // rolled back) before this process exits: the next delivery of those keys runs
+        // at once on another instance, and never beside a handler still writing.
+        let cancelled = app.idempotency.cancel_in_flight().await;
+        println!("Drain deadline passed: cancelled {cancelled} run(s) still in flight");
     }
     Ok(())
 }

@@ -1,13 +1,15 @@
 //! What both deduplicated paths, leased and transactional, do around the handler: call
 //! it and collect its answer, then mark and report what the layer did.
 
+use std::{future::Future, time::Duration};
+
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
-use super::outcome::IdempotencyOutcome;
+use super::{in_flight::Entry, outcome::IdempotencyOutcome};
 use crate::ready_call::ReadyCall;
 
 /// Waits for the handler's readiness, calls it and collects its answer; the inner
@@ -43,4 +45,32 @@ pub(crate) fn marked(
 pub(crate) fn report(reported: IdempotencyOutcome, dedupe_key: &str) {
     super::trace::decision(reported, dedupe_key);
     super::metrics::decision(reported);
+}
+
+/// How a run's work ended.
+pub(crate) enum Ended<T> {
+    Done(T),
+    /// It took longer than the layer's run timeout: its future was dropped.
+    TimedOut,
+    /// The runs were cancelled (a server past its drain deadline): its future was
+    /// dropped.
+    Cancelled,
+}
+
+/// Runs `work` for at most `limit`, or until the runs are cancelled; either drops it
+/// before returning.
+pub(crate) async fn bounded<F: Future>(
+    work: F,
+    limit: Duration,
+    entry: &mut Entry,
+) -> Ended<F::Output> {
+    tokio::select! {
+        // The work first: a run that has finished is not cancelled.
+        biased;
+        done = tokio::time::timeout(limit, work) => match done {
+            Ok(done) => Ended::Done(done),
+            Err(_) => Ended::TimedOut,
+        },
+        () = entry.cancelled() => Ended::Cancelled,
+    }
 }

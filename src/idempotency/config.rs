@@ -30,12 +30,13 @@ pub(crate) struct Config {
     pub(crate) lease: Duration,
     pub(crate) retention: Duration,
     pub(crate) store_timeout: Duration,
+    pub(crate) run_timeout: Duration,
     pub(crate) max_stored_body: usize,
     pub(crate) fail_open: bool,
     /// Refusals that are business decisions: a status, and the body's `code` if it
     /// must match too.
     pub(crate) final_refusals: Vec<(StatusCode, Option<String>)>,
-    /// The claims of runs in progress, shared by every clone of the layer.
+    /// The runs in progress, shared by every clone of the layer.
     pub(crate) in_flight: Arc<InFlight>,
 }
 
@@ -103,6 +104,7 @@ impl fmt::Debug for Config {
             .field("lease", &self.lease)
             .field("retention", &self.retention)
             .field("store_timeout", &self.store_timeout)
+            .field("run_timeout", &self.run_timeout)
             .field("max_stored_body", &self.max_stored_body)
             .field("fail_open", &self.fail_open)
             .field("final_refusals", &self.final_refusals)

@@ -1,73 +1,89 @@
-//! The claims whose runs are going on, so that a server shutting down can give them up.
+//! The runs going on, so that a server shutting down can cancel them and wait for them.
 
 use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard,
-    },
+    pin::pin,
+    sync::atomic::{AtomicUsize, Ordering},
+    sync::Arc,
 };
 
-use super::{IdempotencyStore, OwnerToken};
+use tokio::sync::{watch, Notify};
 
 /// One per layer, shared by its clones and services.
-#[derive(Default)]
 pub(crate) struct InFlight {
-    next: AtomicU64,
-    claims: Mutex<HashMap<u64, Held>>,
+    /// Turns true once, when the runs are cancelled; it never turns back.
+    cancel: watch::Sender<bool>,
+    runs: AtomicUsize,
+    cancelled: AtomicUsize,
+    finished: Notify,
 }
 
-struct Held {
-    store: Arc<dyn IdempotencyStore>,
-    key: String,
-    owner: OwnerToken,
+impl Default for InFlight {
+    fn default() -> Self {
+        Self {
+            cancel: watch::channel(false).0,
+            runs: AtomicUsize::new(0),
+            cancelled: AtomicUsize::new(0),
+            finished: Notify::new(),
+        }
+    }
 }
 
 impl InFlight {
-    /// Notes a claim whose run starts; it is forgotten when the entry drops.
-    pub(crate) fn enter(
-        self: &Arc<Self>,
-        store: Arc<dyn IdempotencyStore>,
-        key: String,
-        owner: OwnerToken,
-    ) -> Entry {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.claims().insert(id, Held { store, key, owner });
+    /// Notes a run that starts; it is forgotten when the entry drops.
+    pub(crate) fn enter(self: &Arc<Self>) -> Entry {
+        self.runs.fetch_add(1, Ordering::SeqCst);
         Entry {
             registry: Arc::clone(self),
-            id,
+            cancel: self.cancel.subscribe(),
         }
     }
 
-    /// Gives up every claim whose run has not finished, fenced by its owner token;
-    /// how many were still held.
-    pub(crate) async fn release_all(&self) -> usize {
-        let held: Vec<Held> = self.claims().drain().map(|(_, held)| held).collect();
-        let mut released = 0;
-        for Held { store, key, owner } in held {
-            if let Ok(true) = store.release(&key, &owner).await {
-                released += 1;
+    /// How many runs are going on.
+    pub(crate) fn running(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+
+    /// Cancels every run going on and every run that starts from now on, and waits
+    /// until each has ended; how many handlers were cancelled.
+    pub(crate) async fn cancel_all(&self) -> usize {
+        let before = self.cancelled.load(Ordering::SeqCst);
+        self.cancel.send_replace(true);
+        self.finished().await;
+        self.cancelled.load(Ordering::SeqCst) - before
+    }
+
+    /// Waits until no run is going on.
+    pub(crate) async fn finished(&self) {
+        loop {
+            let mut notified = pin!(self.finished.notified());
+            // Registered before the count is read, so that no ending is missed.
+            notified.as_mut().enable();
+            if self.running() == 0 {
+                return;
             }
+            notified.await;
         }
-        released
-    }
-
-    fn claims(&self) -> MutexGuard<'_, HashMap<u64, Held>> {
-        // Every change is one insert or remove: a panic elsewhere cannot leave it torn.
-        self.claims
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// A run in progress; dropping it forgets the claim.
+/// A run going on.
 pub(crate) struct Entry {
     registry: Arc<InFlight>,
-    id: u64,
+    cancel: watch::Receiver<bool>,
+}
+
+impl Entry {
+    /// Resolves once the runs are cancelled; a run that ends because of it is counted.
+    pub(crate) async fn cancelled(&mut self) {
+        // The sender lives in the registry this entry holds: it cannot close.
+        let _ = self.cancel.wait_for(|cancelled| *cancelled).await;
+        self.registry.cancelled.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        self.registry.claims().remove(&self.id);
+        self.registry.runs.fetch_sub(1, Ordering::SeqCst);
+        self.registry.finished.notify_waiters();
     }
 }

@@ -23,6 +23,14 @@ const SHORTEST_LEASE: Duration = Duration::from_secs(1);
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 /// How long one store call may take unless configured otherwise.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a claimed run may take unless configured otherwise: 20 s. Past it the
+/// handler is cancelled and 503 answered; on the transactional store the database ends
+/// a delivery's transaction that stays idle or in one statement this long plus the
+/// store timeout, so that a frozen instance frees its keys within 22 s.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest a duration setting may be: PostgreSQL's timeouts are 32-bit
+/// milliseconds, and a deadline this far ahead never overflows a clock.
+const LONGEST_SETTING: Duration = Duration::from_millis(1 << 30);
 /// The largest answer body kept for replay unless configured otherwise: 64 KiB.
 pub const DEFAULT_MAX_STORED_BODY: usize = 64 * 1024;
 
@@ -43,6 +51,7 @@ pub const DEFAULT_MAX_STORED_BODY: usize = 64 * 1024;
 /// | lease of a claim | 15 s, renewed every 5 s | [`lease`](Self::lease) |
 /// | retention of records | 7 days | [`retention`](Self::retention) |
 /// | timeout of one store call | 2 s | [`store_timeout`](Self::store_timeout) |
+/// | longest run of the handler | 20 s | [`run_timeout`](Self::run_timeout) |
 /// | largest answer kept for replay | 64 KiB | [`max_stored_body`](Self::max_stored_body) |
 /// | answers besides 2xx that are recorded | 400 `declined` | [`final_refusal`](Self::final_refusal), [`final_status`](Self::final_status) |
 /// | store unreachable | 503 (fail closed) | [`fail_open`](Self::fail_open) |
@@ -74,6 +83,7 @@ impl IdempotencyLayer {
                 lease: DEFAULT_LEASE,
                 retention: DEFAULT_RETENTION,
                 store_timeout: DEFAULT_STORE_TIMEOUT,
+                run_timeout: DEFAULT_RUN_TIMEOUT,
                 max_stored_body: DEFAULT_MAX_STORED_BODY,
                 fail_open: false,
                 final_refusals: vec![(StatusCode::BAD_REQUEST, Some("declined".to_owned()))],
@@ -111,28 +121,78 @@ impl IdempotencyLayer {
 
     /// How long a duplicate waits for the delivery in progress before answering 503
     /// with `retry-after`. Keep it well under Aghanim's own request timeout.
+    ///
+    /// # Panics
+    ///
+    /// When `wait` is 2³⁰ ms (about 12 days) or more.
     pub fn wait(mut self, wait: Duration) -> Self {
-        self.config_mut().wait = wait;
+        self.config_mut().wait = expressible("wait", wait);
         self
     }
 
     /// How long a claim holds without renewal; it is renewed every third of it from the
     /// claim until the answer is recorded. A process that dies holding a claim blocks
     /// the key's retries for at most this long. At least 1 s.
+    ///
+    /// # Panics
+    ///
+    /// When `lease` is 2³⁰ ms (about 12 days) or more.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.config_mut().lease = lease.max(SHORTEST_LEASE);
+        self.config_mut().lease = expressible("lease", lease).max(SHORTEST_LEASE);
         self
     }
 
-    /// How long records are kept: a duplicate arriving later runs the handler again.
+    /// How long the memory and Redis stores keep records: a duplicate arriving later
+    /// runs the handler again. The transactional store keeps every key it completed
+    /// whatever this says; see [`PostgresStore`](super::PostgresStore)'s retention.
+    ///
+    /// # Panics
+    ///
+    /// When `retention` is more than 100 years, past what a clock can add.
     pub fn retention(mut self, retention: Duration) -> Self {
+        assert!(
+            retention <= LONGEST_RETENTION,
+            "IdempotencyLayer::retention of {retention:?} is more than 100 years"
+        );
         self.config_mut().retention = retention;
         self
     }
 
     /// How long one store call may take before the store counts as unreachable.
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is 2³⁰ ms (about 12 days) or more.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.config_mut().store_timeout = timeout;
+        self.config_mut().store_timeout = expressible("store_timeout", timeout);
+        self
+    }
+
+    /// How long a claimed run (waiting for the handler's readiness, the handler, and
+    /// collecting its answer) may take: past it the handler's future is dropped, its
+    /// claim released (on the transactional store its writes rolled back), and 503
+    /// answered, so that a hung handler never keeps its key busy.
+    ///
+    /// On the transactional store, each delivery's transaction also carries this bound
+    /// to the server, plus the [`store_timeout`](Self::store_timeout): its statements'
+    /// `statement_timeout` and its `idle_in_transaction_session_timeout`. So an
+    /// instance that is frozen or cut off while it holds a claim (a paused VM, a
+    /// SIGSTOP, a partition) has its transaction ended by the server within that time,
+    /// and the next delivery of its key runs elsewhere; when it resumes, its commit
+    /// fails and it answers 503, never a 2xx.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aghanim_webhook::idempotency::IdempotencyLayer;
+    ///
+    /// let layer = IdempotencyLayer::in_memory().run_timeout(Duration::from_secs(10));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is 2³⁰ ms (about 12 days) or more.
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().run_timeout = expressible("run_timeout", timeout);
         self
     }
 
@@ -178,26 +238,54 @@ impl IdempotencyLayer {
         self
     }
 
-    /// Gives up the claims of every run still in progress, each fenced by its owner
-    /// token, and says how many there were: for a server whose drain deadline has
-    /// passed, so that the next delivery of those keys runs at once elsewhere instead
-    /// of waiting out their leases. The transactional store needs none of this: its
-    /// transactions roll back when the process ends.
+    /// How many claimed runs are going on, in every service of this layer: those whose
+    /// request future was dropped (the client hung up) included.
+    pub fn runs_in_flight(&self) -> usize {
+        self.config.in_flight.running()
+    }
+
+    /// Waits until no claimed run is going on: for a server draining at shutdown,
+    /// which must wait for these as well as for its connections, since a run whose
+    /// client hung up goes on without one.
+    pub async fn runs_finished(&self) {
+        self.config.in_flight.finished().await;
+    }
+
+    /// Cancels every run still going on, and every one that starts from now on, and
+    /// waits until each has ended: its handler's future dropped, then its claim
+    /// released (on the transactional store, its transaction rolled back), and 503
+    /// answered. Returns how many handlers were cancelled. For a server whose drain
+    /// deadline has passed: the next delivery of those keys runs at once elsewhere,
+    /// and never while a cancelled handler could still write.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let layer = aghanim_webhook::idempotency::IdempotencyLayer::in_memory();
-    /// assert_eq!(layer.release_in_flight().await, 0);
+    /// layer.runs_finished().await;
+    /// assert_eq!(layer.cancel_in_flight().await, 0);
     /// # }
     /// ```
-    pub async fn release_in_flight(&self) -> usize {
-        self.config.in_flight.release_all().await
+    pub async fn cancel_in_flight(&self) -> usize {
+        self.config.in_flight.cancel_all().await
     }
 
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
     }
+}
+
+/// The longest [`IdempotencyLayer::retention`].
+const LONGEST_RETENTION: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+
+/// `duration`, if the layer can use it in deadlines and in PostgreSQL's timeouts, even
+/// added to another setting.
+fn expressible(setting: &str, duration: Duration) -> Duration {
+    assert!(
+        duration < LONGEST_SETTING,
+        "IdempotencyLayer::{setting} of {duration:?} is too long: settings must be under {LONGEST_SETTING:?}"
+    );
+    duration
 }
 
 impl<S> Layer<S> for IdempotencyLayer {

@@ -10,11 +10,13 @@ use tokio::{runtime::Handle, time::Instant};
 use tower_service::Service;
 
 use super::{
-    answer::{handle, marked, report},
+    answer::{bounded, handle, marked, report, Ended},
     config::Config,
+    in_flight::Entry,
     key::{Claim, Delivery},
     outcome::{self, IdempotencyOutcome},
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
+    StoredResponse,
 };
 
 /// The first pause of a waiting duplicate; it doubles up to [`LONGEST_PAUSE`]. A store
@@ -107,17 +109,13 @@ where
         dedupe_key: dedupe_key.clone(),
         attempt,
     });
-    let in_flight = config.in_flight.enter(
-        Arc::clone(&guard.store),
-        guard.key.clone(),
-        guard.owner.clone(),
-    );
+    let in_flight = config.in_flight.enter();
     let claimed = Claimed {
         config,
         guard,
         attempt,
         dedupe_key,
-        _in_flight: in_flight,
+        in_flight,
     };
     // Detached from the request: a client that hangs up or a timeout outside drops the
     // request future, not the run, so a handler that has started always has its
@@ -140,13 +138,15 @@ struct Claimed {
     guard: ClaimGuard,
     attempt: u64,
     dedupe_key: String,
-    /// Lists the claim among the runs in progress until the run ends.
-    _in_flight: super::in_flight::Entry,
+    /// Lists the run among those in progress until it ends, and tells it when the runs
+    /// are cancelled.
+    in_flight: Entry,
 }
 
 impl Claimed {
     /// Waits for the handler's readiness, calls it and collects its answer, renewing the
-    /// lease all along; then records a final answer or releases the claim.
+    /// lease all along, for at most the run timeout and until the runs are cancelled;
+    /// then records a final answer or releases the claim.
     async fn run<S, ReqBody, ResBody>(
         mut self,
         inner: S,
@@ -158,27 +158,47 @@ impl Claimed {
     {
         let config = Arc::clone(&self.config);
         let attempt = self.attempt;
-        let handled = handle(inner, request);
-        let response = match renewing(handled, &config, &self.guard).await {
-            Ok(Ok(response)) if config.is_final(&response) => response,
-            Ok(Ok(response)) => return Ok(self.release(response).await),
-            Ok(Err(())) => return Ok(self.release(outcome::body_failed()).await),
-            Err(error) => {
+        let handled = renewing(handle(inner, request), &config, &self.guard);
+        // The handler's future is dropped inside `bounded`: a claim given up below can
+        // never be run elsewhere while this handler still writes.
+        let handled = bounded(handled, config.run_timeout, &mut self.in_flight).await;
+        let response = match handled {
+            Ended::Done(Ok(Ok(response))) if config.is_final(&response) => response,
+            Ended::Done(Ok(Ok(response))) => {
+                return Ok(self
+                    .release(response, IdempotencyOutcome::Released { attempt })
+                    .await)
+            }
+            Ended::Done(Ok(Err(()))) => {
+                let failed = outcome::body_failed();
+                return Ok(self
+                    .release(failed, IdempotencyOutcome::Released { attempt })
+                    .await);
+            }
+            Ended::Done(Err(error)) => {
                 self.guard.release(&config).await;
                 report(IdempotencyOutcome::Released { attempt }, &self.dedupe_key);
                 return Err(error);
             }
+            Ended::TimedOut => {
+                let busy = outcome::store_unavailable();
+                return Ok(self
+                    .release(busy, IdempotencyOutcome::TimedOut { attempt })
+                    .await);
+            }
+            Ended::Cancelled => {
+                let busy = outcome::store_unavailable();
+                return Ok(self
+                    .release(busy, IdempotencyOutcome::Cancelled { attempt })
+                    .await);
+            }
         };
 
         let stored = config.stored(&response);
-        let guard = &mut self.guard;
-        let recording = guard
-            .store
-            .complete(&guard.key, &guard.owner, &stored, config.retention);
-        let recorded = timed(&config, &*guard.store, "complete", recording).await;
+        let recorded = self.complete(&stored).await;
         // Whatever the store says, the effect happened: the handler's answer goes back.
         // A claim that could not be completed expires with its lease.
-        guard.held = false;
+        self.guard.held = false;
         let reported = match recorded {
             Ok(true) => IdempotencyOutcome::Ran { attempt },
             Ok(false) => IdempotencyOutcome::LeaseLost { attempt },
@@ -187,13 +207,38 @@ impl Claimed {
         Ok(marked(response, reported, &self.dedupe_key))
     }
 
+    /// Records `stored`, trying again after a failure while half a lease has not passed
+    /// since the handler answered: the lease, last renewed at most a third of it ago,
+    /// still holds then, so no other delivery can have taken the key over. A reply lost
+    /// after the store applied it makes the next try answer `false`, which is reported
+    /// as a lost lease although the answer was recorded.
+    async fn complete(&self, stored: &StoredResponse) -> Result<bool, StoreError> {
+        let (config, guard) = (&*self.config, &self.guard);
+        let deadline = Instant::now() + config.lease / 2;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let recording =
+                guard
+                    .store
+                    .complete(&guard.key, &guard.owner, stored, config.retention);
+            let recorded = timed(config, &*guard.store, "complete", recording).await;
+            let now = Instant::now();
+            if recorded.is_ok() || now + pause >= deadline {
+                return recorded;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
     /// Gives the claim up for the next delivery and answers `response`.
-    async fn release(mut self, response: Response<Bytes>) -> Response<Bytes> {
+    async fn release(
+        mut self,
+        response: Response<Bytes>,
+        reported: IdempotencyOutcome,
+    ) -> Response<Bytes> {
         self.guard.release(&self.config).await;
-        let released = IdempotencyOutcome::Released {
-            attempt: self.attempt,
-        };
-        marked(response, released, &self.dedupe_key)
+        marked(response, reported, &self.dedupe_key)
     }
 }
 

@@ -23,6 +23,9 @@ fn decision_label(outcome: IdempotencyOutcome) -> &'static str {
         StoreUnavailable => "store_unavailable",
         LeaseLost { .. } => "lease_lost",
         NotRecorded { .. } => "not_recorded",
+        TimedOut { .. } => "timed_out",
+        Cancelled { .. } => "cancelled",
+        TransactionLost => "transaction_lost",
         FailedOpen => "failed_open",
         PassedThrough => "passed_through",
     }

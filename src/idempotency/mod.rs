@@ -138,7 +138,7 @@ pub use future::ResponseFuture;
 pub use key::Claim;
 pub use layer::{
     IdempotencyLayer, DEFAULT_LEASE, DEFAULT_MAX_STORED_BODY, DEFAULT_RETENTION,
-    DEFAULT_STORE_TIMEOUT, DEFAULT_WAIT,
+    DEFAULT_RUN_TIMEOUT, DEFAULT_STORE_TIMEOUT, DEFAULT_WAIT,
 };
 pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
 pub use policy::Policy;

@@ -53,6 +53,26 @@ pub enum IdempotencyOutcome {
         /// The claim's attempt number.
         attempt: u64,
     },
+    /// The handler took longer than the layer's
+    /// [`run_timeout`](super::IdempotencyLayer::run_timeout): it was cancelled (its
+    /// future dropped, on the transactional store its writes rolled back), then its
+    /// claim released, and 503 answered.
+    TimedOut {
+        /// The claim's attempt number.
+        attempt: u64,
+    },
+    /// The runs were cancelled by
+    /// [`cancel_in_flight`](super::IdempotencyLayer::cancel_in_flight) (a server past
+    /// its drain deadline): the handler's future was dropped, its claim released (on
+    /// the transactional store its writes rolled back), and 503 answered.
+    Cancelled {
+        /// The claim's attempt number.
+        attempt: u64,
+    },
+    /// On the transactional store, the handler ended the delivery's transaction itself
+    /// (a `COMMIT` or `ROLLBACK` of its own, not through a nested `begin()`), so the
+    /// claim was no longer in it: what could be was rolled back, and 503 answered.
+    TransactionLost,
     /// A duplicate of a completed delivery: its answer, replayed.
     Replayed,
     /// A duplicate of a delivery still in progress after the wait: 503.

@@ -28,6 +28,15 @@ pub(crate) fn decision(outcome: super::IdempotencyOutcome, dedupe_key: &str) {
             NotRecorded { attempt } => {
                 tracing::warn!(target: TARGET, dedupe_key, attempt, "answer could not be recorded: the claim expires with its lease")
             }
+            TimedOut { attempt } => {
+                tracing::warn!(target: TARGET, dedupe_key, attempt, "handler past the run timeout: cancelled, claim released, 503")
+            }
+            Cancelled { attempt } => {
+                tracing::warn!(target: TARGET, dedupe_key, attempt, "run cancelled at shutdown: claim released, 503")
+            }
+            TransactionLost => {
+                tracing::error!(target: TARGET, dedupe_key, "the handler ended the delivery's transaction itself (COMMIT or ROLLBACK outside a nested begin()): rolled back what could be, 503")
+            }
             KeyReused => {
                 tracing::warn!(target: TARGET, dedupe_key, "idempotency key reused with another payload: 422")
             }

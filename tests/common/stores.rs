@@ -20,6 +20,9 @@ pub struct Faulty {
     pub lose_claim_replies: AtomicBool,
     pub slow_complete: AtomicBool,
     pub failing_renewals: AtomicUsize,
+    /// How many completions fail (after being applied or not: not here) before they go
+    /// through.
+    pub failing_completes: AtomicUsize,
     pub claims: AtomicUsize,
     pub completes: AtomicUsize,
 }
@@ -31,6 +34,7 @@ impl Faulty {
             lose_claim_replies: AtomicBool::new(false),
             slow_complete: AtomicBool::new(false),
             failing_renewals: AtomicUsize::new(0),
+            failing_completes: AtomicUsize::new(0),
             claims: AtomicUsize::new(0),
             completes: AtomicUsize::new(0),
         }
@@ -85,6 +89,15 @@ impl IdempotencyStore for Faulty {
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             self.completes.fetch_add(1, Ordering::SeqCst);
+            let failing = self
+                .failing_completes
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok();
+            if failing {
+                return Err(StoreError::new("complete failed"));
+            }
             if self.slow_complete.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -1,6 +1,7 @@
 //! The transactional path (feature `postgres`): one database transaction per delivery
 //! holds the claim, the handler's writes and the recorded answer.
 
+mod gate;
 mod run;
 mod store;
 mod transaction;

@@ -10,11 +10,11 @@ use tokio::time::{timeout, Instant};
 use tower_service::Service;
 
 use super::{
-    store::{Claim as PostgresClaim, Recorded},
+    store::{Bounds, Claim as PostgresClaim, OpenTransaction, Recorded},
     DeliveryTransaction, PostgresStore,
 };
 use crate::idempotency::{
-    answer::{handle, marked, report},
+    answer::{bounded, handle, marked, report, Ended},
     config::Config,
     key::{Claim, Delivery},
     metrics,
@@ -48,9 +48,19 @@ where
         marked(response, IdempotencyOutcome::StoreUnavailable, &dedupe_key)
     };
 
-    // A completed delivery's answer, or the claim; which may wait for a copy running
-    // elsewhere, up to `wait`.
-    let claiming = store.claim(&key, &fingerprint, config.wait);
+    // Copies running in this process wait here, without a connection; then a
+    // completed delivery's answer, or the claim, which may wait for a copy running
+    // elsewhere: both within `wait`.
+    let waited = Instant::now();
+    let Some(_gate) = store.enter(&key, config.wait).await else {
+        let busy = outcome::still_in_progress(STILL_RUNNING_RETRY);
+        return Ok(answer(busy, IdempotencyOutcome::StillInProgress));
+    };
+    let bounds = Bounds {
+        wait: config.wait.saturating_sub(waited.elapsed()),
+        run: config.run_timeout + config.store_timeout,
+    };
+    let claiming = store.claim(&key, &fingerprint, bounds);
     let started = Instant::now();
     let claimed = timeout(config.store_timeout + config.wait, claiming).await;
     metrics::store_call("postgres", "claim", started.elapsed());
@@ -75,38 +85,62 @@ where
         dedupe_key: dedupe_key.clone(),
         attempt: 1,
     });
-    // A dropped request or a panic drops the transaction: its connection closes and the
-    // server rolls back the claim with the handler's writes.
-    let handled = handle(inner, request).await;
-    let Some(open) = transaction.end().await else {
+    // A dropped request or a panic drops the transaction, and sqlx rolls back the
+    // claim with the handler's writes; the run timeout and a cancellation drop the
+    // handler's future here, and the transaction is rolled back below.
+    let mut in_flight = config.in_flight.enter();
+    let handled = bounded(handle(inner, request), config.run_timeout, &mut in_flight).await;
+    // The handler may have kept a copy of the transaction and its connection (in a task
+    // of its own): waiting for it is bounded too.
+    let Ok(Some(open)) = timeout(config.store_timeout, transaction.end()).await else {
         return Ok(unavailable());
     };
-    let response = match handled {
-        Ok(Ok(response)) if config.is_final(&response) => response,
-        Ok(answered) => {
-            open.rollback().await;
+    let released = IdempotencyOutcome::Released { attempt: 1 };
+    let (response, reported) = match handled {
+        Ended::Done(Ok(Ok(response))) if config.is_final(&response) => (response, None),
+        Ended::Done(Ok(answered)) => {
             let response = answered.unwrap_or_else(|()| outcome::body_failed());
-            return Ok(answer(
-                response,
-                IdempotencyOutcome::Released { attempt: 1 },
-            ));
+            (response, Some(released))
         }
-        Err(error) => {
-            open.rollback().await;
-            report(IdempotencyOutcome::Released { attempt: 1 }, &dedupe_key);
+        Ended::Done(Err(error)) => {
+            rollback(open, &config).await;
+            report(released, &dedupe_key);
             return Err(error);
         }
+        Ended::TimedOut => (
+            outcome::store_unavailable(),
+            Some(IdempotencyOutcome::TimedOut { attempt: 1 }),
+        ),
+        Ended::Cancelled => (
+            outcome::store_unavailable(),
+            Some(IdempotencyOutcome::Cancelled { attempt: 1 }),
+        ),
     };
+    if let Some(reported) = reported {
+        rollback(open, &config).await;
+        return Ok(answer(response, reported));
+    }
     let stored = config.stored(&response);
     let committing = open.record_and_commit(store.table_name(), &key, &stored);
     let started = Instant::now();
     let committed = timeout(config.store_timeout, committing).await;
     metrics::store_call("postgres", "commit", started.elapsed());
     match committed {
-        Ok(Ok(())) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
+        Ok(Ok(true)) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
+        // The handler ended the transaction itself: what it committed is out of reach.
+        Ok(Ok(false)) => {
+            let lost = outcome::store_unavailable();
+            Ok(answer(lost, IdempotencyOutcome::TransactionLost))
+        }
         // Not committed, so nothing happened: never a 2xx.
         Ok(Err(_)) | Err(_) => Ok(unavailable()),
     }
+}
+
+/// Rolls back, within the store timeout; past it the transaction is dropped, which
+/// rolls it back as well.
+async fn rollback(open: OpenTransaction, config: &Config) {
+    let _ = timeout(config.store_timeout, open.rollback()).await;
 }
 
 /// A committed answer: replayed to the same payload, 422 to another.

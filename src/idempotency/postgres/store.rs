@@ -1,16 +1,18 @@
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use sqlx::{pool::PoolConnection, postgres::PgRow, PgConnection, PgPool, Postgres, Row};
+use sqlx::{postgres::PgRow, PgConnection, PgPool, Postgres, Row, Transaction};
 
+use super::gate::{Gate, Gates};
 use crate::idempotency::{StoreError, StoreFuture, StoredResponse};
 use crate::sign::lower_hex;
 
 /// The table unless configured otherwise.
 pub const DEFAULT_POSTGRES_TABLE: &str = "aghanim_idempotency";
 
-/// How many expired records [`PostgresStore::purge_expired`] deletes per statement, so
-/// that a purge never holds many row locks at once.
+/// How many records [`PostgresStore::purge_expired`] and
+/// [`PostgresStore::forget_older_than`] change per statement, so that neither ever
+/// holds many row locks at once.
 const PURGE_BATCH: i64 = 1_000;
 
 /// Keeps idempotency records in the game's own PostgreSQL, in the same transaction as
@@ -27,12 +29,40 @@ const PURGE_BATCH: i64 = 1_000;
 /// the original rolled back, runs. No lease, no renewal, no clock.
 ///
 /// The pool is sqlx 0.8's [`PgPool`], the line most users run, so the game's own pool
-/// fits.
+/// fits. Within one process, copies of one delivery go to the database one at a time
+/// (the others wait in memory, up to the layer's wait), so a burst of copies holds one
+/// pooled connection, not one each.
+///
+/// # What is kept, for how long
+///
+/// Every completed key is kept **for good**: a delivery that completed is never run
+/// again, whatever its age (a manual resend, a late retry, a stored delivery re-signed
+/// months later). [`purge_expired`](Self::purge_expired), run on a schedule, frees the
+/// bytes of 2xx answers older than the retention, keeping the row: a duplicate then
+/// gets its recorded status with `{"status":"ok"}`, marked replayed, and the handler
+/// is not called. A purged row is about 250 bytes with its indexes (about 250 MB per
+/// million purchases; measured with PostgreSQL 15 in `tests/postgres.rs`). Refusals
+/// marked final (400 `declined`) keep their answer. Only
+/// [`forget_older_than`](Self::forget_older_than), called explicitly with a horizon
+/// you choose, deletes rows, and a delivery older than that horizon would run again.
+///
+/// # Bounds on the server
+///
+/// Each delivery's transaction carries the layer's
+/// [`run_timeout`](crate::idempotency::IdempotencyLayer::run_timeout) plus its store
+/// timeout (22 s by default) as `statement_timeout` and
+/// `idle_in_transaction_session_timeout`, set with `SET LOCAL` so they end with it:
+/// an instance frozen or cut off while it holds a claim has its transaction ended by
+/// the server within that time, and the next delivery runs elsewhere. The claim's
+/// `lock_timeout` (the layer's wait) applies to the claim alone, not to the handler's
+/// statements. A connection the server cannot reach any more (a host gone) is found
+/// by TCP keepalive: set the server's `tcp_keepalives_idle` short for the pool, as the
+/// example server does through its connection options.
 ///
 /// # Table
 ///
-/// One row per recorded delivery; keys are SHA-256 hex digests of the delivery's scope,
-/// as in the other stores. [`migration`](Self::migration) gives the SQL and
+/// One row per completed delivery; keys are SHA-256 hex digests of the delivery's
+/// scope, as in the other stores. [`migration`](Self::migration) gives the SQL and
 /// [`migrate`](Self::migrate) runs it:
 ///
 /// ```sql
@@ -46,6 +76,9 @@ const PURGE_BATCH: i64 = 1_000;
 /// );
 /// CREATE INDEX IF NOT EXISTS aghanim_idempotency_recorded_at
 ///     ON aghanim_idempotency (recorded_at);
+/// CREATE INDEX IF NOT EXISTS aghanim_idempotency_unpurged
+///     ON aghanim_idempotency (recorded_at)
+///     WHERE body IS NOT NULL AND status BETWEEN 200 AND 299;
 /// ```
 ///
 /// # Example
@@ -65,6 +98,7 @@ const PURGE_BATCH: i64 = 1_000;
 pub struct PostgresStore {
     pool: PgPool,
     table: Arc<str>,
+    gates: Arc<Gates>,
 }
 
 impl PostgresStore {
@@ -73,6 +107,7 @@ impl PostgresStore {
         Self {
             pool,
             table: DEFAULT_POSTGRES_TABLE.into(),
+            gates: Arc::default(),
         }
     }
 
@@ -104,7 +139,7 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// The SQL that creates the table and its index, if they do not exist.
+    /// The SQL that creates the table and its indexes, if they do not exist.
     pub fn migration(&self) -> String {
         let table = &self.table;
         let index = table.rsplit('.').next().unwrap_or(table);
@@ -117,7 +152,9 @@ impl PostgresStore {
                  body         bytea,\n    \
                  recorded_at  timestamptz NOT NULL DEFAULT now()\n\
              );\n\
-             CREATE INDEX IF NOT EXISTS {index}_recorded_at ON {table} (recorded_at);\n"
+             CREATE INDEX IF NOT EXISTS {index}_recorded_at ON {table} (recorded_at);\n\
+             CREATE INDEX IF NOT EXISTS {index}_unpurged ON {table} (recorded_at) \
+             WHERE body IS NOT NULL AND status BETWEEN 200 AND 299;\n"
         )
     }
 
@@ -140,54 +177,100 @@ impl PostgresStore {
             .map_err(StoreError::new)
     }
 
-    /// Deletes the records recorded more than `retention` ago, a thousand per statement
-    /// until none is left; returns how many. Schedule it (the example server runs it
-    /// hourly): nothing else deletes records.
+    /// Frees the bytes of the 2xx answers recorded more than `retention` ago, a
+    /// thousand per statement until none is left, and returns how many. The rows stay:
+    /// a duplicate of such a delivery still gets a 2xx, marked replayed, and never runs
+    /// the handler again. Schedule it (the example server runs it hourly).
+    ///
+    /// ```no_run
+    /// # async fn run(store: aghanim_webhook::idempotency::PostgresStore) -> Result<(), aghanim_webhook::idempotency::StoreError> {
+    /// use aghanim_webhook::idempotency::DEFAULT_RETENTION;
+    ///
+    /// let purged = store.purge_expired(DEFAULT_RETENTION).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached; the batches already purged stay purged.
+    pub async fn purge_expired(&self, retention: Duration) -> Result<u64, StoreError> {
+        let table = &self.table;
+        self.in_batches(
+            &format!(
+                "UPDATE {table} SET body = NULL, content_type = NULL WHERE key IN \
+                 (SELECT key FROM {table} WHERE body IS NOT NULL AND status BETWEEN 200 AND 299 \
+                 AND recorded_at < now() - make_interval(secs => $1) LIMIT $2)"
+            ),
+            retention,
+        )
+        .await
+    }
+
+    /// Deletes every record, answered or purged, recorded more than `age` ago, and
+    /// returns how many: **a delivery of one of those keys would run again**. Nothing
+    /// calls it; call it only with a horizon past which no delivery can come back
+    /// (Aghanim documents none).
     ///
     /// # Errors
     ///
     /// When the database cannot be reached; the batches already deleted stay deleted.
-    pub async fn purge_expired(&self, retention: Duration) -> Result<u64, StoreError> {
+    pub async fn forget_older_than(&self, age: Duration) -> Result<u64, StoreError> {
         let table = &self.table;
-        let statement = format!(
-            "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
-             WHERE recorded_at < now() - make_interval(secs => $1) LIMIT $2)"
-        );
-        let mut deleted = 0;
+        self.in_batches(
+            &format!(
+                "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
+                 WHERE recorded_at < now() - make_interval(secs => $1) LIMIT $2)"
+            ),
+            age,
+        )
+        .await
+    }
+
+    /// Runs `statement` with `age` and the batch size until it changes fewer rows than
+    /// a batch; how many it changed.
+    async fn in_batches(&self, statement: &str, age: Duration) -> Result<u64, StoreError> {
+        let mut changed = 0;
         loop {
-            let done = sqlx::query(&statement)
-                .bind(retention.as_secs_f64())
+            let done = sqlx::query(statement)
+                .bind(age.as_secs_f64())
                 .bind(PURGE_BATCH)
                 .execute(&self.pool)
                 .await
                 .map_err(StoreError::new)?
                 .rows_affected();
-            deleted += done;
+            changed += done;
             if done < PURGE_BATCH.unsigned_abs() {
-                return Ok(deleted);
+                return Ok(changed);
             }
         }
     }
 
+    /// Waits, at most `wait`, until no other copy of `key` in this process is between
+    /// its claim and its answer.
+    pub(crate) async fn enter(&self, key: &str, wait: Duration) -> Option<Gate> {
+        self.gates.enter(key, wait).await
+    }
+
     /// The key's committed answer, read outside any transaction (a duplicate of a
     /// completed delivery costs this one round trip); else the delivery's transaction,
-    /// opened with its claim inserted in one more. A copy running elsewhere holds the
-    /// key's row: the insert waits for it, at most `wait`, then finds its committed
-    /// answer or, if it rolled back, claims.
+    /// begun with its claim inserted in one more. A copy running elsewhere holds the
+    /// key's row: the insert waits for it, at most `bounds.wait`, then, if it
+    /// committed, its answer is read again; if it rolled back, the key is claimed.
     pub(crate) fn claim<'a>(
         &'a self,
         key: &'a str,
         fingerprint: &'a str,
-        wait: Duration,
+        bounds: Bounds,
     ) -> StoreFuture<'a, Claim> {
-        Box::pin(self.claim_now(key, fingerprint, wait))
+        Box::pin(self.claim_now(key, fingerprint, bounds))
     }
 
     async fn claim_now(
         &self,
         key: &str,
         fingerprint: &str,
-        wait: Duration,
+        bounds: Bounds,
     ) -> Result<Claim, StoreError> {
         // Both are hex digests made by the layer, and the only values written into
         // the statement's text: checked, so the text can carry no SQL.
@@ -195,60 +278,55 @@ impl PostgresStore {
             return Err(StoreError::new("keys and fingerprints are hex digests"));
         }
         let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
+        if let Some(recorded) = self.recorded(&mut connection, key).await? {
+            return Ok(Claim::Recorded(recorded));
+        }
+        // The insert comes before `BEGIN` in one simple query: PostgreSQL includes it
+        // in the transaction that `BEGIN` opens, and when it fails (the key committed
+        // meanwhile, or still held when the lock wait ends) the whole query rolls back
+        // and the connection goes back to the pool outside any transaction, its
+        // settings untouched. sqlx begins the transaction with this statement, so it
+        // knows one is open: a handler's `begin()` on it is a savepoint.
         let table = &self.table;
+        let Bounds { wait, run } = bounds;
+        let begin = format!(
+            "SET LOCAL lock_timeout = '{wait}ms'; \
+             SET LOCAL statement_timeout = '{run}ms'; \
+             SET LOCAL idle_in_transaction_session_timeout = '{run}ms'; \
+             INSERT INTO {table} (key, fingerprint) VALUES ('{key}', '{fingerprint}'); \
+             BEGIN; SET LOCAL lock_timeout TO DEFAULT",
+            wait = wait.as_millis().max(1),
+            run = run.as_millis().max(1),
+        );
+        // `Transaction::begin` with a statement of our own is what sqlx's
+        // `Pool::begin_with` calls, on the connection already acquired for the read.
+        match sqlx::Transaction::begin(connection, Some(begin.into())).await {
+            Ok(transaction) => Ok(Claim::Claimed(OpenTransaction { transaction })),
+            Err(error) if is_sqlstate(&error, LOCK_NOT_AVAILABLE) => Ok(Claim::StillRunning),
+            // The copy it waited for, or one just before it, committed: its answer.
+            Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => {
+                let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
+                self.recorded(&mut connection, key)
+                    .await?
+                    .map(Claim::Recorded)
+                    .ok_or_else(|| StoreError::new("the claim's row vanished"))
+            }
+            Err(error) => Err(StoreError::new(error)),
+        }
+    }
+
+    /// The key's committed record, if there is one.
+    async fn recorded(
+        &self,
+        connection: &mut PgConnection,
+        key: &str,
+    ) -> Result<Option<Recorded>, StoreError> {
         let read = format!(
-            "SELECT fingerprint, status, content_type, body FROM {table} WHERE key = '{key}'"
+            "SELECT fingerprint, status, content_type, body FROM {table} WHERE key = '{key}'",
+            table = self.table
         );
-        let rows = run_sql(&mut connection, &read)
-            .await
-            .map_err(StoreError::new)?;
-        if let Some(row) = rows.first() {
-            return Ok(Claim::Recorded(Recorded::from_row(row)?));
-        }
-        let wait = wait.as_millis().max(1);
-        let script = format!(
-            "BEGIN; SET LOCAL lock_timeout = '{wait}ms';\n\
-             WITH claimed AS (INSERT INTO {table} (key, fingerprint) VALUES ('{key}', '{fingerprint}') \
-             ON CONFLICT (key) DO NOTHING RETURNING key)\n\
-             SELECT true AS claimed, NULL::text AS fingerprint, NULL::integer AS status, \
-             NULL::text AS content_type, NULL::bytea AS body FROM claimed\n\
-             UNION ALL SELECT false, fingerprint, status, content_type, body FROM {table} \
-             WHERE key = '{key}' AND NOT EXISTS (SELECT 1 FROM claimed)"
-        );
-        let mut open = OpenTransaction {
-            connection,
-            open: true,
-        };
-        let rows = match run_sql(&mut open.connection, &script).await {
-            Ok(rows) => rows,
-            Err(error) if is_lock_timeout(&error) => {
-                open.rollback().await;
-                return Ok(Claim::StillRunning);
-            }
-            Err(error) => return Err(StoreError::new(error)),
-        };
-        match rows.first() {
-            Some(row) if row.try_get::<bool, _>("claimed").map_err(StoreError::new)? => {
-                Ok(Claim::Claimed(open))
-            }
-            Some(row) => {
-                let recorded = Recorded::from_row(row)?;
-                open.rollback().await;
-                Ok(Claim::Recorded(recorded))
-            }
-            // The copy it waited for committed after this statement's snapshot: a new
-            // statement sees its answer.
-            None => {
-                let rows = run_sql(&mut open.connection, &format!("{read}; ROLLBACK"))
-                    .await
-                    .map_err(StoreError::new)?;
-                open.ended();
-                let row = rows
-                    .first()
-                    .ok_or_else(|| StoreError::new("the claim's row vanished"))?;
-                Ok(Claim::Recorded(Recorded::from_row(row)?))
-            }
-        }
+        let rows = run_sql(connection, &read).await.map_err(StoreError::new)?;
+        rows.first().map(Recorded::from_row).transpose()
     }
 
     pub(crate) fn table_name(&self) -> &str {
@@ -262,6 +340,14 @@ impl fmt::Debug for PostgresStore {
             .field("table", &self.table)
             .finish_non_exhaustive()
     }
+}
+
+/// What a claim may wait, and how long the server lets its transaction stay idle or
+/// in one statement; both under 2³¹ ms (the layer's builders check it).
+#[derive(Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) wait: Duration,
+    pub(crate) run: Duration,
 }
 
 /// What claiming a key found.
@@ -286,41 +372,51 @@ impl Recorded {
         let status = status
             .and_then(|status| u16::try_from(status).ok())
             .ok_or_else(|| StoreError::new("a record without an answer"))?;
-        Ok(Self {
-            fingerprint: row.try_get("fingerprint").map_err(StoreError::new)?,
-            response: StoredResponse {
+        let body: Option<Vec<u8>> = row.try_get("body").map_err(StoreError::new)?;
+        let response = match body {
+            Some(body) => StoredResponse {
                 status,
                 content_type: row.try_get("content_type").map_err(StoreError::new)?,
-                body: row
-                    .try_get::<Option<Vec<u8>>, _>("body")
-                    .map_err(StoreError::new)?
-                    .map(Bytes::from)
-                    .unwrap_or_default(),
+                body: Bytes::from(body),
             },
+            // Purged past the retention: the delivery was applied, its answer's bytes
+            // are gone. Only 2xx answers are purged, and they all say this.
+            None => StoredResponse {
+                status,
+                content_type: Some("application/json".to_owned()),
+                body: Bytes::from_static(APPLIED_BODY.as_bytes()),
+            },
+        };
+        Ok(Self {
+            fingerprint: row.try_get("fingerprint").map_err(StoreError::new)?,
+            response,
         })
     }
 }
 
-/// A pooled connection inside a transaction this crate began. Dropped before the
-/// transaction ended (a panic, a dropped request), it closes the connection instead of
-/// returning it to the pool: the server rolls the transaction back.
+/// What a delivery whose answer was purged is answered, with its recorded status.
+const APPLIED_BODY: &str = r#"{"status":"ok"}"#;
+
+/// The delivery's transaction, begun with its claim. Dropped before it ends (a panic,
+/// a dropped request), sqlx rolls it back before the connection is used again.
 pub(crate) struct OpenTransaction {
-    connection: PoolConnection<Postgres>,
-    open: bool,
+    transaction: Transaction<'static, Postgres>,
 }
 
 impl OpenTransaction {
     pub(crate) fn connection(&mut self) -> &mut PgConnection {
-        &mut self.connection
+        &mut self.transaction
     }
 
-    /// Records `response` under `key` and commits, in one round trip.
+    /// Records `response` under `key` and commits; `false`, after rolling back what
+    /// it can, when the claim's row is no longer this transaction's own: the handler
+    /// ended the transaction itself (a raw `COMMIT` or `ROLLBACK`).
     pub(crate) fn record_and_commit<'a>(
         self,
         table: &'a str,
         key: &'a str,
         response: &'a StoredResponse,
-    ) -> StoreFuture<'a, ()> {
+    ) -> StoreFuture<'a, bool> {
         Box::pin(self.record_and_commit_now(table, key, response))
     }
 
@@ -329,9 +425,12 @@ impl OpenTransaction {
         table: &str,
         key: &str,
         response: &StoredResponse,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // Every value goes in as hex, which can carry no SQL whatever the server's
-        // string settings; the key was checked at the claim.
+        // string settings; the key was checked at the claim. The row must be the one
+        // this transaction inserted (its `xmin` is this transaction's id): after a
+        // `COMMIT` of the handler's own, the statement runs in another transaction, or
+        // none, and changes nothing.
         let content_type = response.content_type.as_deref().map_or_else(
             || "NULL".to_owned(),
             |text| {
@@ -341,42 +440,30 @@ impl OpenTransaction {
                 )
             },
         );
-        let script = format!(
+        let record = format!(
             "UPDATE {table} SET status = {status}, content_type = {content_type}, \
-             body = decode('{body}', 'hex'), recorded_at = now() WHERE key = '{key}'; COMMIT",
+             body = decode('{body}', 'hex'), recorded_at = now() \
+             WHERE key = '{key}' AND xmin::text::bigint = txid_current() % 4294967296",
             status = response.status,
             body = lower_hex(&response.body),
         );
-        run_sql(&mut self.connection, &script)
+        let updated = sqlx::Executor::execute(&mut *self.transaction, sqlx::raw_sql(&record))
             .await
-            .map_err(StoreError::new)?;
-        self.ended();
-        Ok(())
-    }
-
-    /// Rolls back; a connection that cannot is closed, which rolls back too.
-    pub(crate) fn rollback(mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            if run_sql(&mut self.connection, "ROLLBACK").await.is_ok() {
-                self.ended();
-            }
-        })
-    }
-}
-
-impl OpenTransaction {
-    /// The transaction was committed or rolled back: the connection may go back to the
-    /// pool.
-    fn ended(&mut self) {
-        self.open = false;
-    }
-}
-
-impl Drop for OpenTransaction {
-    fn drop(&mut self) {
-        if self.open {
-            self.connection.close_on_drop();
+            .map_err(StoreError::new)?
+            .rows_affected();
+        if updated != 1 {
+            self.rollback().await;
+            return Ok(false);
         }
+        self.transaction.commit().await.map_err(StoreError::new)?;
+        Ok(true)
+    }
+
+    /// Rolls back; a connection that cannot is closed by sqlx, which rolls back too.
+    pub(crate) fn rollback(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.transaction.rollback().await;
+        })
     }
 }
 
@@ -390,9 +477,12 @@ fn run_sql<'c>(
     sqlx::Executor::fetch_all(connection, sqlx::raw_sql(sql))
 }
 
-fn is_lock_timeout(error: &sqlx::Error) -> bool {
-    // 55P03: lock_not_available, raised when `lock_timeout` passes.
-    matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some("55P03"))
+/// Raised when `lock_timeout` passes.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+const UNIQUE_VIOLATION: &str = "23505";
+
+fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
+    matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some(code))
 }
 
 fn is_hex(text: &str) -> bool {

@@ -12,14 +12,27 @@ use crate::idempotency::StoreError;
 /// answer, or not at all.
 ///
 /// The layer commits once the handler has answered with a final answer, and rolls back
-/// on any other answer, an error, a panic or a dropped request. Do not `COMMIT` or
-/// `ROLLBACK` on it yourself, and call no other service from inside it: what is not in
-/// this database is not undone by a rollback (write an outbox row instead).
+/// on any other answer, an error, a panic, a dropped request or the run timeout. Call
+/// no other service from inside it: what is not in this database is not undone by a
+/// rollback (write an outbox row instead).
+///
+/// sqlx knows the transaction is open, so sqlx's own idiom on the connection,
+/// `connection.begin()`, opens a **savepoint** inside it: its `commit()` releases the
+/// savepoint and its `rollback()` rolls back to it, and neither ends the delivery's
+/// transaction; what the handler keeps still commits with the claim and the answer,
+/// or not at all. A raw `COMMIT` or `ROLLBACK` of the handler's own (through
+/// `sqlx::raw_sql`, say) does end it: the layer finds that out before answering, rolls
+/// back what it still can and answers 503, never a 2xx
+/// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost)).
 ///
 /// # Example
 ///
+/// A credit, and a bonus that may already have been granted: the bonus's failure is
+/// rolled back to its savepoint, the credit stays.
+///
 /// ```no_run
 /// use aghanim_webhook::idempotency::DeliveryTransaction;
+/// use sqlx::Connection;
 ///
 /// async fn credit(transaction: &DeliveryTransaction, player: &str, gems: i64) -> Result<(), Box<dyn std::error::Error>> {
 ///     let mut connection = transaction.connection().await?;
@@ -28,6 +41,16 @@ use crate::idempotency::StoreError;
 ///         .bind(player)
 ///         .execute(&mut *connection)
 ///         .await?;
+///
+///     let mut bonus = connection.begin().await?; // SAVEPOINT
+///     let granted = sqlx::query("INSERT INTO bonuses (player_id) VALUES ($1)")
+///         .bind(player)
+///         .execute(&mut *bonus)
+///         .await;
+///     match granted {
+///         Ok(_) => bonus.commit().await?,    // RELEASE SAVEPOINT
+///         Err(_) => bonus.rollback().await?, // ROLLBACK TO SAVEPOINT: the credit stays
+///     }
 ///     Ok(())
 /// }
 /// ```
