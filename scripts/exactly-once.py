@@ -18,11 +18,16 @@ instances' logs (`LOG_LEVEL=debug`) must show one handler run per purchase, exce
 a purchase whose run the SIGKILL cut may run once more (its lease, then the inventory's
 marker).
 
-With `--store postgres` (a private PostgreSQL, `DATABASE_URL`): an instance is
-SIGKILLed and restarted at a quarter, a half and three quarters of the purchases, and
-PostgreSQL itself is restarted with `pg_ctl restart -m immediate` at 60 %. Runs cut by
-either roll back, so handler runs are not checked; the credits are, in the database as
-well.
+With `--store postgres` (a private PostgreSQL, `DATABASE_URL`, each instance with
+`RUN_TIMEOUT_SECONDS=3`): an instance is SIGKILLed and restarted at a quarter, a half and
+three quarters of the purchases, PostgreSQL itself is restarted with `pg_ctl restart -m
+immediate` at 60 %, and at 40 % an instance is frozen with SIGSTOP for 15 s, then
+resumed with SIGCONT: the deliveries it held must get a 2xx elsewhere while it is still
+frozen (the server ends its transactions within the run timeout plus the store
+timeout). Before the late retries, every record is aged past the retention and one
+instance restarted, which purges the answers at start: the late retries must be
+replayed, not credited again. Runs cut by any of these roll back, so handler runs are
+not checked; the credits are, in the database as well.
 
 At the end, `player.verify` on every instance must show exactly K gems. For each
 SIGKILL it reports how long the deliveries it held took to get a 2xx elsewhere.
@@ -39,6 +44,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -130,11 +136,14 @@ class Run:
         # One entry per SIGKILL: when, the purchases in flight on it, and for each the
         # seconds until a 2xx elsewhere.
         self.kills = []
+        # Purchases that got a 2xx: those in flight on a stopped instance are not held.
+        self.done = set()
 
     def killed(self, port: int) -> None:
-        self.kills.append((time.time(), set(self.in_flight[port]), {}))
+        self.kills.append((time.time(), set(self.in_flight[port]) - self.done, {}))
 
     def answered(self, serial: int) -> None:
+        self.done.add(serial)
         for killed_at, held, recovered in self.kills:
             if serial in held and serial not in recovered:
                 recovered[serial] = time.time() - killed_at
@@ -231,16 +240,19 @@ class Postgres:
     def stop(self) -> None:
         self.pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
 
+    def sql(self, statement: str) -> str:
+        out = subprocess.run(
+            [os.path.join(self.bin, "psql"), "-h", self.dir, "-U", "postgres", "-At", "-c",
+             statement],
+            check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
     def url(self) -> str:
         return f"postgres://postgres@localhost/postgres?host={self.dir}"
 
     def gems(self) -> int:
-        out = subprocess.run(
-            [os.path.join(self.bin, "psql"), "-h", self.dir, "-U", "postgres", "-At", "-c",
-             "SELECT coalesce(sum(quantity), 0) FROM inventory "
-             "WHERE player_id = 'testplayer' AND sku = 'gems'"],
-            check=True, capture_output=True, text=True)
-        return int(out.stdout.strip())
+        return int(self.sql("SELECT coalesce(sum(quantity), 0) FROM inventory "
+                            "WHERE player_id = 'testplayer' AND sku = 'gems'"))
 
 
 async def main() -> int:
@@ -266,7 +278,7 @@ async def main() -> int:
         postgres = None
     else:
         postgres = Postgres(directory)
-        env = {"DATABASE_URL": postgres.url()}
+        env = {"DATABASE_URL": postgres.url(), "RUN_TIMEOUT_SECONDS": "3"}
         redis = None
     logs = []
     current_log = {}
@@ -286,8 +298,18 @@ async def main() -> int:
     else:
         kills_at = {args.purchases // 4: 1, args.purchases // 2: 2, 3 * args.purchases // 4: 0}
     restart_postgres_at = 3 * args.purchases // 5 if postgres else None
+    freeze_at = 2 * args.purchases // 5 if postgres else None
+    frozen = []  # (index of the pause in run.kills, seconds frozen)
     killed_logs = set()
     database_gems = None
+    answers_left = None
+
+    async def freeze(index: int, seconds: float) -> None:
+        run.killed(PORTS[index])
+        frozen.append((len(run.kills) - 1, seconds))
+        os.killpg(servers[index].pid, signal.SIGSTOP)
+        await asyncio.sleep(seconds)
+        os.killpg(servers[index].pid, signal.SIGCONT)
     try:
         tasks = []
         for serial in range(args.purchases):
@@ -303,8 +325,22 @@ async def main() -> int:
                 servers[index] = launch(index)
             if serial == restart_postgres_at:
                 await asyncio.to_thread(postgres.restart_immediate)
+            if serial == freeze_at:
+                tasks.append(asyncio.create_task(freeze(0, 15.0)))
             await asyncio.sleep(0.002)
         await asyncio.gather(*tasks)
+        if postgres:
+            # Eight days later: a restarted instance purges the answers at start.
+            await asyncio.to_thread(postgres.sql, "UPDATE aghanim_idempotency "
+                                    "SET recorded_at = now() - interval '8 days'")
+            stop(servers[1])
+            servers[1] = launch(1)
+            for _ in range(100):
+                answers_left = int(await asyncio.to_thread(
+                    postgres.sql, "SELECT count(body) FROM aghanim_idempotency"))
+                if answers_left == 0:
+                    break
+                await asyncio.sleep(0.1)
         # Late retries of a third of the purchases, after everything completed.
         await asyncio.gather(*(deliver_until_2xx(serial, serial, run, deadline)
                                for serial in range(0, args.purchases, 3)))
@@ -335,9 +371,10 @@ async def main() -> int:
 
     elapsed = time.time() - started
     sent = args.purchases * args.copies + len(range(0, args.purchases, 3))
-    disruptions = f"{len(run.kills)} SIGKILL(s) of an instance"
+    disruptions = f"{len(run.kills) - len(frozen)} SIGKILL(s) of an instance"
     if postgres:
-        disruptions += ", one immediate PostgreSQL restart"
+        disruptions += (", one immediate PostgreSQL restart, one instance frozen 15 s, "
+                        "records aged 8 days and purged before the late retries")
     print(f"store {args.store}: {args.purchases} purchases, {args.copies} concurrent copies "
           f"each across {len(PORTS)} instances, written three ways, one copy in five hanging "
           f"up first, plus {len(range(0, args.purchases, 3))} late retries: {sent} deliveries "
@@ -352,14 +389,24 @@ async def main() -> int:
     unexplained = {serial: n for serial, n in twice.items() if serial not in cut or n > 2}
     print(f"  handler runs       {sum(claims.values())} for {len(claims)} purchases; "
           f"run more than once: {len(twice)}; never run: {len(never_ran)}")
+    pauses = {index: seconds for index, seconds in frozen}
+    freed_while_frozen = True
     for number, (_, held, recovered) in enumerate(run.kills, 1):
         waits = sorted(recovered.values())
         summary = (f"2xx elsewhere after median {waits[len(waits) // 2]:.2f} s, max {waits[-1]:.2f} s"
                    if waits else "none needed a retry")
-        print(f"  SIGKILL {number}: {len(held)} deliveries in flight on it; {summary}")
+        what = "SIGSTOP" if number - 1 in pauses else "SIGKILL"
+        print(f"  {what} {number}: {len(held)} deliveries in flight on it; {summary}")
+        if number - 1 in pauses and (len(waits) < len(held) or (waits and waits[-1] >= pauses[number - 1])):
+            freed_while_frozen = False
+    if postgres:
+        print(f"  answers left after the purge  {answers_left} (expected 0); "
+              f"frozen instance's deliveries credited elsewhere while it was frozen: "
+              f"{'yes' if freed_while_frozen else 'NO'}")
     passed = (all(count == args.purchases for count in seen)
               and run.counts["never 2xx"] == 0 and not never_ran
               and (database_gems is None or database_gems == args.purchases)
+              and (postgres is None or (answers_left == 0 and freed_while_frozen))
               and (postgres is not None or not unexplained)
               and not any(name.startswith("unexpected") for name in run.counts))
     print("PASS" if passed else "FAIL")

@@ -233,14 +233,27 @@ async fn axum_unknown_player_is_not_found() {
 }
 
 #[tokio::test]
-async fn axum_item_events_are_acknowledged_and_repeats_too() {
+async fn axum_item_events_are_acknowledged_and_a_repeat_is_replayed_not_credited() {
     let address = axum_server().await;
     let items = r#"{"player_id":"testplayer","items":[{"sku":"gems","quantity":5}],"reason":"Order paid ord_1"}"#;
-    for event_type in ["item.add", "item.add", "item.remove"] {
-        let reply = post_signed(address, &keyed(event_type, items, event_type)).await;
-        assert_eq!(reply.status, 200, "{event_type}");
-        assert_eq!(reply.body, r#"{"status":"ok"}"#);
-    }
+    let purchase = keyed("item.add", items, "ord_1");
+    let first = post_signed(address, &purchase).await;
+    assert_eq!(
+        (first.status, first.body.as_str()),
+        (200, r#"{"status":"ok"}"#)
+    );
+    assert!(!first.replayed);
+    let repeat = post_signed(address, &purchase).await;
+    assert_eq!(
+        (repeat.status, repeat.body.as_str()),
+        (200, r#"{"status":"ok"}"#)
+    );
+    assert!(repeat.replayed, "the idempotency layer answered the repeat");
+    assert_eq!(owned(address, "gems").await, 5, "credited once");
+    // The refund's removal under the purchase's key is its own delivery.
+    let refund = post_signed(address, &keyed("item.remove", items, "ord_1")).await;
+    assert_eq!((refund.status, refund.replayed), (200, false));
+    assert_eq!(owned(address, "gems").await, 0);
 }
 
 #[tokio::test]
@@ -813,4 +826,178 @@ async fn sigterm_lets_a_delivery_in_flight_finish_refuses_new_connections_and_ex
         .expect("the server exits once the delivery is done")
         .unwrap();
     assert_eq!(exited.code(), Some(0));
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_purchase_resent_after_its_record_was_purged_and_the_server_restarted_credits_once() {
+    use std::time::Duration;
+
+    let Some(postgres) = common::postgres_server::PostgresServer::start() else {
+        return;
+    };
+    let first = serve_on_postgres(&postgres).await;
+    let purchase = keyed("item.add", FIVE_GEMS, "ord_purged");
+    assert_eq!(post_signed(first, &purchase).await.status, 200);
+    assert_eq!(owned(first, "gems").await, 5);
+
+    // Eight days later, past the retention; a restarted instance purges at start.
+    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    sqlx::query("UPDATE aghanim_idempotency SET recorded_at = now() - interval '8 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let restarted = serve_on_postgres(&postgres).await;
+    let purged = until(Duration::from_secs(10), || async {
+        let answers: i64 = sqlx::query_scalar("SELECT count(body) FROM aghanim_idempotency")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        answers == 0
+    })
+    .await;
+    assert!(
+        purged,
+        "the restarted server did not purge the expired answer"
+    );
+
+    // The same purchase again (a manual resend), signed now.
+    let resent = post_signed(restarted, &purchase).await;
+    assert_eq!(resent.status, 200, "{}", resent.body);
+    assert!(resent.replayed);
+    assert_eq!(owned(restarted, "gems").await, 5, "credited a second time");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_it_resumes() {
+    use std::{
+        process::Stdio,
+        time::{Duration, Instant},
+    };
+
+    let Some(postgres) = common::postgres_server::PostgresServer::start() else {
+        return;
+    };
+    let other = serve_on_postgres(&postgres).await;
+    // The inventory row exists, so that the test can hold it.
+    assert_eq!(
+        post_signed(other, &keyed("item.add", FIVE_GEMS, "ord_seed"))
+            .await
+            .status,
+        200
+    );
+
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let frozen = SocketAddr::from(([127, 0, 0, 1], port));
+    let _server = tokio::process::Command::new(example_server())
+        .env("PORT", port.to_string())
+        .env("AGHANIM_WEBHOOK_SECRET", SECRET)
+        .env("DATABASE_URL", postgres.url())
+        .env("RUN_TIMEOUT_SECONDS", "2")
+        .env_remove("REDIS_URL")
+        .env_remove("OPS_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the example server starts");
+    let pid = _server.id().expect("running").to_string();
+    let up = until(Duration::from_secs(20), || async {
+        TcpStream::connect(frozen).await.is_ok()
+    })
+    .await;
+    assert!(up, "the example server never listened");
+
+    // The instance claims the purchase and its credit waits on a row the test holds;
+    // then the instance is frozen, and the row let go: the server finishes the credit
+    // and the frozen instance's transaction sits idle, holding the claim.
+    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM inventory WHERE player_id = 'testplayer' AND sku = 'gems' FOR UPDATE",
+    )
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let purchase = keyed("item.add", FIVE_GEMS, "ord_frozen");
+    let held = tokio::spawn({
+        let purchase = purchase.clone();
+        async move { post_signed(frozen, &purchase).await }
+    });
+    let waiting = until(Duration::from_secs(10), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        waiting == 1
+    })
+    .await;
+    assert!(
+        waiting,
+        "the instance's credit never waited on the held row"
+    );
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-STOP");
+    holder.commit().await.unwrap();
+    let frozen_at = Instant::now();
+
+    // Another instance gets the purchase through, within the bound.
+    let credited = loop {
+        let reply = post_signed(other, &purchase).await;
+        if reply.status == 200 {
+            break frozen_at.elapsed();
+        }
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(30),
+            "still 503 after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("the frozen instance's claim was freed and the purchase credited after {credited:?}");
+    assert!(credited < Duration::from_secs(15), "{credited:?}");
+    assert_eq!(
+        owned(other, "gems").await,
+        10,
+        "seed and purchase, once each"
+    );
+
+    // Resumed, the frozen instance must not answer 2xx for what the server ended.
+    signal("-CONT");
+    let late = tokio::time::timeout(Duration::from_secs(20), held)
+        .await
+        .expect("the resumed instance answers")
+        .unwrap();
+    assert_ne!(late.status / 100, 2, "{}", late.body);
+    assert_eq!(owned(other, "gems").await, 10);
+    assert_eq!(owned(frozen, "gems").await, 10);
+}
+
+/// Whether `check` comes true within `limit`, asked every 50 ms.
+#[cfg(feature = "postgres")]
+async fn until<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
 }

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use common::{keyed, layer, postgres_server::PostgresServer, sent::send_owned, signed_text};
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::{postgres::PgPoolOptions, Connection, PgPool};
 use tower::{util::BoxCloneService, ServiceBuilder, ServiceExt};
 
 type Stack = BoxCloneService<
@@ -42,6 +42,15 @@ enum Answer {
     SlowOk(Duration),
     /// Credits, then waits this long before answering with this status.
     SlowStatus(Duration, u16),
+    /// Credits inside a nested `begin()` that it commits, then answers this status.
+    NestedCommitThen(u16),
+    /// Credits, then grants a bonus inside a nested `begin()` that it rolls back, then
+    /// answers 200.
+    BonusRolledBack,
+    /// Credits, then runs this SQL itself, then answers 200.
+    Raw(&'static str),
+    /// Credits, then takes advisory lock 42, waiting for whoever holds it; then 200.
+    AdvisoryLock,
 }
 
 /// Credits one row in `credits` through the delivery's transaction, then answers as
@@ -88,22 +97,60 @@ impl Handler {
             .get::<DeliveryTransaction>()
             .cloned()
             .ok_or("no transaction")?;
-        {
-            let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
-            sqlx::query("INSERT INTO credits (dedupe_key, run) VALUES ($1, $2)")
-                .bind(claim.dedupe_key())
-                .bind(run as i32)
-                .execute(&mut *connection)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        self.written.fetch_add(1, Ordering::SeqCst);
         let answer = self
             .script
             .lock()
             .unwrap()
             .pop_front()
             .unwrap_or(Answer::Ok);
+        let credit = |key: String, run: i32| {
+            sqlx::query("INSERT INTO credits (dedupe_key, run) VALUES ($1, $2)")
+                .bind(key)
+                .bind(run)
+        };
+        {
+            let failed = |e: sqlx::Error| e.to_string();
+            let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
+            let key = claim.dedupe_key().to_owned();
+            if let Answer::NestedCommitThen(_) = answer {
+                let mut nested = connection.begin().await.map_err(failed)?;
+                credit(key.clone(), run as i32)
+                    .execute(&mut *nested)
+                    .await
+                    .map_err(failed)?;
+                nested.commit().await.map_err(failed)?;
+            } else {
+                credit(key.clone(), run as i32)
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(failed)?;
+            }
+            match answer {
+                Answer::BonusRolledBack => {
+                    let mut bonus = connection.begin().await.map_err(failed)?;
+                    credit(key, -(run as i32))
+                        .execute(&mut *bonus)
+                        .await
+                        .map_err(failed)?;
+                    bonus.rollback().await.map_err(failed)?;
+                }
+                Answer::Raw(sql) => {
+                    // Through `Executor`, whose future is `Send` (`RawSql::execute`'s
+                    // is not provably so inside a service).
+                    sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql))
+                        .await
+                        .map_err(failed)?;
+                }
+                Answer::AdvisoryLock => {
+                    sqlx::query("SELECT pg_advisory_xact_lock(42)")
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed)?;
+                }
+                _ => {}
+            }
+        }
+        self.written.fetch_add(1, Ordering::SeqCst);
         let status = match answer {
             Answer::Ok => 200,
             Answer::Status(status) => status,
@@ -116,6 +163,8 @@ impl Handler {
                 tokio::time::sleep(after).await;
                 status
             }
+            Answer::NestedCommitThen(status) => status,
+            Answer::BonusRolledBack | Answer::Raw(_) | Answer::AdvisoryLock => 200,
         };
         let mut response = Response::new(Full::from(format!(r#"{{"run":{run}}}"#)));
         *response.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -430,13 +479,80 @@ async fn a_postgres_restart_mid_run_is_503_and_then_correct_answers() {
     );
 }
 
+/// Moves the records of `keys` (dedupe keys of `item_add`) `days` into the past.
+async fn age(pool: &PgPool, days: i32) {
+    sqlx::query("UPDATE aghanim_idempotency SET recorded_at = now() - make_interval(days => $1)")
+        .bind(days)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn retention_deletes_only_expired_records() {
+async fn a_resend_after_the_retention_purge_is_replayed_and_never_credited_again() {
     let Some(db) = database().await else { return };
     let store = PostgresStore::new(db.pool.clone());
     let handler = Handler::default();
     let stack = stack(IdempotencyLayer::transactional(store.clone()), &handler);
-    for key in ["old_1", "old_2", "new_1"] {
+    assert_eq!(
+        send_owned(stack.clone(), item_add("ord_old"))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+    age(&db.pool, 8).await;
+    assert_eq!(
+        send_owned(stack.clone(), item_add("ord_new"))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+
+    let purged = store
+        .purge_expired(Duration::from_secs(7 * 24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "only the expired answer is purged");
+    assert_eq!(records(&db.pool).await, 2, "the keys stay");
+    let bodies: i64 = sqlx::query_scalar("SELECT count(body) FROM aghanim_idempotency")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(bodies, 1, "the expired answer's bytes are freed");
+
+    // The same purchase, delivered again long after (signed afresh).
+    let resent = send_owned(stack.clone(), item_add("ord_old"))
+        .await
+        .unwrap();
+    assert_eq!((resent.status, resent.replayed), (StatusCode::OK, true));
+    assert_eq!(resent.outcome, Some(IdempotencyOutcome::Replayed));
+    assert_eq!(resent.body, r#"{"status":"ok"}"#);
+    assert!(
+        send_owned(stack, item_add("ord_new"))
+            .await
+            .unwrap()
+            .replayed
+    );
+    assert_eq!(handler.runs(), 2);
+    assert_eq!(credits(&db.pool).await, 2);
+    assert_eq!(
+        store
+            .purge_expired(Duration::from_secs(7 * 24 * 3600))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn only_an_explicit_horizon_forgets_keys() {
+    let Some(db) = database().await else { return };
+    let store = PostgresStore::new(db.pool.clone());
+    let handler = Handler::default();
+    let stack = stack(IdempotencyLayer::transactional(store.clone()), &handler);
+    for key in ["ord_a", "ord_b"] {
         assert_eq!(
             send_owned(stack.clone(), item_add(key))
                 .await
@@ -445,17 +561,272 @@ async fn retention_deletes_only_expired_records() {
             StatusCode::OK
         );
     }
-    sqlx::query("UPDATE aghanim_idempotency SET recorded_at = now() - interval '8 days' WHERE key IN (SELECT key FROM aghanim_idempotency ORDER BY recorded_at LIMIT 2)")
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    let deleted = store
+    age(&db.pool, 400).await;
+    assert_eq!(
+        send_owned(stack.clone(), item_add("ord_c"))
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+    store
         .purge_expired(Duration::from_secs(7 * 24 * 3600))
         .await
         .unwrap();
-    assert_eq!(deleted, 2);
+    assert_eq!(records(&db.pool).await, 3);
+    let forgotten = store
+        .forget_older_than(Duration::from_secs(365 * 24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 2);
     assert_eq!(records(&db.pool).await, 1);
-    assert!(send_owned(stack, item_add("new_1")).await.unwrap().replayed);
+}
+
+#[tokio::test]
+async fn a_purged_record_costs_under_320_bytes_with_its_indexes() {
+    let Some(db) = database().await else { return };
+    // A hundred thousand purged rows, as the layer leaves them: digest key and
+    // fingerprint, a status, no answer.
+    sqlx::query(
+        "INSERT INTO aghanim_idempotency (key, fingerprint, status, recorded_at) \
+         SELECT encode(sha256(i::text::bytea), 'hex'), encode(sha256((-i)::text::bytea), 'hex'), 200, \
+         now() - interval '30 days' FROM generate_series(1, 100000) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql("VACUUM ANALYZE aghanim_idempotency")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('aghanim_idempotency')")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let per_row = bytes / 100_000;
+    eprintln!("a purged record: {per_row} bytes with its indexes ({bytes} bytes for 100000)");
+    assert!(per_row < 320, "{per_row} bytes per purged record");
+}
+
+#[tokio::test]
+async fn a_nested_begin_committed_then_a_500_leaves_nothing_and_the_retry_credits_once() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default()
+        .then(Answer::NestedCommitThen(500))
+        .then(Answer::NestedCommitThen(200));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let failed = send_owned(stack.clone(), item_add("ord_nested"))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
+    let retry = send_owned(stack.clone(), item_add("ord_nested"))
+        .await
+        .unwrap();
+    assert_eq!(retry.status, StatusCode::OK, "{retry:?}");
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert!(
+        send_owned(stack, item_add("ord_nested"))
+            .await
+            .unwrap()
+            .replayed
+    );
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn a_nested_begin_rolled_back_keeps_the_credit_and_the_duplicate_is_replayed() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::BonusRolledBack);
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let first = send_owned(stack.clone(), item_add("ord_bonus"))
+        .await
+        .unwrap();
+    assert_eq!(first.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    let runs: Vec<i32> = sqlx::query_scalar("SELECT run FROM credits")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        runs,
+        [1],
+        "the credit stays, the bonus rolled back to its savepoint"
+    );
+    let again = send_owned(stack, item_add("ord_bonus")).await.unwrap();
+    assert_eq!((again.status, again.replayed), (StatusCode::OK, true));
+    assert_eq!(handler.runs(), 1);
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (1, 1));
+}
+
+#[tokio::test]
+async fn a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2xx() {
+    let Some(db) = database().await else { return };
+    for (sql, credits_left) in [
+        ("ROLLBACK", 0),
+        ("ROLLBACK; BEGIN", 0),
+        ("COMMIT", 1),
+        ("COMMIT; BEGIN", 1),
+    ] {
+        sqlx::raw_sql("TRUNCATE credits, aghanim_idempotency")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let handler = Handler::default().then(Answer::Raw(sql));
+        let stack = stack(
+            IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+            &handler,
+        );
+        let lost = send_owned(stack.clone(), item_add("ord_raw"))
+            .await
+            .unwrap();
+        assert_eq!(
+            lost.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{sql}: {lost:?}"
+        );
+        assert_eq!(
+            lost.outcome,
+            Some(IdempotencyOutcome::TransactionLost),
+            "{sql}"
+        );
+        // Nothing the handler wrote after its own COMMIT or ROLLBACK is kept.
+        assert_eq!(credits(&db.pool).await, credits_left, "{sql}");
+        let retry = send_owned(stack, item_add("ord_raw")).await.unwrap();
+        if credits_left == 0 {
+            // Rolled back whole, claim included: nothing happened, so the retry runs.
+            assert_eq!(
+                retry.outcome,
+                Some(IdempotencyOutcome::Ran { attempt: 1 }),
+                "{sql}"
+            );
+            assert_eq!(credits(&db.pool).await, 1, "{sql}");
+        } else {
+            // The handler committed its credit with a claim that has no answer: the
+            // retry is refused rather than credited again.
+            assert!(!retry.status.is_success(), "{sql}: {retry:?}");
+            assert_eq!(credits(&db.pool).await, 1, "{sql}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_claims_lock_timeout_does_not_apply_to_the_handlers_statements() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::AdvisoryLock);
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
+            .wait(Duration::from_millis(100)),
+        &handler,
+    );
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(42)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(send_owned(stack, item_add("ord_lock")));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    holder.commit().await.unwrap();
+    let sent = waiting.await.unwrap().unwrap();
+    assert_eq!(
+        sent.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{sent:?}"
+    );
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn a_hung_handler_is_rolled_back_at_the_run_timeout() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(3600)));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
+            .run_timeout(Duration::from_millis(500)),
+        &handler,
+    );
+    let hung = send_owned(stack.clone(), item_add("ord_hung"))
+        .await
+        .unwrap();
+    assert_eq!(hung.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        hung.outcome,
+        Some(IdempotencyOutcome::TimedOut { attempt: 1 })
+    );
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
+    let retry = send_owned(stack, item_add("ord_hung")).await.unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!(credits(&db.pool).await, 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_is_rolled_back_before_cancel_in_flight_returns() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(3600)));
+    let idempotency = IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()));
+    let stack = stack(idempotency.clone(), &handler);
+    let running = tokio::spawn(send_owned(stack, item_add("ord_drain")));
+    handler.until_written(1).await;
+    assert_eq!(idempotency.cancel_in_flight().await, 1);
+    let cut = running.await.unwrap().unwrap();
+    assert_eq!(
+        cut.outcome,
+        Some(IdempotencyOutcome::Cancelled { attempt: 1 })
+    );
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
+}
+
+#[tokio::test]
+async fn fifty_copies_on_a_pool_of_ten_never_starve_another_delivery() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(2)));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    let copies: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(send_owned(stack.clone(), item_add("ord_burst"))))
+        .collect();
+    handler.until_written(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Another purchase, and the readiness probe's query, while the copies wait.
+    let started = tokio::time::Instant::now();
+    let other = send_owned(stack.clone(), item_add("ord_other"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{other:?}"
+    );
+    let probe = tokio::time::timeout(
+        Duration::from_millis(500),
+        sqlx::query("SELECT 1").execute(&db.pool),
+    )
+    .await;
+    assert!(
+        probe.is_ok_and(|done| done.is_ok()),
+        "the pool had no connection for the probe"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    for copy in copies {
+        let sent = copy.await.unwrap().unwrap();
+        assert!(
+            sent.status == StatusCode::OK || sent.status == StatusCode::SERVICE_UNAVAILABLE,
+            "{sent:?}"
+        );
+    }
+    assert_eq!(handler.runs(), 2);
+    assert_eq!(credits(&db.pool).await, 2);
 }
 
 #[tokio::test]

@@ -17,6 +17,9 @@
 //! | the request future is dropped once the claim is taken (the client hung up, a timeout outside fired) | the run goes on in a task of its own: its answer is recorded (or its claim released) as if the client had waited, and the retry gets the replay or waits for it. The handler never runs twice |
 //! | a claim call fails or times out | 503 with `retry-after`; the claim it may have left is released in the background (fenced by the owner token, so harmless if there was none) |
 //! | the process holding a claim dies (SIGKILL, a crash) | the claim blocks its key until its lease (15 s) runs out, then the next delivery runs (attempt + 1) |
+//! | the handler runs past the [run timeout](IdempotencyLayer::run_timeout) (20 s) | its future is dropped, then its claim released, and 503 answered ([`IdempotencyOutcome::TimedOut`]) |
+//! | the server shuts down past its drain deadline ([`IdempotencyLayer::cancel_in_flight`]) | each run still going is cancelled (its future dropped), then its claim released, and 503 answered: the next delivery runs elsewhere at once, never beside a handler still writing |
+//! | recording the answer fails | tried again within half a lease, then left to the lease ([`IdempotencyOutcome::NotRecorded`]) |
 //! | a stale owner (its lease passed and another delivery took over) finishes | its record and release change nothing: they compare the owner token ([`IdempotencyOutcome::LeaseLost`]) |
 //! | the same key with another payload (the fingerprint of `event_data` as a JSON value) | [`Policy::Deduplicate`] (`item.*`, `coupon.redeemed`): 422 `idempotency_key_reused` if the key is completed or claimed, the handler not called; a released or expired record never refuses a payload. [`Policy::DeduplicateAllowingChanges`] (notifications, e.g. `payment.*` re-sent when amounts change): each distinct payload is claimed on its own, so copies of one change run once |
 //! | the store is unreachable or times out | 503 with `retry-after` (fail closed); [`IdempotencyLayer::fail_open`] runs the handler instead |
@@ -46,9 +49,10 @@
 //!
 //! 1. **The layer**: at most one run per key at a time across every instance sharing
 //!    the store, the final answer replayed to later duplicates within the retention
-//!    (7 days), and no duplicate answered 2xx before the original's effect is done.
-//!    Records can still be lost (a Redis failover or eviction, a full memory store, a
-//!    lease that ran out under a stuck process), and then a duplicate runs again.
+//!    (7 days on the memory and Redis stores), and no duplicate answered 2xx before the
+//!    original's effect is done. Records can still be lost (a Redis failover or
+//!    eviction, a full memory store, a lease that ran out under a stuck process, a
+//!    delivery older than the retention), and then a duplicate runs again.
 //! 2. **Your handler**: key its write by the [`Claim`]'s
 //!    [`dedupe_key`](Claim::dedupe_key) (or the event's) *in the same transaction as
 //!    the effect*, e.g. `INSERT INTO credited(key) ... ON CONFLICT DO NOTHING` and the
@@ -68,7 +72,11 @@
 //! duplicate waits on the claim's row, not a lease; an answer that is not final, an
 //! error, a panic, a dropped request, a killed process or connection roll back the
 //! effect with the claim, and the next delivery runs at once; a failed `COMMIT` is a
-//! 503, never a 2xx.
+//! 503, never a 2xx. A handler's nested `begin()` on the delivery's connection is a
+//! savepoint; a completed key is kept for good, its answer's bytes freed after the
+//! retention ([`PostgresStore::purge_expired`]); the server ends the transaction of an
+//! instance frozen while it holds a claim within the run timeout plus the store
+//! timeout.
 //!
 //! With feature `metrics`, every decision is also counted
 //! (`aghanim_webhook_idempotency_decisions_total`) and every store call timed.
