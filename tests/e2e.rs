@@ -1001,3 +1001,40 @@ where
     }
     false
 }
+
+#[tokio::test]
+async fn the_redis_example_warns_at_start_when_its_credits_would_not_survive_a_restart() {
+    use std::{process::Stdio, time::Duration};
+    use tokio::io::AsyncBufReadExt;
+
+    // The tests' Redis runs with `--appendonly no`.
+    let Some(redis) = common::redis_server::RedisServer::start() else {
+        return;
+    };
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut server = tokio::process::Command::new(example_server())
+        .env("PORT", port.to_string())
+        .env("AGHANIM_WEBHOOK_SECRET", SECRET)
+        .env("REDIS_URL", redis.url())
+        .env_remove("DATABASE_URL")
+        .env_remove("OPS_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the example server starts");
+    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let warned = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("WARNING: this Redis has no append-only file") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(warned, Ok(true), "no warning about the missing append-only file");
+}

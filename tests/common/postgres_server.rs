@@ -26,8 +26,9 @@ impl PostgresServer {
                 !required,
                 "AGHANIM_REQUIRE_POSTGRES=1 but no initdb and pg_ctl were found"
             );
-            eprintln!(
-                "skipping the PostgreSQL part: no initdb and pg_ctl (apt-get install postgresql)"
+            super::skipped(
+                "PostgreSQL",
+                "no initdb and pg_ctl were found (apt-get install postgresql)",
             );
             return None;
         };

@@ -31,8 +31,9 @@ impl RedisServer {
                 !required,
                 "AGHANIM_REQUIRE_REDIS=1 but {binary} cannot be run"
             );
-            eprintln!(
-                "skipping the Redis part: {binary} is not on PATH (apt-get install redis-server)"
+            super::skipped(
+                "Redis",
+                &format!("{binary} is not on PATH (apt-get install redis-server)"),
             );
             return None;
         }
@@ -143,7 +144,10 @@ impl RedisCluster {
                 !required,
                 "AGHANIM_REQUIRE_REDIS=1 but {binary} cannot be run"
             );
-            eprintln!("skipping the Redis Cluster part: {binary} is not on PATH (apt-get install redis-server)");
+            super::skipped(
+                "Redis Cluster",
+                &format!("{binary} is not on PATH (apt-get install redis-server)"),
+            );
             return None;
         }
         static SERIAL: AtomicU32 = AtomicU32::new(0);
