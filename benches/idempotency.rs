@@ -8,12 +8,12 @@
 //! cargo bench --bench idempotency
 //! ```
 
-#[path = "../tests/common/postgres_server.rs"]
+// The tests' private servers; the benchmark uses only what starts one.
+#[path = "../tests/common/servers/mod.rs"]
 #[allow(dead_code)]
-mod postgres_server;
-#[path = "../tests/common/redis_server.rs"]
-#[allow(dead_code)]
-mod redis_server;
+mod servers;
+
+use servers::{postgres_server, redis_server};
 
 use std::{
     convert::Infallible,

@@ -1,36 +1,34 @@
 //! Shared helpers: signed requests, bodies that stream as told, an inner service that
 //! records what reaches it.
-#![allow(dead_code)]
 
 mod executor;
-#[cfg(feature = "postgres")]
-pub mod postgres_server;
+mod frames;
 #[cfg(feature = "idempotency")]
-pub mod redis_server;
+mod servers;
+#[cfg(feature = "postgres")]
+pub use servers::postgres_server;
+#[cfg(feature = "idempotency")]
+pub use servers::redis_server;
 #[cfg(feature = "idempotency")]
 pub mod sent;
 #[cfg(feature = "idempotency")]
 pub mod stores;
 
-#[allow(unused_imports)] // Not every test target runs futures by hand.
 pub use executor::run;
+pub use frames::Frames;
 
 use std::{
-    collections::VecDeque,
     convert::Infallible,
-    io,
-    pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    task::{Context, Poll},
 };
 
 use aghanim_webhook::{body::BufferedBody, sign_headers, AghanimSignatureLayer, VerifiedBody};
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::{util::BoxCloneService, ServiceBuilder};
 
@@ -161,84 +159,6 @@ where
     String::from_utf8(bytes.to_vec()).expect("utf-8 body")
 }
 
-/// A body that yields the given frames one by one, then ends.
-pub struct Frames {
-    frames: VecDeque<Result<Frame<Bytes>, io::Error>>,
-    exact_size: Option<u64>,
-    polled: Arc<AtomicBool>,
-}
-
-impl Frames {
-    pub fn data<I, T>(chunks: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<Bytes>,
-    {
-        Self {
-            frames: chunks
-                .into_iter()
-                .map(|chunk| Ok(Frame::data(chunk.into())))
-                .collect(),
-            exact_size: None,
-            polled: Arc::default(),
-        }
-    }
-
-    /// The body in frames of `size` bytes each.
-    pub fn split(body: &[u8], size: usize) -> Self {
-        Self::data(
-            body.chunks(size)
-                .map(Bytes::copy_from_slice)
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    pub fn then_error(self) -> Self {
-        self.then_error_of(io::ErrorKind::ConnectionReset)
-    }
-
-    pub fn then_error_of(mut self, kind: io::ErrorKind) -> Self {
-        self.frames
-            .push_back(Err(io::Error::new(kind, "the body stream failed")));
-        self
-    }
-
-    pub fn then_trailers(mut self) -> Self {
-        let mut trailers = http::HeaderMap::new();
-        trailers.insert("x-trailer", http::HeaderValue::from_static("unsigned"));
-        self.frames.push_back(Ok(Frame::trailers(trailers)));
-        self
-    }
-
-    pub fn exact_size(mut self, size: u64) -> Self {
-        self.exact_size = Some(size);
-        self
-    }
-
-    /// Becomes true once anything polls the body.
-    pub fn polled(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.polled)
-    }
-}
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.polled.store(true, Ordering::SeqCst);
-        Poll::Ready(self.frames.pop_front())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.exact_size
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
-}
-
 /// A request with `body`, signed with [`SECRET`] at [`NOW`] over `signed_bytes`.
 pub fn signed_with<B>(body: B, signed_bytes: &[u8]) -> Request<B> {
     let mut request = Request::post("/webhook")
@@ -262,22 +182,4 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     None
-}
-
-/// Says once per test binary, past the test harness's capture (which hides what a
-/// passing test prints), that a part of the suite did not run.
-pub fn skipped(part: &str, why: &str) {
-    use std::{
-        collections::HashSet,
-        io::Write,
-        sync::{Mutex, OnceLock},
-    };
-    static SAID: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let said = SAID.get_or_init(Mutex::default);
-    if said.lock().unwrap_or_else(|e| e.into_inner()).insert(part.to_owned()) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n!!! SKIPPED: the {part} tests did not run: {why}. CI sets AGHANIM_REQUIRE_REDIS=1 and AGHANIM_REQUIRE_POSTGRES=1, which make this a failure.\n"
-        );
-    }
 }

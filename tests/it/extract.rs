@@ -1,7 +1,7 @@
 //! The axum extractor behind the layer.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use aghanim_webhook::{
     events::{Ack, ItemChange, ItemRemove, PlayerVerify, PlayerVerifyResponse},

@@ -1,7 +1,7 @@
 //! `Dispatch` behind the signature layer, driven through `oneshot`.
 #![cfg(feature = "events")]
 
-mod common;
+use crate::common;
 
 use std::sync::{
     atomic::{AtomicUsize, Ordering},

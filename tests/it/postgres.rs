@@ -3,7 +3,7 @@
 //! tests start themselves: the claim, the handler's writes and the recorded answer in
 //! one transaction.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::VecDeque,
@@ -176,14 +176,28 @@ impl Handler {
     }
 }
 
+/// A database of the test's own, with the credits table and the store's.
 struct Database {
-    server: PostgresServer,
+    url: String,
     pool: PgPool,
+    /// The server, when the test has one of its own (to stop it).
+    server: Option<PostgresServer>,
 }
 
+/// A new database on the server the tests share.
 async fn database() -> Option<Database> {
+    let url = PostgresServer::shared()?.database();
+    Some(prepared(url, None).await)
+}
+
+/// A server of the test's own.
+async fn database_on_its_own_server() -> Option<Database> {
     let server = PostgresServer::start()?;
-    let pool = pool(&server, 10).await;
+    Some(prepared(server.url(), Some(server)).await)
+}
+
+async fn prepared(url: String, server: Option<PostgresServer>) -> Database {
+    let pool = pool(&url, 10).await;
     sqlx::raw_sql(
         "CREATE TABLE credits (dedupe_key text NOT NULL, run integer NOT NULL, \
          credited_at timestamptz NOT NULL DEFAULT clock_timestamp())",
@@ -192,14 +206,14 @@ async fn database() -> Option<Database> {
     .await
     .unwrap();
     PostgresStore::new(pool.clone()).migrate().await.unwrap();
-    Some(Database { server, pool })
+    Database { url, pool, server }
 }
 
-async fn pool(server: &PostgresServer, connections: u32) -> PgPool {
+async fn pool(url: &str, connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(&server.url())
+        .connect(url)
         .await
         .expect("connects to the private server")
 }
@@ -260,7 +274,7 @@ async fn thirty_copies_through_three_instances_credit_once() {
     let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(200)));
     let mut instances = Vec::new();
     for _ in 0..3 {
-        let pool = pool(&db.server, 10).await;
+        let pool = pool(&db.url, 10).await;
         instances.push(stack(
             IdempotencyLayer::transactional(PostgresStore::new(pool)),
             &handler,
@@ -350,7 +364,8 @@ async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx() {
     handler.until_written(1).await;
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE state = 'idle in transaction' AND pid <> pg_backend_pid()",
+         WHERE state = 'idle in transaction' AND datname = current_database() \
+         AND pid <> pg_backend_pid()",
     )
     .fetch_one(&db.pool)
     .await
@@ -427,7 +442,7 @@ async fn the_same_key_with_another_payload_is_refused() {
 #[tokio::test]
 async fn no_connection_from_the_pool_in_time_is_503_not_a_hang() {
     let Some(db) = database().await else { return };
-    let one = pool(&db.server, 1).await;
+    let one = pool(&db.url, 1).await;
     let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(3)));
     let idempotency = IdempotencyLayer::transactional(PostgresStore::new(one))
         .store_timeout(Duration::from_millis(300))
@@ -445,21 +460,24 @@ async fn no_connection_from_the_pool_in_time_is_503_not_a_hang() {
 
 #[tokio::test]
 async fn a_postgres_restart_mid_run_is_503_and_then_correct_answers() {
-    let Some(db) = database().await else { return };
+    let Some(db) = database_on_its_own_server().await else {
+        return;
+    };
+    let server = db.server.as_ref().expect("a server of its own");
     let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(500)));
     let idempotency = IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
         .store_timeout(Duration::from_millis(500));
     let stack = stack(idempotency, &handler);
     let running = tokio::spawn(send_owned(stack.clone(), item_add("ord_10")));
     handler.until_written(1).await;
-    db.server.stop_immediate();
+    server.stop_immediate();
     assert_eq!(
         running.await.unwrap().unwrap().status,
         StatusCode::SERVICE_UNAVAILABLE
     );
     let down = send_owned(stack.clone(), item_add("ord_10")).await.unwrap();
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
-    db.server.start_server();
+    server.start_server();
     let answered = common::eventually(|| async {
         let sent = send_owned(stack.clone(), item_add("ord_10")).await.unwrap();
         (sent.status == StatusCode::OK).then_some(sent)

@@ -2,12 +2,17 @@
 //! socket, no TCP port, no persistence. Skipped with a printed reason when the binary
 //! is missing, unless `AGHANIM_REQUIRE_REDIS=1` (CI) makes that a failure.
 
+use super::{reaper, skipped};
+
 use std::{
     io::{Read, Write},
     os::unix::net::UnixStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        OnceLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -31,7 +36,7 @@ impl RedisServer {
                 !required,
                 "AGHANIM_REQUIRE_REDIS=1 but {binary} cannot be run"
             );
-            super::skipped(
+            skipped::skipped(
                 "Redis",
                 &format!("{binary} is not on PATH (apt-get install redis-server)"),
             );
@@ -47,6 +52,20 @@ impl RedisServer {
         let mut server = Self { child: None, dir };
         server.spawn(&binary);
         Some(server)
+    }
+
+    /// The server this process shares between its tests, each under a key prefix of
+    /// its own ([`prefix`]); tests that kill or restart it start their own.
+    pub fn shared() -> Option<&'static Self> {
+        static SHARED: OnceLock<Option<RedisServer>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let server = Self::start()?;
+                let pid = server.child.as_ref().map_or(0, Child::id);
+                reaper::after_exit(&format!("kill {pid}; rm -rf '{}'", server.dir.display()));
+                Some(server)
+            })
+            .as_ref()
     }
 
     fn socket(&self) -> PathBuf {
@@ -130,6 +149,28 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// The cluster this process shares between its tests, each under a key prefix of
+    /// its own ([`prefix`]).
+    pub fn shared() -> Option<&'static Self> {
+        static SHARED: OnceLock<Option<RedisCluster>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let cluster = Self::start()?;
+                let pids: Vec<String> = cluster
+                    .nodes
+                    .iter()
+                    .map(|node| node.id().to_string())
+                    .collect();
+                reaper::after_exit(&format!(
+                    "kill {}; rm -rf '{}'",
+                    pids.join(" "),
+                    cluster.dir.display()
+                ));
+                Some(cluster)
+            })
+            .as_ref()
+    }
+
     pub fn start() -> Option<Self> {
         let required = std::env::var("AGHANIM_REQUIRE_REDIS").is_ok_and(|value| value == "1");
         let missing = ["redis-server", "redis-cli"].into_iter().find(|binary| {
@@ -144,7 +185,7 @@ impl RedisCluster {
                 !required,
                 "AGHANIM_REQUIRE_REDIS=1 but {binary} cannot be run"
             );
-            super::skipped(
+            skipped::skipped(
                 "Redis Cluster",
                 &format!("{binary} is not on PATH (apt-get install redis-server)"),
             );
@@ -255,4 +296,10 @@ fn free_cluster_port() -> u16 {
             return port;
         }
     }
+}
+
+/// A key prefix no other test of this process uses, for a store on a shared server.
+pub fn prefix() -> String {
+    static SERIAL: AtomicU32 = AtomicU32::new(0);
+    format!("aghanim:test{}:", SERIAL.fetch_add(1, Ordering::Relaxed))
 }

@@ -2,14 +2,11 @@
 //! The examples' stacks over real TCP sockets, with raw HTTP/1.1 so that headers and
 //! framing can lie.
 
-mod common;
+use crate::common;
 
-#[path = "../examples/hyper_server/app.rs"]
+#[path = "../../examples/hyper_server/app.rs"]
 mod hyper_app;
-// The example binary uses all of it; each test binary only some.
-#[path = "../examples/server/app.rs"]
-#[allow(dead_code)]
-mod server_app;
+use crate::server_app;
 
 use std::net::SocketAddr;
 
@@ -119,7 +116,7 @@ async fn post_signed(address: SocketAddr, body: &str) -> Reply {
 
 /// The "Testing" request of Aghanim's "Handle webhooks" page, byte for byte: no
 /// `event_time`, no `game_id`, a multi-line body.
-const DOCS_TEST_REQUEST: &str = include_str!("../examples/events/docs-test-request.json");
+const DOCS_TEST_REQUEST: &str = include_str!("../../examples/events/docs-test-request.json");
 
 #[tokio::test]
 async fn aghanim_docs_test_request_is_answered_with_the_player() {
@@ -451,8 +448,8 @@ async fn serve_on_redis(redis: &common::redis_server::RedisServer) -> SocketAddr
 
 /// One more example server instance on the private PostgreSQL.
 #[cfg(feature = "postgres")]
-async fn serve_on_postgres(postgres: &common::postgres_server::PostgresServer) -> SocketAddr {
-    let app = server_app::on_postgres(SECRET, &postgres.url(), DEFAULT_RUN_TIMEOUT)
+async fn serve_on_postgres(url: &str) -> SocketAddr {
+    let app = server_app::on_postgres(SECRET, url, DEFAULT_RUN_TIMEOUT)
         .await
         .unwrap();
     serve(app.router).await
@@ -681,13 +678,11 @@ async fn the_redis_inventory_script_applies_once_on_a_cluster() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn two_instances_sharing_postgres_credit_each_purchase_once() {
-    let Some(postgres) = common::postgres_server::PostgresServer::start() else {
+    let Some(postgres) = common::postgres_server::PostgresServer::shared() else {
         return;
     };
-    let [a, b] = [
-        serve_on_postgres(&postgres).await,
-        serve_on_postgres(&postgres).await,
-    ];
+    let url = postgres.database();
+    let [a, b] = [serve_on_postgres(&url).await, serve_on_postgres(&url).await];
     let purchase = keyed("item.add", FIVE_GEMS, "ord_pg");
     assert_eq!(twelve_copies_runs(a, b, &purchase).await, 1);
     assert_eq!(owned(a, "gems").await, 5);
@@ -712,6 +707,7 @@ async fn get_status(address: SocketAddr, path: &str) -> u16 {
 #[tokio::test]
 async fn ops_routes_report_liveness_and_the_stores_readiness() {
     let memory = server_app::in_memory(SECRET, DEFAULT_RUN_TIMEOUT);
+    assert_eq!(memory.idempotency.runs_in_flight(), 0);
     let ops = serve(server_app::ops_router(memory.backing, None)).await;
     assert_eq!(get_status(ops, "/health/live").await, 200);
     assert_eq!(get_status(ops, "/health/ready").await, 200);
@@ -833,21 +829,22 @@ async fn sigterm_lets_a_delivery_in_flight_finish_refuses_new_connections_and_ex
 async fn a_purchase_resent_after_its_record_was_purged_and_the_server_restarted_credits_once() {
     use std::time::Duration;
 
-    let Some(postgres) = common::postgres_server::PostgresServer::start() else {
+    let Some(postgres) = common::postgres_server::PostgresServer::shared() else {
         return;
     };
-    let first = serve_on_postgres(&postgres).await;
+    let url = postgres.database();
+    let first = serve_on_postgres(&url).await;
     let purchase = keyed("item.add", FIVE_GEMS, "ord_purged");
     assert_eq!(post_signed(first, &purchase).await.status, 200);
     assert_eq!(owned(first, "gems").await, 5);
 
     // Eight days later, past the retention; a restarted instance purges at start.
-    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query("UPDATE aghanim_idempotency SET recorded_at = now() - interval '8 days'")
         .execute(&pool)
         .await
         .unwrap();
-    let restarted = serve_on_postgres(&postgres).await;
+    let restarted = serve_on_postgres(&url).await;
     let purged = until(Duration::from_secs(10), || async {
         let answers: i64 = sqlx::query_scalar("SELECT count(body) FROM aghanim_idempotency")
             .fetch_one(&pool)
@@ -876,10 +873,11 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
         time::{Duration, Instant},
     };
 
-    let Some(postgres) = common::postgres_server::PostgresServer::start() else {
+    let Some(postgres) = common::postgres_server::PostgresServer::shared() else {
         return;
     };
-    let other = serve_on_postgres(&postgres).await;
+    let url = postgres.database();
+    let other = serve_on_postgres(&url).await;
     // The inventory row exists, so that the test can hold it.
     assert_eq!(
         post_signed(other, &keyed("item.add", FIVE_GEMS, "ord_seed"))
@@ -896,7 +894,7 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
     let _server = tokio::process::Command::new(example_server())
         .env("PORT", port.to_string())
         .env("AGHANIM_WEBHOOK_SECRET", SECRET)
-        .env("DATABASE_URL", postgres.url())
+        .env("DATABASE_URL", &url)
         .env("RUN_TIMEOUT_SECONDS", "2")
         .env_remove("REDIS_URL")
         .env_remove("OPS_PORT")
@@ -915,7 +913,7 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
     // The instance claims the purchase and its credit waits on a row the test holds;
     // then the instance is frozen, and the row let go: the server finishes the credit
     // and the frozen instance's transaction sits idle, holding the claim.
-    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let mut holder = pool.begin().await.unwrap();
     sqlx::query(
         "SELECT 1 FROM inventory WHERE player_id = 'testplayer' AND sku = 'gems' FOR UPDATE",
@@ -930,7 +928,8 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
     });
     let waiting = until(Duration::from_secs(10), || async {
         let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
         )
         .fetch_one(&pool)
         .await
@@ -1036,5 +1035,9 @@ async fn the_redis_example_warns_at_start_when_its_credits_would_not_survive_a_r
         false
     })
     .await;
-    assert_eq!(warned, Ok(true), "no warning about the missing append-only file");
+    assert_eq!(
+        warned,
+        Ok(true),
+        "no warning about the missing append-only file"
+    );
 }

@@ -2,7 +2,7 @@
 //! What the layers report through `tracing`: one event per rejection at the level the
 //! README states, with its fields, and never the secret, an expected MAC or the body.
 
-mod common;
+use crate::common;
 
 use std::{
     io::Write,

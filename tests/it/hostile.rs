@@ -1,7 +1,7 @@
 //! Faults around the layer: inner services that are not always ready, bodies that stall,
 //! and secrets that must never show in any output.
 
-mod common;
+use crate::common;
 
 use std::{
     convert::Infallible,

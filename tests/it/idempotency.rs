@@ -2,7 +2,7 @@
 //! The idempotency layer behind the signature layer, on the memory store and, when
 //! `redis-server` can run here, on a private Redis: every row of the answer table.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::VecDeque,
@@ -164,51 +164,41 @@ async fn send(stack: &Stack, request: Request<Full<Bytes>>) -> Result<Sent, Stri
 }
 
 /// The stores every test runs on: memory, and Redis (one server, and a three-node
-/// cluster) when `redis-server` can run here.
+/// cluster, shared by the tests of this process, each under its own key prefix) when
+/// `redis-server` can run here.
 struct Backend {
     name: &'static str,
     store: Arc<dyn IdempotencyStore>,
-    #[cfg(feature = "redis")]
-    server: Option<common::redis_server::RedisServer>,
-    #[cfg(feature = "redis-cluster")]
-    _cluster: Option<common::redis_server::RedisCluster>,
 }
 
 async fn backends() -> Vec<Backend> {
     let mut backends = vec![Backend {
         name: "memory",
         store: Arc::new(MemoryStore::new()),
-        #[cfg(feature = "redis")]
-        server: None,
-        #[cfg(feature = "redis-cluster")]
-        _cluster: None,
     }];
     #[cfg(feature = "redis")]
-    if let Some(server) = common::redis_server::RedisServer::start() {
+    if let Some(server) = common::redis_server::RedisServer::shared() {
         let store = aghanim_webhook::idempotency::RedisStore::connect(&server.url())
             .await
-            .expect("connects to the private redis-server");
+            .expect("connects to the private redis-server")
+            .prefix(common::redis_server::prefix());
         backends.push(Backend {
             name: "redis",
             store: Arc::new(store),
-            server: Some(server),
-            #[cfg(feature = "redis-cluster")]
-            _cluster: None,
         });
     }
     #[cfg(feature = "redis-cluster")]
-    if let Some(cluster) = common::redis_server::RedisCluster::start() {
+    if let Some(cluster) = common::redis_server::RedisCluster::shared() {
         let connection = redis::cluster::ClusterClient::new(cluster.urls())
             .expect("cluster client")
             .get_async_connection()
             .await
             .expect("connects to the private cluster");
-        let store = aghanim_webhook::idempotency::RedisStore::with_connection(connection);
+        let store = aghanim_webhook::idempotency::RedisStore::with_connection(connection)
+            .prefix(common::redis_server::prefix());
         backends.push(Backend {
             name: "redis-cluster",
             store: Arc::new(store),
-            server: None,
-            _cluster: Some(cluster),
         });
     }
     backends
@@ -781,17 +771,15 @@ async fn an_unreachable_store_fails_closed_unless_told_to_fail_open() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_going_down_answers_503_and_coming_back_recovers() {
-    let Some(backend) = backends()
-        .await
-        .into_iter()
-        .find(|backend| backend.name == "redis")
-    else {
+    // A server of its own: this test kills it.
+    let Some(mut server) = common::redis_server::RedisServer::start() else {
         return;
     };
-    let mut server = backend.server.expect("a server for the redis backend");
+    let store = aghanim_webhook::idempotency::RedisStore::connect(&server.url())
+        .await
+        .expect("connects to the private redis-server");
     let handler = Handler::default();
-    let idempotency =
-        IdempotencyLayer::new(backend.store.clone()).store_timeout(Duration::from_millis(500));
+    let idempotency = IdempotencyLayer::new(store).store_timeout(Duration::from_millis(500));
     let stack = stack(idempotency, &handler);
     assert_eq!(
         send(&stack, item_add("ord_11")).await.unwrap().status,

@@ -2,7 +2,7 @@
 //! verdict, any single-bit change is caught, hostile header bytes never panic or pass,
 //! and every tolerance holds exactly at its edges.
 
-mod common;
+use crate::common;
 
 use aghanim_webhook::{sign, RejectionKind, Secret, Verifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use bytes::Bytes;

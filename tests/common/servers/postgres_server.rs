@@ -4,10 +4,15 @@
 //! stopped and removed on drop. Skipped with a printed reason when PostgreSQL is
 //! missing, unless `AGHANIM_REQUIRE_POSTGRES=1` (CI) makes that a failure.
 
+use super::{reaper, skipped};
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        OnceLock,
+    },
 };
 
 pub struct PostgresServer {
@@ -26,7 +31,7 @@ impl PostgresServer {
                 !required,
                 "AGHANIM_REQUIRE_POSTGRES=1 but no initdb and pg_ctl were found"
             );
-            super::skipped(
+            skipped::skipped(
                 "PostgreSQL",
                 "no initdb and pg_ctl were found (apt-get install postgresql)",
             );
@@ -63,22 +68,42 @@ impl PostgresServer {
         Some(server)
     }
 
-    /// A URL for sqlx: the `postgres` database over the unix socket.
-    pub fn url(&self) -> String {
-        format!(
-            "postgres://postgres@localhost/postgres?host={}",
-            self.dir.display()
-        )
+    /// The server this process shares between its tests, each in a database of its
+    /// own ([`database`](Self::database)); tests that stop it start their own.
+    pub fn shared() -> Option<&'static Self> {
+        static SHARED: OnceLock<Option<PostgresServer>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let server = Self::start()?;
+                let stop = server.command_line(
+                    "pg_ctl",
+                    &["-D", &server.data(), "-m", "immediate", "-w", "stop"],
+                );
+                reaper::after_exit(&format!("{stop}; rm -rf '{}'", server.dir.display()));
+                Some(server)
+            })
+            .as_ref()
     }
 
-    /// `pg_ctl restart -m immediate`: every connection is cut, no transaction survives
-    /// unless committed.
-    pub fn restart_immediate(&self) {
-        self.pg(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
-        self.start_server();
+    /// A URL for sqlx: the `postgres` database over the unix socket.
+    pub fn url(&self) -> String {
+        self.url_of("postgres")
+    }
+
+    /// A new, empty database on this server; its URL.
+    pub fn database(&self) -> String {
+        static SERIAL: AtomicU32 = AtomicU32::new(0);
+        let name = format!("test_{}", SERIAL.fetch_add(1, Ordering::Relaxed));
+        let socket = self.dir.display().to_string();
+        self.pg("createdb", &["-h", &socket, "-U", "postgres", &name]);
+        self.url_of(&name)
+    }
+
+    fn url_of(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{database}?host={}",
+            self.dir.display()
+        )
     }
 
     /// Stops the server at once, as a crash would.
@@ -95,7 +120,7 @@ impl PostgresServer {
         // operating system, so an immediate stop (a crash of PostgreSQL alone) loses
         // none of them, as in production.
         let options = format!(
-            "-c fsync=off -c listen_addresses='' -k {} -c max_connections=100",
+            "-c fsync=off -c listen_addresses='' -k {} -c max_connections=400",
             self.dir.display()
         );
         let log = self.dir.join("server.log");
@@ -126,6 +151,21 @@ impl PostgresServer {
             status.is_ok_and(|status| status.success()),
             "{program} {args:?} failed; server log:\n{log}"
         );
+    }
+
+    /// The shell command that runs one of PostgreSQL's programs as the server's user.
+    fn command_line(&self, program: &str, args: &[&str]) -> String {
+        let program = self.bin.join(program).display().to_string();
+        let user = self
+            .user
+            .map_or_else(String::new, |user| format!("runuser -u {user} -- "));
+        format!(
+            "{user}{program} {}",
+            args.iter()
+                .map(|arg| format!("'{arg}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
     }
 
     /// One of PostgreSQL's programs, run as the server's user, its output discarded.

@@ -2,7 +2,7 @@
 //! What the layers record through the `metrics` facade, read back from `metrics-util`'s
 //! debugging recorder, installed for each test alone.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{HashMap, HashSet},

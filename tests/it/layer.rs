@@ -1,7 +1,7 @@
 //! The signature layer through `ServiceExt::oneshot`, by concept: what it accepts, what
 //! it refuses, what it holds while it works.
 
-mod common;
+use crate::common;
 
 use std::{
     convert::Infallible,

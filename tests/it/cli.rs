@@ -1,11 +1,9 @@
 #![cfg(feature = "cli")]
 //! The `aghanim-webhook` command-line tool against the example server, in process.
 
-mod common;
+use crate::common;
 
-#[path = "../examples/server/app.rs"]
-#[allow(dead_code)]
-mod server_app;
+use crate::server_app;
 
 use std::{
     net::SocketAddr,

@@ -1,7 +1,7 @@
 //! Signatures made by Python's `hmac` with Aghanim's recipe (`tests/vectors/generate.py`)
 //! are reproduced by `sign` and accepted by the verifier and the layer.
 
-mod common;
+use crate::common;
 
 use aghanim_webhook::{sign, AghanimSignatureLayer, Secret, Verifier};
 use bytes::Bytes;
@@ -20,7 +20,7 @@ struct Vector {
 }
 
 fn vectors() -> Vec<Vector> {
-    let text = include_str!("vectors/vectors.json");
+    let text = include_str!("../vectors/vectors.json");
     let Value::Array(entries) = serde_json::from_str(text).expect("vectors.json parses") else {
         panic!("vectors.json is not an array");
     };

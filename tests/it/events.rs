@@ -2,7 +2,7 @@
 //! documented shapes.
 #![cfg(feature = "events")]
 
-mod common;
+use crate::common;
 
 use aghanim_webhook::events::*;
 use common::{envelope, GAME_ID};
