@@ -14,6 +14,19 @@
 /// | `aghanim_webhook_idempotency_decisions_total` | counter | `decision` |
 /// | `aghanim_webhook_idempotency_store_duration_seconds` | histogram | `store`, `operation` |
 ///
+/// # Memory: run the recorder's upkeep
+///
+/// Every verified delivery records its age in a histogram, and every store call its
+/// duration. Recorders that keep raw samples until they are read grow with each
+/// delivery when nothing reads them: `metrics-exporter-prometheus`'s
+/// `PrometheusBuilder::install_recorder` (and `build_recorder`) keep every histogram
+/// sample until `PrometheusHandle::run_upkeep` or a render folds it away, so with no
+/// scraper (none set up yet, one that is down, an ops port nobody reads) memory grows
+/// without limit. Call `run_upkeep` on a schedule of your own, as the example server
+/// does every 5 s, or use `PrometheusBuilder::install`, which runs it for you; give the
+/// two histograms buckets (`set_buckets_for_metric`) so that what is kept between
+/// upkeeps is counts, not quantile summaries.
+///
 /// # Example
 ///
 /// ```

@@ -126,6 +126,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
         })
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|error| format!("metrics recorder: {error}"))?;
+    // The recorder keeps each histogram's samples until upkeep folds them into its
+    // buckets; rendering `/metrics` does it too, but nothing may scrape (no scraper set
+    // up yet, one that is down, an ops port nobody reads), and then memory grows with
+    // every delivery. So upkeep runs on its own schedule.
+    tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        }
+    });
     aghanim_webhook::describe_metrics();
     let ops = app::ops_router(app.backing.clone(), Some(metrics));
     let drain = match env::var("DRAIN_SECONDS") {
@@ -184,6 +198,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     Ok(())
 }
+
+/// How often the metrics recorder folds histogram samples into buckets: the exporter's
+/// own default when it runs the upkeep itself.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// How long deliveries in flight may take to finish at shutdown unless `DRAIN_SECONDS`
 /// says otherwise: under the 30 s most orchestrators wait before SIGKILL.
