@@ -24,6 +24,13 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
+
+
+def target_dir() -> pathlib.Path:
+    """Where cargo builds this package, as cargo itself says (CARGO_TARGET_DIR counts)."""
+    metadata = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                              cwd=HERE, check=True, capture_output=True, text=True).stdout
+    return pathlib.Path(json.loads(metadata)["target_directory"])
 CASES = [(1024, 1, 0.95), (1024, 16, 0.95), (65536, 1, 1.00), (65536, 16, 1.00)]
 OWN_WORK_GOAL_NS = 300
 DEFAULT_BATCH = 500
@@ -39,7 +46,7 @@ def size_name(size: int) -> str:
 
 def measure(rounds: int, batch: int) -> bool:
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "profile"], cwd=HERE, check=True)
-    binary = HERE / "target" / "release" / "profile"
+    binary = target_dir() / "release" / "profile"
     results = []
     for size, frames, goal in CASES:
         out = subprocess.run([binary, "ratio", str(size), str(frames), str(rounds), str(batch)],
@@ -82,7 +89,7 @@ def measure(rounds: int, batch: int) -> bool:
 
 def criterion_table() -> None:
     """The table of criterion's medians after `cargo bench` in this folder."""
-    root = HERE / "target" / "criterion"
+    root = target_dir() / "criterion"
 
     def median(group: str, function: str) -> float:
         path = root / group / function / "new" / "estimates.json"

@@ -15,7 +15,9 @@ import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
+from common import target_dir
+
+ROOT = target_dir() / "criterion"
 
 
 def median_ns(group, function):

@@ -2,6 +2,7 @@
 server, sign bodies with Aghanim's recipe, read a process's memory."""
 import hashlib
 import hmac
+import json
 import os
 import pathlib
 import signal
@@ -29,9 +30,18 @@ def signed_head(body: bytes, extra: str = "", length: int = None, secret: str = 
     ).encode()
 
 
+def target_dir(manifest_dir: pathlib.Path = ROOT) -> pathlib.Path:
+    """Where cargo builds the package in `manifest_dir`: `target/`, or `CARGO_TARGET_DIR`
+    and the like, as cargo itself says."""
+    metadata = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=manifest_dir, check=True, capture_output=True, text=True).stdout
+    return pathlib.Path(json.loads(metadata)["target_directory"])
+
+
 def build_example(name: str) -> pathlib.Path:
     subprocess.run(["cargo", "build", "-q", "--release", "--example", name], cwd=ROOT, check=True)
-    return ROOT / "target" / "release" / "examples" / name
+    return target_dir() / "release" / "examples" / name
 
 
 def start(binary: pathlib.Path, port: int, *args: str, env: dict = None,

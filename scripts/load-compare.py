@@ -40,6 +40,8 @@ import sys
 import tempfile
 import time
 
+from common import target_dir
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SECRET = "load-compare-secret"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -71,7 +73,7 @@ def ensure_oha():
 
 def ensure_python_template():
     """The venv's python, or None when fastapi/uvicorn cannot be installed."""
-    venv = ROOT / "target" / "load-venv"
+    venv = target_dir() / "load-venv"
     python = venv / "bin" / "python"
     if not python.exists():
         try:
@@ -256,7 +258,7 @@ def main():
     open_loop = not args.closed_only and ensure_oha()
     sh("cargo", "build", "-q", "--release", "--example", "load_target", "--example", "server", cwd=ROOT)
     python = None if args.no_python else ensure_python_template()
-    examples = ROOT / "target" / "release" / "examples"
+    examples = target_dir() / "release" / "examples"
     env = dict(os.environ, AGHANIM_WEBHOOK_SECRET=SECRET)
     servers = {
         "bare": (8100, [str(examples / "load_target"), "bare"]),

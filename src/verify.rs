@@ -431,18 +431,14 @@ fn hex_digit(nibble: u8) -> u8 {
     nibble + b'0' + past_nine * (b'a' - b'0' - 10)
 }
 
-/// Compares in time independent of where the inputs differ: every word is folded in,
-/// and the optimizer cannot see the result to stop early.
+/// Compares in time independent of where the inputs differ, with `ctutils`, the
+/// constant-time crate that `digest`'s own `verify_slice` uses (so no crate is added):
+/// its comparison is built on `cmov`'s conditional moves (assembly on x86-64 and
+/// AArch64), which the optimizer cannot turn into an early exit, and its `Choice`
+/// leaves the result opaque until the one branch below.
 fn constant_time_eq(a: &[u8; SIGNATURE_HEX_LEN], b: &[u8; SIGNATURE_HEX_LEN]) -> bool {
-    let difference = a
-        .as_chunks::<8>()
-        .0
-        .iter()
-        .zip(b.as_chunks::<8>().0)
-        .fold(0u64, |difference, (a, b)| {
-            difference | (u64::from_ne_bytes(*a) ^ u64::from_ne_bytes(*b))
-        });
-    std::hint::black_box(difference) == 0
+    use ctutils::CtEq;
+    a.ct_eq(b).to_bool()
 }
 
 #[cfg(test)]
