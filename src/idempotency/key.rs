@@ -25,13 +25,33 @@ struct KeyFields<'a> {
 }
 
 /// What the layer knows about a verified delivery it deduplicates.
+///
+/// The store key and the fingerprint are the store format, persisted and read across
+/// versions: `tests/vectors/idempotency.json` pins their bytes, and the rule for
+/// changing them is written in `tests/vectors/idempotency.py`.
 pub(crate) struct Delivery {
     /// The store key: a hash of the scope and the id, so its length and alphabet are
     /// fixed whatever Aghanim sends.
-    pub(crate) store_key: String,
+    pub(crate) store_key: HexDigest,
     /// The scoped key in clear, for the handler's own records.
     pub(crate) dedupe_key: String,
-    pub(crate) fingerprint: String,
+    pub(crate) fingerprint: HexDigest,
+}
+
+/// A SHA-256 digest in lowercase hex, which only this module makes: 64 characters of
+/// `0-9a-f`, so that a store may write it into a statement's text (the PostgreSQL
+/// store does) knowing by its type that it can carry no SQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HexDigest(String);
+
+impl HexDigest {
+    fn of(digest: &[u8; 32]) -> Self {
+        Self(lower_hex(digest))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Delivery {
@@ -61,9 +81,9 @@ impl Delivery {
             scope.update(fingerprint);
         }
         Some(Self {
-            store_key: lower_hex(&scope.finalize()),
+            store_key: HexDigest::of(&scope.finalize().into()),
             dedupe_key,
-            fingerprint: lower_hex(&fingerprint),
+            fingerprint: HexDigest::of(&fingerprint),
         })
     }
 }
@@ -121,7 +141,7 @@ mod tests {
             |body: &str| Delivery::of(body.as_bytes(), false).map(|delivery| delivery.store_key);
         let base =
             key(r#"{"event_type":"item.add","event_data":{},"game_id":"g","idempotency_key":"k"}"#);
-        assert!(base.as_deref().is_some_and(|key| key.len() == 64));
+        assert!(base.as_ref().is_some_and(|key| key.as_str().len() == 64));
         for other in [
             r#"{"event_type":"item.remove","event_data":{},"game_id":"g","idempotency_key":"k"}"#,
             r#"{"event_type":"item.add","event_data":{},"game_id":"h","idempotency_key":"k"}"#,

@@ -43,7 +43,7 @@ where
     let owner = OwnerToken::random();
     let claim = ClaimRequest::new(
         owner.clone(),
-        delivery.fingerprint,
+        delivery.fingerprint.as_str(),
         config.lease,
         config.retention,
     );
@@ -51,7 +51,7 @@ where
     // dropped mid-call, may leave a claim behind, which it releases in the background.
     let mut guard = ClaimGuard {
         store,
-        key: delivery.store_key,
+        key: delivery.store_key.as_str().to_owned(),
         owner,
         held: false,
     };

@@ -141,6 +141,8 @@ mod postgres;
 mod service;
 mod store;
 mod trace;
+#[cfg(test)]
+mod vectors;
 
 pub use future::ResponseFuture;
 pub use key::Claim;

@@ -94,3 +94,103 @@ async fn layer_accepts_every_python_signature() {
         assert_eq!(response.status(), StatusCode::OK, "{}", vector.name);
     }
 }
+
+/// The deliveries of `tests/vectors/idempotency.json` with the keys each store must
+/// write for them (the store format; the rule for changing it is in that file's
+/// script).
+#[cfg(feature = "idempotency")]
+fn store_key_vectors(store: &str) -> Vec<(String, String)> {
+    let vectors: Value = serde_json::from_str(include_str!("../vectors/idempotency.json"))
+        .expect("idempotency.json parses");
+    vectors["store_keys"]
+        .as_array()
+        .expect("store_keys")
+        .iter()
+        .map(|vector| {
+            let text = |field: &str| vector[field].as_str().expect(field).to_owned();
+            (text("body"), text(store))
+        })
+        .collect()
+}
+
+/// Sends every vector delivery through the layer on `store`; 200 to each.
+#[cfg(feature = "idempotency")]
+async fn deliver_all(
+    idempotency: aghanim_webhook::idempotency::IdempotencyLayer,
+    bodies: &[String],
+) {
+    use aghanim_webhook::{body::BufferedBody, idempotency::DeliveryTransaction};
+    use http::Response;
+
+    let service = tower::ServiceBuilder::new()
+        .layer(common::layer())
+        .layer(idempotency)
+        .service_fn(|request: Request<BufferedBody>| async move {
+            // On the transactional store the delivery's transaction must be there.
+            let transactional = request.extensions().get::<DeliveryTransaction>().is_some();
+            Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::from(format!(
+                "{{\"transactional\":{transactional}}}"
+            ))))
+        });
+    for body in bodies {
+        let response = service
+            .clone()
+            .oneshot(common::signed_text(body.clone()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{body}");
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_writes_the_pinned_keys_under_the_default_prefix() {
+    use aghanim_webhook::idempotency::{IdempotencyLayer, RedisStore};
+
+    // A server of its own: the default prefix, and nothing else in it.
+    let Some(server) = common::redis_server::RedisServer::start() else {
+        return;
+    };
+    let vectors = store_key_vectors("redis");
+    let bodies: Vec<String> = vectors.iter().map(|(body, _)| body.clone()).collect();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    deliver_all(IdempotencyLayer::new(store), &bodies).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut written: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let mut pinned: Vec<String> = vectors.into_iter().map(|(_, key)| key).collect();
+    for keys in [&mut written, &mut pinned] {
+        keys.sort();
+        keys.dedup();
+    }
+    assert_eq!(written, pinned);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_writes_the_pinned_keys() {
+    use aghanim_webhook::idempotency::{IdempotencyLayer, PostgresStore};
+
+    let Some(server) = common::postgres_server::PostgresServer::shared() else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&server.database()).await.unwrap();
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await.unwrap();
+    let vectors = store_key_vectors("postgres");
+    let bodies: Vec<String> = vectors.iter().map(|(body, _)| body.clone()).collect();
+    deliver_all(IdempotencyLayer::transactional(store), &bodies).await;
+    let written: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM aghanim_idempotency ORDER BY key")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut pinned: Vec<String> = vectors.into_iter().map(|(_, key)| key).collect();
+    pinned.sort();
+    pinned.dedup();
+    assert_eq!(written, pinned);
+}

@@ -16,7 +16,7 @@ use super::{
 use crate::idempotency::{
     answer::{bounded, handle, marked, report, Ended},
     config::Config,
-    key::{Claim, Delivery},
+    key::{Claim, Delivery, HexDigest},
     metrics,
     outcome::{self, IdempotencyOutcome},
     trace,
@@ -52,7 +52,7 @@ where
     // completed delivery's answer, or the claim, which may wait for a copy running
     // elsewhere: both within `wait`.
     let waited = Instant::now();
-    let Some(_gate) = store.enter(&key, config.wait).await else {
+    let Some(_gate) = store.enter(key.as_str(), config.wait).await else {
         let busy = outcome::still_in_progress(STILL_RUNNING_RETRY);
         return Ok(answer(busy, IdempotencyOutcome::StillInProgress));
     };
@@ -144,8 +144,11 @@ async fn rollback(open: OpenTransaction, config: &Config) {
 }
 
 /// A committed answer: replayed to the same payload, 422 to another.
-fn recorded_answer(recorded: Recorded, fingerprint: &str) -> (Response<Bytes>, IdempotencyOutcome) {
-    if recorded.fingerprint == fingerprint {
+fn recorded_answer(
+    recorded: Recorded,
+    fingerprint: &HexDigest,
+) -> (Response<Bytes>, IdempotencyOutcome) {
+    if recorded.fingerprint == fingerprint.as_str() {
         (
             outcome::replay(recorded.response),
             IdempotencyOutcome::Replayed,

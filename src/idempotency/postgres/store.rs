@@ -4,6 +4,7 @@ use bytes::Bytes;
 use sqlx::{postgres::PgRow, PgConnection, PgPool, Postgres, Row, Transaction};
 
 use super::gate::{Gate, Gates};
+use crate::idempotency::key::HexDigest;
 use crate::idempotency::{StoreError, StoreFuture, StoredResponse};
 use crate::sign::lower_hex;
 
@@ -63,7 +64,10 @@ const PURGE_BATCH: i64 = 1_000;
 /// # Table
 ///
 /// One row per completed delivery; keys are SHA-256 hex digests of the delivery's
-/// scope, as in the other stores. [`migration`](Self::migration) gives the SQL and
+/// scope, as in the other stores, and fingerprints those of the payload's JSON value:
+/// their bytes are the store format, pinned by `tests/vectors/idempotency.json` (whose
+/// script documents them), and a change to them is a breaking change of this table's
+/// format. [`migration`](Self::migration) gives the SQL and
 /// [`migrate`](Self::migrate) runs it:
 ///
 /// ```sql
@@ -260,8 +264,8 @@ impl PostgresStore {
     /// committed, its answer is read again; if it rolled back, the key is claimed.
     pub(crate) fn claim<'a>(
         &'a self,
-        key: &'a str,
-        fingerprint: &'a str,
+        key: &'a HexDigest,
+        fingerprint: &'a HexDigest,
         bounds: Bounds,
     ) -> StoreFuture<'a, Claim> {
         Box::pin(self.claim_now(key, fingerprint, bounds))
@@ -269,15 +273,13 @@ impl PostgresStore {
 
     async fn claim_now(
         &self,
-        key: &str,
-        fingerprint: &str,
+        key: &HexDigest,
+        fingerprint: &HexDigest,
         bounds: Bounds,
     ) -> Result<Claim, StoreError> {
-        // Both are hex digests made by the layer, and the only values written into
-        // the statement's text: checked, so the text can carry no SQL.
-        if !is_hex(key) || !is_hex(fingerprint) {
-            return Err(StoreError::new("keys and fingerprints are hex digests"));
-        }
+        // The only values written into the statements' text are hex digests, which by
+        // their type can carry no SQL.
+        let (key, fingerprint) = (key.as_str(), fingerprint.as_str());
         let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
         if let Some(recorded) = self.recorded(&mut connection, key).await? {
             return Ok(Claim::Recorded(recorded));
@@ -316,7 +318,7 @@ impl PostgresStore {
         }
     }
 
-    /// The key's committed record, if there is one.
+    /// The key's committed record, if there is one; `key` is a hex digest.
     async fn recorded(
         &self,
         connection: &mut PgConnection,
@@ -415,7 +417,7 @@ impl OpenTransaction {
     pub(crate) fn record_and_commit<'a>(
         self,
         table: &'a str,
-        key: &'a str,
+        key: &'a HexDigest,
         response: &'a StoredResponse,
     ) -> StoreFuture<'a, bool> {
         Box::pin(self.record_and_commit_now(table, key, response))
@@ -424,11 +426,11 @@ impl OpenTransaction {
     async fn record_and_commit_now(
         mut self,
         table: &str,
-        key: &str,
+        key: &HexDigest,
         response: &StoredResponse,
     ) -> Result<bool, StoreError> {
         // Every value goes in as hex, which can carry no SQL whatever the server's
-        // string settings; the key was checked at the claim. The row must be the one
+        // string settings; the key is a hex digest by its type. The row must be the one
         // this transaction inserted (its `xmin` is this transaction's id): after a
         // `COMMIT` of the handler's own, the statement runs in another transaction, or
         // none, and changes nothing.
@@ -447,6 +449,7 @@ impl OpenTransaction {
              WHERE key = '{key}' AND xmin::text::bigint = txid_current() % 4294967296",
             status = response.status,
             body = lower_hex(&response.body),
+            key = key.as_str(),
         );
         let updated = sqlx::Executor::execute(&mut *self.transaction, sqlx::raw_sql(&record))
             .await
@@ -484,8 +487,4 @@ const UNIQUE_VIOLATION: &str = "23505";
 
 fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
     matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some(code))
-}
-
-fn is_hex(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_hexdigit())
 }

@@ -6,6 +6,8 @@ mod memory;
 mod redis;
 
 pub use memory::{MemoryStore, DEFAULT_MEMORY_CAPACITY};
+#[cfg(all(test, feature = "redis"))]
+pub(crate) use redis::redis_key;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, DEFAULT_REDIS_PREFIX};
 

@@ -116,7 +116,7 @@ where
 
     /// The Redis key of the layer's `key`.
     fn redis_key(&self, key: &str) -> String {
-        format!("{}{{{key}}}", self.prefix)
+        redis_key(&self.prefix, key)
     }
 }
 
@@ -329,3 +329,9 @@ redis.call('HSET', KEYS[1], 'state', 'released')
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 return 1
 ";
+
+/// The Redis key of the layer's `key` under `prefix`: the key in braces, a cluster hash
+/// tag. Part of the store format (`tests/vectors/idempotency.json`).
+pub(crate) fn redis_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}{{{key}}}")
+}
