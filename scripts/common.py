@@ -1,5 +1,6 @@
 """Helpers shared by the load, attack and soak scripts: build and start the example
 server, sign bodies with Aghanim's recipe, read a process's memory."""
+import glob
 import hashlib
 import hmac
 import json
@@ -83,3 +84,53 @@ def memory_mib(pid: int) -> dict:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) / 1024
     return fields
+
+
+class Postgres:
+    """A private PostgreSQL in `directory`: initdb as the `postgres` user when running
+    as root (initdb refuses root), fsync off, a unix socket only."""
+
+    def __init__(self, directory: str, options: str = ""):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        if not bins:
+            raise RuntimeError("no PostgreSQL: apt-get install postgresql")
+        self.bin = bins[-1]
+        self.dir = directory
+        self.data = os.path.join(directory, "data")
+        self.options = options
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            subprocess.run(["chown", self.user, directory], check=True)
+        self.pg("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def pg(self, program: str, *args: str) -> None:
+        command = [os.path.join(self.bin, program), *args]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self.pg("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w",
+                "-o", f"-c fsync=off -c listen_addresses='' -k {self.dir} {self.options}", "start")
+
+    def restart_immediate(self) -> None:
+        self.pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        self.start()
+
+    def stop(self) -> None:
+        self.pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        out = subprocess.run(
+            [os.path.join(self.bin, "psql"), "-h", self.dir, "-U", "postgres", "-d", database,
+             "-At", "-c", statement],
+            check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@localhost/{database}?host={self.dir}"
+
+    def gems(self) -> int:
+        return int(self.sql("SELECT coalesce(sum(quantity), 0) FROM inventory "
+                            "WHERE player_id = 'testplayer' AND sku = 'gems'"))

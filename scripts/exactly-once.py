@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 
-from common import build_example, signature, start, stop
+from common import Postgres, build_example, signature, start, stop
 
 CLAIMED = re.compile(r'claimed dedupe_key="[^"]*:item\.add:ord_once_(\d+)" attempt=(\d+)')
 
@@ -204,55 +204,6 @@ def start_redis(directory: str) -> tuple:
             break
         time.sleep(0.05)
     return server, f"redis+unix://{socket}"
-
-
-class Postgres:
-    """A private PostgreSQL in `directory`: initdb as the `postgres` user when running
-    as root (initdb refuses root), fsync off, a unix socket only."""
-
-    def __init__(self, directory: str):
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-        if not bins:
-            raise RuntimeError("no PostgreSQL: apt-get install postgresql")
-        self.bin = bins[-1]
-        self.dir = directory
-        self.data = os.path.join(directory, "data")
-        self.user = "postgres" if os.geteuid() == 0 else None
-        if self.user:
-            subprocess.run(["chown", self.user, directory], check=True)
-        self.pg("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
-        self.start()
-
-    def pg(self, program: str, *args: str) -> None:
-        command = [os.path.join(self.bin, program), *args]
-        if self.user:
-            command = ["runuser", "-u", self.user, "--", *command]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def start(self) -> None:
-        self.pg("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-w",
-                "-o", f"-c fsync=off -c listen_addresses='' -k {self.dir}", "start")
-
-    def restart_immediate(self) -> None:
-        self.pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
-        self.start()
-
-    def stop(self) -> None:
-        self.pg("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
-
-    def sql(self, statement: str) -> str:
-        out = subprocess.run(
-            [os.path.join(self.bin, "psql"), "-h", self.dir, "-U", "postgres", "-At", "-c",
-             statement],
-            check=True, capture_output=True, text=True)
-        return out.stdout.strip()
-
-    def url(self) -> str:
-        return f"postgres://postgres@localhost/postgres?host={self.dir}"
-
-    def gems(self) -> int:
-        return int(self.sql("SELECT coalesce(sum(quantity), 0) FROM inventory "
-                            "WHERE player_id = 'testplayer' AND sku = 'gems'"))
 
 
 async def main() -> int:

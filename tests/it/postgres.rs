@@ -606,9 +606,9 @@ async fn a_purged_record_costs_under_320_bytes_with_its_indexes() {
     // A hundred thousand purged rows, as the layer leaves them: digest key and
     // fingerprint, a status, no answer.
     sqlx::query(
-        "INSERT INTO aghanim_idempotency (key, fingerprint, status, recorded_at) \
+        "INSERT INTO aghanim_idempotency (key, fingerprint, status, recorded_at, purged) \
          SELECT encode(sha256(i::text::bytea), 'hex'), encode(sha256((-i)::text::bytea), 'hex'), 200, \
-         now() - interval '30 days' FROM generate_series(1, 100000) AS i",
+         now() - interval '30 days', true FROM generate_series(1, 100000) AS i",
     )
     .execute(&db.pool)
     .await

@@ -6,7 +6,6 @@ use sqlx::{postgres::PgRow, PgConnection, PgPool, Postgres, Row, Transaction};
 use super::gate::{Gate, Gates};
 use crate::idempotency::key::HexDigest;
 use crate::idempotency::{StoreError, StoreFuture, StoredResponse};
-use crate::sign::lower_hex;
 
 /// The table unless configured otherwise.
 pub const DEFAULT_POSTGRES_TABLE: &str = "aghanim_idempotency";
@@ -41,7 +40,7 @@ const PURGE_BATCH: i64 = 1_000;
 /// months later). [`purge_expired`](Self::purge_expired), run on a schedule, frees the
 /// bytes of 2xx answers older than the retention, keeping the row: a duplicate then
 /// gets its recorded status with `{"status":"ok"}`, marked replayed, and the handler
-/// is not called. A purged row takes 306 bytes with its indexes, so about 300 MB per
+/// is not called. A purged row takes 314 bytes with its indexes, so about 300 MB per
 /// million purchases (measured on PostgreSQL 15 with 100,000 rows, after `VACUUM`, by
 /// `a_purged_record_costs_under_320_bytes_with_its_indexes` in `tests/postgres.rs`). Refusals
 /// marked final (400 `declined`) keep their answer. Only
@@ -77,14 +76,19 @@ const PURGE_BATCH: i64 = 1_000;
 ///     status       integer,
 ///     content_type text,
 ///     body         bytea,
-///     recorded_at  timestamptz NOT NULL DEFAULT now()
+///     recorded_at  timestamptz NOT NULL DEFAULT now(),
+///     purged       boolean NOT NULL DEFAULT false
 /// );
+/// ALTER TABLE aghanim_idempotency ADD COLUMN IF NOT EXISTS purged boolean NOT NULL DEFAULT false;
 /// CREATE INDEX IF NOT EXISTS aghanim_idempotency_recorded_at
 ///     ON aghanim_idempotency (recorded_at);
 /// CREATE INDEX IF NOT EXISTS aghanim_idempotency_unpurged
-///     ON aghanim_idempotency (recorded_at)
-///     WHERE body IS NOT NULL AND status BETWEEN 200 AND 299;
+///     ON aghanim_idempotency (recorded_at) WHERE NOT purged;
 /// ```
+///
+/// Recording an answer changes no indexed column (`recorded_at` is the claim's
+/// transaction's time, set when the claim is inserted), so PostgreSQL can update the
+/// row in place (a HOT update) without touching the indexes.
 ///
 /// # Example
 ///
@@ -155,11 +159,12 @@ impl PostgresStore {
                  status       integer,\n    \
                  content_type text,\n    \
                  body         bytea,\n    \
-                 recorded_at  timestamptz NOT NULL DEFAULT now()\n\
+                 recorded_at  timestamptz NOT NULL DEFAULT now(),\n    \
+                 purged       boolean NOT NULL DEFAULT false\n\
              );\n\
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS purged boolean NOT NULL DEFAULT false;\n\
              CREATE INDEX IF NOT EXISTS {index}_recorded_at ON {table} (recorded_at);\n\
-             CREATE INDEX IF NOT EXISTS {index}_unpurged ON {table} (recorded_at) \
-             WHERE body IS NOT NULL AND status BETWEEN 200 AND 299;\n"
+             CREATE INDEX IF NOT EXISTS {index}_unpurged ON {table} (recorded_at) WHERE NOT purged;\n"
         )
     }
 
@@ -203,8 +208,8 @@ impl PostgresStore {
         let table = &self.table;
         self.in_batches(
             &format!(
-                "UPDATE {table} SET body = NULL, content_type = NULL WHERE key IN \
-                 (SELECT key FROM {table} WHERE body IS NOT NULL AND status BETWEEN 200 AND 299 \
+                "UPDATE {table} SET body = NULL, content_type = NULL, purged = true WHERE key IN \
+                 (SELECT key FROM {table} WHERE NOT purged AND status BETWEEN 200 AND 299 \
                  AND recorded_at < now() - make_interval(secs => $1) LIMIT $2)"
             ),
             retention,
@@ -257,11 +262,13 @@ impl PostgresStore {
         self.gates.enter(key, wait).await
     }
 
-    /// The key's committed answer, read outside any transaction (a duplicate of a
-    /// completed delivery costs this one round trip); else the delivery's transaction,
-    /// begun with its claim inserted in one more. A copy running elsewhere holds the
-    /// key's row: the insert waits for it, at most `bounds.wait`, then, if it
-    /// committed, its answer is read again; if it rolled back, the key is claimed.
+    /// The delivery's transaction, begun with its claim inserted, in one round trip; or,
+    /// when the key is committed already, its answer, read in one more. A copy running
+    /// elsewhere holds the key's row: the insert waits for it, at most `bounds.wait`,
+    /// then, if it committed, its answer is read; if it rolled back, the key is
+    /// claimed. Claiming first costs a duplicate one round trip more than reading
+    /// first would, and saves every first delivery one (`scripts/load-postgres.py`
+    /// measured both); PostgreSQL logs each duplicate's refused insert as an error.
     pub(crate) fn claim<'a>(
         &'a self,
         key: &'a HexDigest,
@@ -280,10 +287,7 @@ impl PostgresStore {
         // The only values written into the statements' text are hex digests, which by
         // their type can carry no SQL.
         let (key, fingerprint) = (key.as_str(), fingerprint.as_str());
-        let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
-        if let Some(recorded) = self.recorded(&mut connection, key).await? {
-            return Ok(Claim::Recorded(recorded));
-        }
+        let connection = self.pool.acquire().await.map_err(StoreError::new)?;
         // The insert comes before `BEGIN` in one simple query: PostgreSQL includes it
         // in the transaction that `BEGIN` opens, and when it fails (the key committed
         // meanwhile, or still held when the lock wait ends) the whole query rolls back
@@ -302,7 +306,7 @@ impl PostgresStore {
             run = run.as_millis().max(1),
         );
         // `Transaction::begin` with a statement of our own is what sqlx's
-        // `Pool::begin_with` calls, on the connection already acquired for the read.
+        // `Pool::begin_with` calls, on a connection acquired here.
         match sqlx::Transaction::begin(connection, Some(begin.into())).await {
             Ok(transaction) => Ok(Claim::Claimed(OpenTransaction { transaction })),
             Err(error) if is_sqlstate(&error, LOCK_NOT_AVAILABLE) => Ok(Claim::StillRunning),
@@ -318,18 +322,22 @@ impl PostgresStore {
         }
     }
 
-    /// The key's committed record, if there is one; `key` is a hex digest.
+    /// The key's committed record, if there is one.
     async fn recorded(
         &self,
         connection: &mut PgConnection,
         key: &str,
     ) -> Result<Option<Recorded>, StoreError> {
         let read = format!(
-            "SELECT fingerprint, status, content_type, body FROM {table} WHERE key = '{key}'",
+            "SELECT fingerprint, status, content_type, body FROM {table} WHERE key = $1",
             table = self.table
         );
-        let rows = run_sql(connection, &read).await.map_err(StoreError::new)?;
-        rows.first().map(Recorded::from_row).transpose()
+        let row = sqlx::query(&read)
+            .bind(key)
+            .fetch_optional(connection)
+            .await
+            .map_err(StoreError::new)?;
+        row.as_ref().map(Recorded::from_row).transpose()
     }
 
     pub(crate) fn table_name(&self) -> &str {
@@ -429,29 +437,20 @@ impl OpenTransaction {
         key: &HexDigest,
         response: &StoredResponse,
     ) -> Result<bool, StoreError> {
-        // Every value goes in as hex, which can carry no SQL whatever the server's
-        // string settings; the key is a hex digest by its type. The row must be the one
-        // this transaction inserted (its `xmin` is this transaction's id): after a
-        // `COMMIT` of the handler's own, the statement runs in another transaction, or
-        // none, and changes nothing.
-        let content_type = response.content_type.as_deref().map_or_else(
-            || "NULL".to_owned(),
-            |text| {
-                format!(
-                    "convert_from(decode('{}', 'hex'), 'UTF8')",
-                    lower_hex(text.as_bytes())
-                )
-            },
-        );
+        // A prepared statement (sqlx caches it per connection), its values bound. The
+        // row must be the one this transaction inserted (its `xmin` is this
+        // transaction's id): after a `COMMIT` of the handler's own, the statement runs
+        // in another transaction, or none, and changes nothing.
         let record = format!(
-            "UPDATE {table} SET status = {status}, content_type = {content_type}, \
-             body = decode('{body}', 'hex'), recorded_at = now() \
-             WHERE key = '{key}' AND xmin::text::bigint = txid_current() % 4294967296",
-            status = response.status,
-            body = lower_hex(&response.body),
-            key = key.as_str(),
+            "UPDATE {table} SET status = $1, content_type = $2, body = $3 \
+             WHERE key = $4 AND xmin::text::bigint = txid_current() % 4294967296"
         );
-        let updated = sqlx::Executor::execute(&mut *self.transaction, sqlx::raw_sql(&record))
+        let updated = sqlx::query(&record)
+            .bind(i32::from(response.status))
+            .bind(response.content_type.as_deref())
+            .bind(response.body.as_ref())
+            .bind(key.as_str())
+            .execute(&mut *self.transaction)
             .await
             .map_err(StoreError::new)?
             .rows_affected();
@@ -469,16 +468,6 @@ impl OpenTransaction {
             let _ = self.transaction.rollback().await;
         })
     }
-}
-
-/// Runs `sql`, one or more statements in one round trip, and returns their rows; through
-/// the `Executor` trait's boxed future, which is `Send` for the connection's lifetime
-/// (`RawSql`'s own `async fn` is not provably so inside a boxed future).
-fn run_sql<'c>(
-    connection: &'c mut PgConnection,
-    sql: &'c str,
-) -> Pin<Box<dyn Future<Output = Result<Vec<PgRow>, sqlx::Error>> + Send + 'c>> {
-    sqlx::Executor::fetch_all(connection, sqlx::raw_sql(sql))
 }
 
 /// Raised when `lock_timeout` passes.
