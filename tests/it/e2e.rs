@@ -749,36 +749,54 @@ fn example_server() -> std::path::PathBuf {
     profile.join("examples").join("server")
 }
 
-#[tokio::test]
-async fn sigterm_lets_a_delivery_in_flight_finish_refuses_new_connections_and_exits_0() {
-    use std::{process::Stdio, time::Duration};
+/// The example server binary started on a free loopback port with the tests' secret,
+/// no store variable but those in `env`, no ops port; killed when dropped. With
+/// `read_stderr` its standard error is piped for the caller, who reads it before
+/// anything else; otherwise it is discarded and this waits until the server listens.
+async fn start_example(
+    env: &[(&str, &str)],
+    read_stderr: bool,
+) -> (tokio::process::Child, SocketAddr) {
+    use std::process::Stdio;
 
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut server = tokio::process::Command::new(example_server())
+    let mut command = tokio::process::Command::new(example_server());
+    command
         .env("PORT", port.to_string())
-        .env("AGHANIM_WEBHOOK_SECRET", SECRET)
-        .env("DRAIN_SECONDS", "10")
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("OPS_PORT")
+        .env("AGHANIM_WEBHOOK_SECRET", SECRET);
+    for name in ["DATABASE_URL", "REDIS_URL", "OPS_PORT"] {
+        command.env_remove(name);
+    }
+    let server = command
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if read_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .kill_on_drop(true)
         .spawn()
         .expect("the example server starts");
-    let mut up = false;
-    for _ in 0..100 {
-        if TcpStream::connect(address).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    if !read_stderr {
+        let up = until(std::time::Duration::from_secs(20), || async {
+            TcpStream::connect(address).await.is_ok()
+        })
+        .await;
+        assert!(up, "the example server never listened");
     }
-    assert!(up, "the example server never listened");
+    (server, address)
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_delivery_in_flight_finish_refuses_new_connections_and_exits_0() {
+    use std::time::Duration;
+
+    let (mut server, address) = start_example(&[("DRAIN_SECONDS", "10")], false).await;
 
     // A delivery whose body is still arriving when SIGTERM comes.
     let purchase = keyed("item.add", FIVE_GEMS, "ord_sigterm");
@@ -868,10 +886,7 @@ async fn a_purchase_resent_after_its_record_was_purged_and_the_server_restarted_
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_it_resumes() {
-    use std::{
-        process::Stdio,
-        time::{Duration, Instant},
-    };
+    use std::time::{Duration, Instant};
 
     let Some(postgres) = common::postgres_server::PostgresServer::shared() else {
         return;
@@ -886,29 +901,9 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
         200
     );
 
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let frozen = SocketAddr::from(([127, 0, 0, 1], port));
-    let _server = tokio::process::Command::new(example_server())
-        .env("PORT", port.to_string())
-        .env("AGHANIM_WEBHOOK_SECRET", SECRET)
-        .env("DATABASE_URL", &url)
-        .env("RUN_TIMEOUT_SECONDS", "2")
-        .env_remove("REDIS_URL")
-        .env_remove("OPS_PORT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the example server starts");
-    let pid = _server.id().expect("running").to_string();
-    let up = until(Duration::from_secs(20), || async {
-        TcpStream::connect(frozen).await.is_ok()
-    })
-    .await;
-    assert!(up, "the example server never listened");
+    let env = [("DATABASE_URL", url.as_str()), ("RUN_TIMEOUT_SECONDS", "2")];
+    let (server, frozen) = start_example(&env, false).await;
+    let pid = server.id().expect("running").to_string();
 
     // The instance claims the purchase and its credit waits on a row the test holds;
     // then the instance is frozen, and the row let go: the server finishes the credit
@@ -985,7 +980,6 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
 }
 
 /// Whether `check` comes true within `limit`, asked every 50 ms.
-#[cfg(feature = "postgres")]
 async fn until<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -1003,28 +997,15 @@ where
 
 #[tokio::test]
 async fn the_redis_example_warns_at_start_when_its_credits_would_not_survive_a_restart() {
-    use std::{process::Stdio, time::Duration};
+    use std::time::Duration;
     use tokio::io::AsyncBufReadExt;
 
     // The tests' Redis runs with `--appendonly no`.
     let Some(redis) = common::redis_server::RedisServer::start() else {
         return;
     };
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let mut server = tokio::process::Command::new(example_server())
-        .env("PORT", port.to_string())
-        .env("AGHANIM_WEBHOOK_SECRET", SECRET)
-        .env("REDIS_URL", redis.url())
-        .env_remove("DATABASE_URL")
-        .env_remove("OPS_PORT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the example server starts");
+    let url = redis.url();
+    let (mut server, _) = start_example(&[("REDIS_URL", url.as_str())], true).await;
     let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
     let warned = tokio::time::timeout(Duration::from_secs(20), async {
         while let Ok(Some(line)) = lines.next_line().await {
