@@ -99,6 +99,9 @@ mod response;
 mod secret;
 mod sign;
 mod signature;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod verified_body;
 mod verify;
 

@@ -71,12 +71,7 @@ impl Delivery {
         let game = event.game_id.as_deref().unwrap_or("");
         let dedupe_key = format!("{game}:{environment}:{}:{id}", event.event_type);
         let fingerprint = fingerprint(event.event_data.get());
-        let mut scope = Sha256::new();
-        for part in [game, environment, event.event_type.as_str(), id] {
-            // Length-prefixed, so no choice of ids can make two scopes hash alike.
-            scope.update((part.len() as u64).to_be_bytes());
-            scope.update(part);
-        }
+        let mut scope = scope(game, environment, &event.event_type, id);
         if per_payload {
             scope.update(fingerprint);
         }
@@ -85,6 +80,77 @@ impl Delivery {
             dedupe_key,
             fingerprint: HexDigest::of(&fingerprint),
         })
+    }
+}
+
+/// The hash of a delivery's scope, before the payload's fingerprint (for a per-payload
+/// key): the one definition of the store key, which the layer and [`RecordKey`] share.
+fn scope(game: &str, environment: &str, event_type: &EventType, id: &str) -> Sha256 {
+    let mut scope = Sha256::new();
+    for part in [game, environment, event_type.as_str(), id] {
+        // Length-prefixed, so no choice of ids can make two scopes hash alike.
+        scope.update((part.len() as u64).to_be_bytes());
+        scope.update(part);
+    }
+    scope
+}
+
+/// The key a delivery's record is stored under, in every store: found from the ids an
+/// operator has, exactly as the layer computes it.
+///
+/// The layer keys a delivery by its `game_id` (empty when absent), sandbox or live,
+/// `event_type`, and its `idempotency_key`, or its `event_id` when it has no
+/// idempotency key. [`RedisStore`](crate::idempotency::RedisStore) and
+/// [`PostgresStore`](crate::idempotency::PostgresStore) look a record up by it; the
+/// `aghanim-webhook records` command does it for you.
+///
+/// # Example
+///
+/// ```
+/// use aghanim_webhook::{events::EventType, idempotency::RecordKey};
+///
+/// let delivery = br#"{"event_type":"item.add","game_id":"gm_1","event_id":"whevt_1",
+///     "idempotency_key":"ord_1001","event_data":{"player_id":"p7","items":[]}}"#;
+/// let from_ids = RecordKey::new("gm_1", false, &EventType::ItemAdd, "ord_1001");
+/// assert_eq!(RecordKey::of_delivery(delivery, false), Some(from_ids.clone()));
+/// assert_eq!(from_ids.as_str().len(), 64);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordKey(HexDigest);
+
+impl RecordKey {
+    /// The key of the delivery of `event_type` with this `id` (its `idempotency_key`,
+    /// or its `event_id` when it was sent without one) for `game_id`, in the sandbox or
+    /// live. A layer that deduplicates each payload on its own
+    /// ([`Policy::DeduplicateAllowingChanges`](crate::idempotency::Policy)) keys by the
+    /// payload too: use [`of_delivery`](Self::of_delivery) for those.
+    pub fn new(game_id: &str, sandbox: bool, event_type: &EventType, id: &str) -> Self {
+        let environment = if sandbox { "sandbox" } else { "live" };
+        let scope = scope(game_id, environment, event_type, id);
+        Self(HexDigest::of(&scope.finalize().into()))
+    }
+
+    /// The key of a delivery's body, as the layer computes it; `per_payload` for a type
+    /// deduplicated per payload. `None` when the body is not an event or carries no id.
+    pub fn of_delivery(body: &[u8], per_payload: bool) -> Option<Self> {
+        Delivery::of(body, per_payload).map(|delivery| Self(delivery.store_key))
+    }
+
+    /// A key as stored (64 hex digits, either case), e.g. as a store lists it.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(HexDigest(text.to_ascii_lowercase())))
+    }
+
+    /// The key as stored: 64 lowercase hex digits.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -138,6 +138,8 @@ mod policy;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 mod postgres;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod record;
 mod service;
 mod store;
 mod trace;
@@ -145,7 +147,7 @@ mod trace;
 mod vectors;
 
 pub use future::ResponseFuture;
-pub use key::Claim;
+pub use key::{Claim, RecordKey};
 pub use layer::{
     IdempotencyLayer, DEFAULT_LEASE, DEFAULT_MAX_STORED_BODY, DEFAULT_RETENTION,
     DEFAULT_RUN_TIMEOUT, DEFAULT_STORE_TIMEOUT, DEFAULT_WAIT,
@@ -155,6 +157,9 @@ pub use policy::Policy;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{DeliveryTransaction, PostgresStore, DEFAULT_POSTGRES_TABLE};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "postgres"))))]
+pub use record::{Record, RecordState, StuckClaim};
 pub use service::Idempotency;
 pub use store::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, MemoryStore, OwnerToken, StoreError, StoreFuture,

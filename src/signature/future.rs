@@ -148,9 +148,14 @@ where
                         pending.take().expect("future polled after completion");
                     let body_read = buffer.len();
                     let now = config.now();
-                    let verified = ended.and_then(|()| {
+                    // The bytes stay with a refusal: a stale one is authentic, and its
+                    // log names the purchase it carried.
+                    let verified = ended.map_err(|rejection| (rejection, None)).and_then(|()| {
                         let bytes = buffer.finish(verification);
-                        Ok((bytes, verification.check(now)?))
+                        match verification.check(now) {
+                            Ok(timestamp) => Ok((bytes, timestamp)),
+                            Err(rejection) => Err((rejection, Some(bytes))),
+                        }
                     });
                     match verified {
                         Ok((bytes, timestamp)) => {
@@ -163,8 +168,13 @@ where
                                 call: ReadyCall::start(inner, request, cx)?,
                             }
                         }
-                        Err(rejection) => {
-                            super::trace::rejection(&rejection, &parts, body_read);
+                        Err((rejection, bytes)) => {
+                            super::trace::rejection_read(
+                                &rejection,
+                                &parts,
+                                body_read,
+                                bytes.as_deref(),
+                            );
                             super::metrics::rejected(rejection.kind());
                             State::rejected(rejection, Arc::clone(config))
                         }

@@ -5,27 +5,46 @@ use crate::Rejection;
 #[cfg(feature = "tracing")]
 use crate::RejectionKind;
 
+/// [`rejection_read`] for a request refused before its body was read.
+#[inline]
+pub(crate) fn rejection(rejection: &Rejection, parts: &http::request::Parts, body_read: usize) {
+    rejection_read(rejection, parts, body_read, None);
+}
+
 /// One event per rejection: its kind, the request's method and path, the body bytes
-/// read, and for a window rejection the claimed timestamp and the clock's skew. Never
-/// the secret, the expected MAC or the body.
+/// read, and for a window rejection the claimed timestamp, the clock's skew and the
+/// delivery's ids (`event_type`, `event_id`, `idempotency_key`, `game_id`, read from
+/// `verified`, the bytes whose MAC matched; with the feature `events`). Never the
+/// secret, the expected MAC, the body, or anything read from an unverified body.
 ///
 /// `warn` for what an operator must act on (a signature that does not match: a forgery
 /// or a wrong secret; an authentic delivery outside the window: a clock or retry
-/// problem; a spent buffer budget); `debug` for malformed or missing headers, oversized
-/// and failed bodies, so that a flood of junk does not fill the logs at `warn`.
+/// problem, and a purchase to recover; a spent buffer budget); `debug` for malformed or
+/// missing headers, oversized and failed bodies, so that a flood of junk does not fill
+/// the logs at `warn`.
 #[inline]
-pub(crate) fn rejection(rejection: &Rejection, parts: &http::request::Parts, body_read: usize) {
+pub(crate) fn rejection_read(
+    rejection: &Rejection,
+    parts: &http::request::Parts,
+    body_read: usize,
+    verified: Option<&[u8]>,
+) {
     #[cfg(feature = "tracing")]
     {
         let kind = rejection.kind();
         let method = &parts.method;
         let path = parts.uri.path();
         match (kind, rejection.skew()) {
-            (_, Some((timestamp, skew))) => tracing::warn!(
-                target: "aghanim_webhook::signature",
-                ?kind, %method, path, body_read, claimed_timestamp = timestamp, clock_skew_secs = skew,
-                "webhook rejected: authentic signature outside the tolerance"
-            ),
+            (_, Some((timestamp, skew))) => {
+                let ids = verified.map(ids::DeliveryIds::read).unwrap_or_default();
+                tracing::warn!(
+                    target: "aghanim_webhook::signature",
+                    ?kind, %method, path, body_read, claimed_timestamp = timestamp, clock_skew_secs = skew,
+                    event_type = ids.event_type(), event_id = ids.event_id(),
+                    idempotency_key = ids.idempotency_key(), game_id = ids.game_id(),
+                    "webhook rejected: authentic signature outside the tolerance"
+                );
+            }
             (RejectionKind::SignatureMismatch | RejectionKind::Overloaded, _) => tracing::warn!(
                 target: "aghanim_webhook::signature",
                 ?kind, %method, path, body_read,
@@ -39,5 +58,58 @@ pub(crate) fn rejection(rejection: &Rejection, parts: &http::request::Parts, bod
         }
     }
     #[cfg(not(feature = "tracing"))]
-    let _ = (rejection, parts, body_read);
+    let _ = (rejection, parts, body_read, verified);
+}
+
+#[cfg(feature = "tracing")]
+mod ids {
+    /// The ids an operator needs to find a refused purchase again; empty without the
+    /// feature `events` or when the verified bytes are not an event.
+    #[derive(Default)]
+    pub(super) struct DeliveryIds {
+        #[cfg(feature = "events")]
+        fields: Option<Fields>,
+    }
+
+    #[cfg(feature = "events")]
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        #[serde(default)]
+        event_type: Option<String>,
+        #[serde(default)]
+        event_id: Option<String>,
+        #[serde(default)]
+        idempotency_key: Option<String>,
+        #[serde(default)]
+        game_id: Option<String>,
+    }
+
+    impl DeliveryIds {
+        pub(super) fn read(verified: &[u8]) -> Self {
+            #[cfg(feature = "events")]
+            return Self {
+                fields: serde_json::from_slice(verified).ok(),
+            };
+            #[cfg(not(feature = "events"))]
+            {
+                let _ = verified;
+                Self::default()
+            }
+        }
+    }
+
+    macro_rules! field {
+        ($($name:ident),*) => {$(
+            pub(super) fn $name(&self) -> Option<&str> {
+                #[cfg(feature = "events")]
+                return self.fields.as_ref().and_then(|fields| fields.$name.as_deref());
+                #[cfg(not(feature = "events"))]
+                None
+            }
+        )*};
+    }
+
+    impl DeliveryIds {
+        field!(event_type, event_id, idempotency_key, game_id);
+    }
 }

@@ -749,14 +749,20 @@ fn example_server() -> std::path::PathBuf {
     profile.join("examples").join("server")
 }
 
+/// Which of the example server's outputs the caller reads; the others are discarded.
+#[derive(Clone, Copy, PartialEq)]
+enum Piped {
+    Nothing,
+    /// Its log.
+    Stdout,
+    /// Its start-up warnings, read before anything else: the server is not waited for.
+    Stderr,
+}
+
 /// The example server binary started on a free loopback port with the tests' secret,
-/// no store variable but those in `env`, no ops port; killed when dropped. With
-/// `read_stderr` its standard error is piped for the caller, who reads it before
-/// anything else; otherwise it is discarded and this waits until the server listens.
-async fn start_example(
-    env: &[(&str, &str)],
-    read_stderr: bool,
-) -> (tokio::process::Child, SocketAddr) {
+/// no store variable but those in `env`, no ops port; killed when dropped. Unless its
+/// standard error is `piped`, this waits until the server listens.
+async fn start_example(env: &[(&str, &str)], piped: Piped) -> (tokio::process::Child, SocketAddr) {
     use std::process::Stdio;
 
     let port = {
@@ -767,22 +773,25 @@ async fn start_example(
     command
         .env("PORT", port.to_string())
         .env("AGHANIM_WEBHOOK_SECRET", SECRET);
-    for name in ["DATABASE_URL", "REDIS_URL", "OPS_PORT"] {
+    for name in ["DATABASE_URL", "REDIS_URL", "OPS_PORT", "LOG_LEVEL"] {
         command.env_remove(name);
     }
-    let server = command
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(if read_stderr {
+    let pipe = |output| {
+        if piped == output {
             Stdio::piped()
         } else {
             Stdio::null()
-        })
+        }
+    };
+    let server = command
+        .envs(env.iter().copied())
+        .stdout(pipe(Piped::Stdout))
+        .stderr(pipe(Piped::Stderr))
         .kill_on_drop(true)
         .spawn()
         .expect("the example server starts");
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    if !read_stderr {
+    if piped != Piped::Stderr {
         let up = until(std::time::Duration::from_secs(20), || async {
             TcpStream::connect(address).await.is_ok()
         })
@@ -793,10 +802,68 @@ async fn start_example(
 }
 
 #[tokio::test]
+async fn a_stale_authentic_delivery_is_logged_with_its_ids_and_a_forged_one_without() {
+    use tokio::io::AsyncBufReadExt;
+
+    let (mut server, address) = start_example(&[], Piped::Stdout).await;
+    let purchase = keyed("item.add", FIVE_GEMS, "ord_stale_e2e");
+    let stale = unix_now() - 400;
+    let head = signed_head(
+        purchase.as_bytes(),
+        stale,
+        &format!("content-length: {}\r\n", purchase.len()),
+    );
+    assert_eq!(
+        exchange(address, &head, purchase.as_bytes()).await.status,
+        403
+    );
+    let forged = keyed("item.add", FIVE_GEMS, "ord_forged_e2e");
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         x-aghanim-signature-timestamp: {now}\r\nx-aghanim-signature: {}\r\ncontent-length: {}\r\n",
+        sign("not-the-secret", unix_now(), &forged),
+        forged.len(),
+        now = unix_now(),
+    );
+    assert_eq!(
+        exchange(address, &head, forged.as_bytes()).await.status,
+        403
+    );
+
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while log.len() < 2 {
+            match lines.next_line().await {
+                Ok(Some(line)) if line.contains("webhook rejected") => log.push(line),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok() && log.len() == 2, "{log:?}");
+    let stale_line = &log[0];
+    for field in [
+        "WARN",
+        "TimestampOutsideTolerance",
+        "event_type=\"item.add\"",
+        "idempotency_key=\"ord_stale_e2e\"",
+        "event_id=\"whevt_ord_stale_e2e\"",
+        &format!("game_id=\"{}\"", common::GAME_ID),
+        &format!("claimed_timestamp={stale}"),
+    ] {
+        assert!(stale_line.contains(field), "{field} missing: {stale_line}");
+    }
+    assert!(log[1].contains("SignatureMismatch"), "{}", log[1]);
+    assert!(!log[1].contains("ord_forged_e2e"), "{}", log[1]);
+}
+
+#[tokio::test]
 async fn sigterm_lets_a_delivery_in_flight_finish_refuses_new_connections_and_exits_0() {
     use std::time::Duration;
 
-    let (mut server, address) = start_example(&[("DRAIN_SECONDS", "10")], false).await;
+    let (mut server, address) = start_example(&[("DRAIN_SECONDS", "10")], Piped::Nothing).await;
 
     // A delivery whose body is still arriving when SIGTERM comes.
     let purchase = keyed("item.add", FIVE_GEMS, "ord_sigterm");
@@ -902,7 +969,7 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
     );
 
     let env = [("DATABASE_URL", url.as_str()), ("RUN_TIMEOUT_SECONDS", "2")];
-    let (server, frozen) = start_example(&env, false).await;
+    let (server, frozen) = start_example(&env, Piped::Nothing).await;
     let pid = server.id().expect("running").to_string();
 
     // The instance claims the purchase and its credit waits on a row the test holds;
@@ -1005,7 +1072,7 @@ async fn the_redis_example_warns_at_start_when_its_credits_would_not_survive_a_r
         return;
     };
     let url = redis.url();
-    let (mut server, _) = start_example(&[("REDIS_URL", url.as_str())], true).await;
+    let (mut server, _) = start_example(&[("REDIS_URL", url.as_str())], Piped::Stderr).await;
     let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
     let warned = tokio::time::timeout(Duration::from_secs(20), async {
         while let Ok(Some(line)) = lines.next_line().await {

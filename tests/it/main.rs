@@ -20,5 +20,6 @@ mod layer;
 mod metrics;
 mod postgres;
 mod properties;
+mod records;
 mod tracing;
 mod vectors;

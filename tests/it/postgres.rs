@@ -1005,3 +1005,77 @@ async fn an_axum_handler_extracts_the_delivery_transaction() {
     }
     assert_eq!(credits(&db.pool).await, 1);
 }
+
+/// What `records show`, `records stuck` and `records forget` read and change.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_sees_each_state_of_a_record_and_forgets_one_to_run_it_again() {
+    use aghanim_webhook::{
+        events::EventType,
+        idempotency::{RecordKey, RecordState},
+    };
+    let Some(db) = database().await else { return };
+    let store = PostgresStore::new(db.pool.clone());
+    let key = |id: &str| RecordKey::new(common::GAME_ID, false, &EventType::ItemAdd, id);
+    let handler = Handler::default()
+        .then(Answer::SlowOk(Duration::from_secs(2)))
+        .then(Answer::Raw("COMMIT"));
+    let stack = stack(IdempotencyLayer::transactional(store.clone()), &handler);
+
+    assert_eq!(store.record(&key("ord_ops")).await.unwrap(), None);
+    // Held by a delivery's open transaction: not visible as a row, found by its lock.
+    let running = tokio::spawn(send_owned(stack.clone(), item_add("ord_ops")));
+    handler.until_written(1).await;
+    let held = store.record(&key("ord_ops")).await.unwrap().unwrap();
+    assert_eq!(
+        held.state,
+        RecordState::Running {
+            lease_remaining: None
+        }
+    );
+    assert!(store.forget(&key("ord_ops")).await.is_err());
+    let stuck = store.stuck(Duration::ZERO).await.unwrap();
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert!(
+        stuck[0].key.is_none() && stuck[0].holder.starts_with("open transaction: pid "),
+        "{stuck:?}"
+    );
+    assert!(store
+        .stuck(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(running.await.unwrap().unwrap().status, StatusCode::OK);
+
+    let completed = store.record(&key("ord_ops")).await.unwrap().unwrap();
+    let RecordState::Completed { status, body, .. } = &completed.state else {
+        panic!("{completed:?}");
+    };
+    assert_eq!(
+        (*status, body.as_deref()),
+        (200, Some(&br#"{"run":1}"#[..]))
+    );
+    assert!(completed.claimed_at.is_some());
+
+    // A handler's own COMMIT leaves a claim without an answer, which stays until forgotten.
+    send_owned(stack.clone(), item_add("ord_unanswered"))
+        .await
+        .unwrap();
+    let unanswered = store.record(&key("ord_unanswered")).await.unwrap().unwrap();
+    assert_eq!(unanswered.state, RecordState::Unanswered);
+    let stuck = store.stuck(Duration::ZERO).await.unwrap();
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(
+        stuck[0].key.as_deref(),
+        Some(key("ord_unanswered").as_str())
+    );
+
+    // Forgotten, the delivery runs again; nothing else changed.
+    let removed = store.forget(&key("ord_ops")).await.unwrap().unwrap();
+    assert_eq!(removed, completed);
+    assert_eq!(store.record(&key("ord_ops")).await.unwrap(), None);
+    assert_eq!(store.forget(&key("ord_ops")).await.unwrap(), None);
+    assert_eq!(credits(&db.pool).await, 2);
+    let again = send_owned(stack, item_add("ord_ops")).await.unwrap();
+    assert_eq!(again.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!(credits(&db.pool).await, 3);
+}

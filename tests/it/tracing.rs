@@ -54,7 +54,7 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     (captured, tracing::subscriber::set_default(subscriber))
 }
 
-const BODY: &str = r#"{"event_type":"item.add","idempotency_key":"ord_trace","event_data":{"player_id":"p-secretive","items":[{"sku":"gems"}]}}"#;
+const BODY: &str = r#"{"event_type":"item.add","event_id":"whevt_trace","game_id":"gm_trace","idempotency_key":"ord_trace","event_data":{"player_id":"p-secretive","items":[{"sku":"gems"}]}}"#;
 
 #[tokio::test(flavor = "current_thread")]
 async fn rejections_are_reported_with_their_fields_and_no_secret() {
@@ -102,6 +102,19 @@ async fn rejections_are_reported_with_their_fields_and_no_secret() {
         lines[1]
     );
     assert!(lines[1].contains("clock_skew_secs=400"), "{}", lines[1]);
+    // Authentic: the purchase it carried can be found again from its ids.
+    for field in [
+        "event_type=\"item.add\"",
+        "event_id=\"whevt_trace\"",
+        "idempotency_key=\"ord_trace\"",
+        "game_id=\"gm_trace\"",
+    ] {
+        assert!(lines[1].contains(field), "{field} missing: {}", lines[1]);
+    }
+    // Nothing read from a body whose MAC did not match, nor from an unsigned one.
+    for line in [lines[0], lines[2]] {
+        assert!(!line.contains("_trace"), "{line}");
+    }
     assert!(
         lines[2].contains("DEBUG") && lines[2].contains("kind=MissingTimestamp"),
         "{}",

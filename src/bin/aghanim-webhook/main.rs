@@ -1,14 +1,16 @@
-//! `aghanim-webhook`: send, sign and diagnose Aghanim webhook deliveries.
+//! `aghanim-webhook`: send, sign and diagnose Aghanim webhook deliveries, and find their
+//! records in the idempotency store.
 //!
 //! ```text
 //! cargo install --path . --features cli
 //! aghanim-webhook send item.add --url http://127.0.0.1:8000/webhook --repeat 5
 //! aghanim-webhook sign event.json
 //! aghanim-webhook diagnose --secret "$AGHANIM_WEBHOOK_SECRET" captured.http
+//! aghanim-webhook records show --game gm_1 --event-type item.add --key ord_1 --database-url "$DATABASE_URL"
 //! ```
 
 mod diagnose;
-mod samples;
+mod records;
 
 use std::{
     fs,
@@ -19,19 +21,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aghanim_webhook::{events::EventType, sign, unix_now, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use aghanim_webhook::{
+    events::EventType, sign, testing::Sample, unix_now, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use clap::{Args, Parser, Subcommand};
 
 /// The example server's development secret, used when no secret is given.
 const DEVELOPMENT_SECRET: &str = "aghanim-webhook-development-secret";
 const DEFAULT_URL: &str = "http://127.0.0.1:8000/webhook";
 
-/// Send, sign and diagnose Aghanim webhook deliveries.
+/// Send, sign and diagnose Aghanim webhook deliveries; find their idempotency records.
 #[derive(Parser)]
 #[command(
     name = "aghanim-webhook",
     version,
-    about = "Send, sign and diagnose Aghanim webhook deliveries"
+    about = "Send, sign and diagnose Aghanim webhook deliveries; find their idempotency records"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,6 +51,9 @@ enum Command {
     Sign(Sign),
     /// Say which check a captured request fails, and why.
     Diagnose(Diagnose),
+    /// Look up, list or forget idempotency records in your PostgreSQL or Redis store.
+    #[command(subcommand)]
+    Records(records::Records),
 }
 
 #[derive(Args)]
@@ -134,6 +141,7 @@ fn main() -> ExitCode {
         Command::Send(send) => send.run(),
         Command::Sign(sign) => sign.run(),
         Command::Diagnose(diagnose) => diagnose.run(),
+        Command::Records(records) => records.run(),
     };
     match result {
         Ok(code) => code,
@@ -186,7 +194,11 @@ impl Send {
                     .id
                     .clone()
                     .unwrap_or_else(|| format!("cli{}", unix_now()));
-                samples::sample(&event_type, &self.player, &id, unix_now())?.into_bytes()
+                Sample::with_ids(event_type, &self.player, &id)
+                    .game("gm_cli")
+                    .sandbox(true)
+                    .to_json()
+                    .into_bytes()
             }
             (None, None) => return Err("name an event type or --file".into()),
         };

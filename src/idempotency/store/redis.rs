@@ -1,4 +1,8 @@
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use bytes::Bytes;
 use redis::{
@@ -6,6 +10,7 @@ use redis::{
     Script, Value,
 };
 
+use super::super::{Record, RecordKey, RecordState, StuckClaim};
 use super::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
@@ -64,6 +69,7 @@ struct Scripts {
     renew: Script,
     complete: Script,
     release: Script,
+    read: Script,
 }
 
 impl RedisStore {
@@ -102,6 +108,7 @@ where
                 renew: Script::new(RENEW),
                 complete: Script::new(COMPLETE),
                 release: Script::new(RELEASE),
+                read: Script::new(READ),
             }),
         }
     }
@@ -118,6 +125,180 @@ where
     fn redis_key(&self, key: &str) -> String {
         redis_key(&self.prefix, key)
     }
+
+    /// The record of `key`, if there is one: for an operator's question "was this
+    /// purchase applied?" (`aghanim-webhook records show`).
+    ///
+    /// # Errors
+    ///
+    /// When Redis cannot be reached or the record is not one this crate wrote.
+    pub async fn record(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
+        self.read(key.as_str(), "read").await
+    }
+
+    /// Deletes the record of `key` and returns what it held, so that the next delivery
+    /// of that key runs the handler again: for a purchase an operator decided to run
+    /// again. It changes nothing else, least of all the player's inventory.
+    ///
+    /// # Errors
+    ///
+    /// When a run holds the key (its lease is live; nothing is deleted), or Redis
+    /// cannot be reached.
+    pub async fn forget(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
+        let record = self.read(key.as_str(), "forget").await?;
+        if let Some(Record {
+            state: RecordState::Running { lease_remaining },
+            ..
+        }) = &record
+        {
+            let left = lease_remaining.unwrap_or_default().as_millis();
+            return Err(StoreError::new(format!(
+                "a run holds {key} (its lease has {left} ms left): not forgotten"
+            )));
+        }
+        Ok(record)
+    }
+
+    /// Every claim under this store's prefix that has not been answered for `age` or
+    /// longer, with its lease: still renewed (a run going on that long) or run out (its
+    /// holder gone). On Redis Cluster, connect to each primary in turn: `SCAN` walks
+    /// one server.
+    ///
+    /// # Errors
+    ///
+    /// When Redis cannot be reached.
+    pub async fn stuck(&self, age: Duration) -> Result<Vec<StuckClaim>, StoreError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}{{*}}", glob_escape(&self.prefix));
+        let mut cursor = 0_u64;
+        let mut stuck = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(StoreError::new)?;
+            for redis_key in keys {
+                let Some(key) = redis_key
+                    .strip_prefix(&self.prefix)
+                    .and_then(|rest| rest.strip_prefix('{'))
+                    .and_then(|rest| rest.strip_suffix('}'))
+                else {
+                    continue;
+                };
+                let Some(record) = self.read(key, "read").await? else {
+                    continue;
+                };
+                let claimed_for = record
+                    .claimed_at
+                    .and_then(|claimed| SystemTime::now().duration_since(claimed).ok());
+                let holder = match record.state {
+                    RecordState::Running { lease_remaining } => format!(
+                        "lease renewed, {} ms left: a run still going",
+                        lease_remaining.unwrap_or_default().as_millis()
+                    ),
+                    RecordState::Expired => {
+                        "lease run out: its holder is gone, the next delivery runs".to_owned()
+                    }
+                    _ => continue,
+                };
+                if claimed_for.is_none_or(|claimed_for| claimed_for >= age) {
+                    stuck.push(StuckClaim {
+                        key: Some(key.to_owned()),
+                        age: claimed_for,
+                        holder,
+                    });
+                }
+            }
+            if next == 0 {
+                return Ok(stuck);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn read(&self, key: &str, mode: &str) -> Result<Option<Record>, StoreError> {
+        let mut connection = self.connection.clone();
+        let reply: Vec<Value> = self
+            .scripts
+            .read
+            .key(self.redis_key(key))
+            .arg(mode)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(StoreError::new)?;
+        parse_record(reply)
+    }
+}
+
+/// `text` with Redis's glob characters escaped, for a `MATCH` pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The reply of the `READ` script: eight fields and the server's time, or nothing.
+fn parse_record(reply: Vec<Value>) -> Result<Option<Record>, StoreError> {
+    if reply.is_empty() {
+        return Ok(None);
+    }
+    let fields: Vec<Vec<u8>> = reply
+        .into_iter()
+        .map(|value| match value {
+            Value::BulkString(bytes) => bytes,
+            Value::SimpleString(text) => text.into_bytes(),
+            Value::Int(number) => number.to_string().into_bytes(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let text = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or("")
+    };
+    let number = |index: usize| text(index).parse::<u64>().ok();
+    let at = |index: usize| number(index).map(|millis| UNIX_EPOCH + Duration::from_millis(millis));
+    let now = number(8).ok_or_else(|| StoreError::new("unexpected reply from the read script"))?;
+    let state = match text(0) {
+        "completed" => RecordState::Completed {
+            status: number(1)
+                .and_then(|status| u16::try_from(status).ok())
+                .ok_or_else(|| StoreError::new("a completed record without a status"))?,
+            content_type: Some(text(2))
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned),
+            body: Some(Bytes::from(fields.get(3).cloned().unwrap_or_default())),
+        },
+        "in_progress" => match number(4).filter(|&lease_until| lease_until > now) {
+            Some(lease_until) => RecordState::Running {
+                lease_remaining: Some(Duration::from_millis(lease_until - now)),
+            },
+            None => RecordState::Expired,
+        },
+        "released" => RecordState::Released,
+        other => {
+            return Err(StoreError::new(format!(
+                "a record in the unknown state {other:?}"
+            )))
+        }
+    };
+    Ok(Some(Record {
+        state,
+        claimed_at: at(5),
+        completed_at: at(6),
+        attempts: number(7),
+    }))
 }
 
 impl<C> IdempotencyStore for RedisStore<C>
@@ -291,7 +472,7 @@ if state == 'in_progress' then
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'in_progress', 'owner', ARGV[1], 'fp', ARGV[2],
-  'lease_until', now + tonumber(ARGV[3]))
+  'lease_until', now + tonumber(ARGV[3]), 'claimed_at', now)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'claimed', tostring(attempt)}
 "
@@ -311,15 +492,18 @@ return 1
 );
 
 /// ARGV: owner, status, content type, body, retention ms.
-const COMPLETE: &str = r"
+const COMPLETE: &str = concat!(
+    lua_now!(),
+    r"
 local r = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if r[1] ~= 'in_progress' or r[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'ctype', ARGV[3],
-  'body', ARGV[4])
+  'body', ARGV[4], 'completed_at', now)
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
-";
+"
+);
 
 /// ARGV: owner.
 const RELEASE: &str = r"
@@ -329,6 +513,22 @@ redis.call('HSET', KEYS[1], 'state', 'released')
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 return 1
 ";
+
+/// The record and the server's time; with ARGV[1] = 'forget', deleted unless a live
+/// lease holds it.
+const READ: &str = concat!(
+    lua_now!(),
+    r"
+local r = redis.call('HMGET', KEYS[1], 'state', 'status', 'ctype', 'body', 'lease_until',
+  'claimed_at', 'completed_at', 'attempt')
+if not r[1] then return {} end
+local running = r[1] == 'in_progress' and tonumber(r[5] or '0') > now
+if ARGV[1] == 'forget' and not running then redis.call('DEL', KEYS[1]) end
+for i = 1, 8 do r[i] = r[i] or '' end
+r[9] = tostring(now)
+return r
+"
+);
 
 /// The Redis key of the layer's `key` under `prefix`: the key in braces, a cluster hash
 /// tag. Part of the store format (`tests/vectors/idempotency.json`).

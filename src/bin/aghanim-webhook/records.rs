@@ -1,0 +1,359 @@
+//! `records`: what the idempotency store holds about a delivery, computed from the ids an
+//! operator has, through the same key function as the layer.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use aghanim_webhook::{
+    events::EventType,
+    idempotency::{
+        PostgresStore, Record, RecordKey, RecordState, RedisStore, StuckClaim,
+        DEFAULT_POSTGRES_TABLE, DEFAULT_REDIS_PREFIX,
+    },
+};
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub(crate) enum Records {
+    /// Whether a delivery was applied: its record (completed, running, released or
+    /// unknown), when, and the recorded answer
+    Show {
+        #[command(flatten)]
+        delivery: Delivery,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Claims not answered for longer than --older-than
+    Stuck {
+        /// The age in seconds
+        #[arg(long, default_value_t = 60)]
+        older_than: u64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a delivery's record, so that its next delivery runs the handler again
+    /// (the player's inventory is not touched)
+    Forget {
+        #[command(flatten)]
+        delivery: Delivery,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Really remove it
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Which delivery: its ids, as the layer keys it, or a captured body.
+#[derive(Args)]
+pub(crate) struct Delivery {
+    /// The game id, gm_...
+    #[arg(long, required_unless_present_any = ["body", "store_key"])]
+    game: Option<String>,
+    /// The delivery came from the sandbox (default: live)
+    #[arg(long)]
+    sandbox: bool,
+    /// The event type, e.g. item.add
+    #[arg(long, required_unless_present_any = ["body", "store_key"])]
+    event_type: Option<String>,
+    /// The delivery's idempotency_key (for item.add: ord_...)
+    #[arg(long, conflicts_with_all = ["event_id", "body", "store_key"], required_unless_present_any = ["event_id", "body", "store_key"])]
+    key: Option<String>,
+    /// The delivery's event_id, for an event sent without an idempotency_key
+    #[arg(long, conflicts_with_all = ["body", "store_key"])]
+    event_id: Option<String>,
+    /// A captured delivery body: its key is computed from it
+    #[arg(long, conflicts_with = "store_key")]
+    body: Option<PathBuf>,
+    /// With --body: the type is deduplicated per payload (notifications such as
+    /// payment.*, order.*)
+    #[arg(long, requires = "body")]
+    per_payload: bool,
+    /// The store key itself, 64 hex digits (as `records stuck` prints it)
+    #[arg(long)]
+    store_key: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct StoreArgs {
+    /// The PostgreSQL store's database
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The Redis store's server
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// The PostgreSQL store's table
+    #[arg(long, default_value = DEFAULT_POSTGRES_TABLE)]
+    table: String,
+    /// The Redis store's key prefix
+    #[arg(long, default_value = DEFAULT_REDIS_PREFIX)]
+    prefix: String,
+}
+
+enum Store {
+    Postgres(PostgresStore),
+    Redis(RedisStore),
+}
+
+impl StoreArgs {
+    async fn open(self) -> Result<Store, String> {
+        let nonempty = |url: Option<String>| url.filter(|url| !url.is_empty());
+        match (nonempty(self.database_url), nonempty(self.redis_url)) {
+            (Some(_), Some(_)) => Err(
+                "both a PostgreSQL and a Redis URL are set (flags or DATABASE_URL / REDIS_URL): give one"
+                    .into(),
+            ),
+            (Some(url), None) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(&url)
+                    .await
+                    .map_err(|error| format!("PostgreSQL: {error}"))?;
+                let store = PostgresStore::new(pool)
+                    .table(&self.table)
+                    .map_err(|error| error.to_string())?;
+                Ok(Store::Postgres(store))
+            }
+            (None, Some(url)) => {
+                let store = RedisStore::connect(&url)
+                    .await
+                    .map_err(|error| format!("Redis: {error}"))?;
+                Ok(Store::Redis(store.prefix(self.prefix)))
+            }
+            (None, None) => {
+                Err("no store: --database-url (DATABASE_URL) or --redis-url (REDIS_URL)".into())
+            }
+        }
+    }
+}
+
+impl Delivery {
+    /// The store key, and the delivery in words.
+    fn key(&self) -> Result<(RecordKey, String), String> {
+        if let Some(path) = &self.body {
+            let body = fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+            let key = RecordKey::of_delivery(&body, self.per_payload).ok_or_else(|| {
+                format!(
+                    "{}: not an event with an idempotency_key or event_id",
+                    path.display()
+                )
+            })?;
+            return Ok((key, format!("the delivery in {}", path.display())));
+        }
+        if let Some(store_key) = &self.store_key {
+            let key = RecordKey::from_hex(store_key)
+                .ok_or_else(|| format!("{store_key:?} is not a store key of 64 hex digits"))?;
+            return Ok((key, "the store key given".to_owned()));
+        }
+        let (Some(game), Some(event_type), Some(id)) = (
+            &self.game,
+            &self.event_type,
+            self.key.as_ref().or(self.event_id.as_ref()),
+        ) else {
+            return Err("give --game, --event-type and --key (or --event-id), or --body".into());
+        };
+        let event_type = EventType::from(event_type.as_str());
+        let environment = if self.sandbox { "sandbox" } else { "live" };
+        Ok((
+            RecordKey::new(game, self.sandbox, &event_type, id),
+            format!("{game}:{environment}:{event_type}:{id}"),
+        ))
+    }
+}
+
+impl Records {
+    pub(crate) fn run(self) -> Result<ExitCode, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| format!("cannot start the runtime: {error}"))?;
+        runtime.block_on(self.run_async())
+    }
+
+    async fn run_async(self) -> Result<ExitCode, String> {
+        match self {
+            Records::Show { delivery, store } => {
+                let (key, described) = delivery.key()?;
+                let record = match store.open().await? {
+                    Store::Postgres(store) => store.record(&key).await,
+                    Store::Redis(store) => store.record(&key).await,
+                }
+                .map_err(|error| error.to_string())?;
+                println!("delivery   {described}");
+                println!("store key  {key}");
+                match record {
+                    Some(record) => print_record(&record),
+                    None => println!(
+                        "state      unknown: no record (never delivered here, or forgotten)"
+                    ),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Records::Stuck { older_than, store } => {
+                let age = Duration::from_secs(older_than);
+                let stuck = match store.open().await? {
+                    Store::Postgres(store) => store.stuck(age).await,
+                    Store::Redis(store) => store.stuck(age).await,
+                }
+                .map_err(|error| error.to_string())?;
+                if stuck.is_empty() {
+                    println!("no claim open for {older_than} s or longer");
+                }
+                for claim in &stuck {
+                    print_stuck(claim);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Records::Forget {
+                delivery,
+                store,
+                yes,
+            } => {
+                let (key, described) = delivery.key()?;
+                let store = store.open().await?;
+                println!("delivery   {described}");
+                println!("store key  {key}");
+                if !yes {
+                    let record = match &store {
+                        Store::Postgres(store) => store.record(&key).await,
+                        Store::Redis(store) => store.record(&key).await,
+                    }
+                    .map_err(|error| error.to_string())?;
+                    match record {
+                        Some(record) => print_record(&record),
+                        None => println!("state      unknown: nothing to forget"),
+                    }
+                    eprintln!(
+                        "not forgotten: pass --yes to remove this record (its next delivery then runs the handler again)"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                let removed = match &store {
+                    Store::Postgres(store) => store.forget(&key).await,
+                    Store::Redis(store) => store.forget(&key).await,
+                }
+                .map_err(|error| error.to_string())?;
+                match removed {
+                    Some(record) => {
+                        print_record(&record);
+                        println!("forgotten: the next delivery of this key runs the handler again; inventory untouched");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    None => {
+                        println!("state      unknown: nothing to forget");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn print_record(record: &Record) {
+    let state = match &record.state {
+        RecordState::Completed { body: None, .. } => {
+            "completed (answer purged past the retention)".to_owned()
+        }
+        RecordState::Completed { .. } => "completed".to_owned(),
+        RecordState::Running {
+            lease_remaining: Some(lease),
+        } => {
+            format!("in progress (lease renewed, {} ms left)", lease.as_millis())
+        }
+        RecordState::Running {
+            lease_remaining: None,
+        } => "in progress (a delivery's transaction holds it now)".to_owned(),
+        RecordState::Expired => "in progress, lease run out (the next delivery runs)".to_owned(),
+        RecordState::Released => "released (the next delivery runs)".to_owned(),
+        RecordState::Unanswered => {
+            "committed without an answer (duplicates get 503 until forgotten)".to_owned()
+        }
+        other => format!("{other:?}"),
+    };
+    println!("state      {state}");
+    if let Some(at) = record.claimed_at {
+        println!("claimed    {}", when(at));
+    }
+    if let Some(at) = record.completed_at {
+        println!("completed  {}", when(at));
+    }
+    if let Some(attempts) = record.attempts {
+        println!("attempts   {attempts}");
+    }
+    if let RecordState::Completed {
+        status,
+        content_type,
+        body,
+    } = &record.state
+    {
+        println!("status     {status}");
+        if let Some(content_type) = content_type {
+            println!("type       {content_type}");
+        }
+        match body {
+            Some(body) => println!("body       {}", String::from_utf8_lossy(body)),
+            None => println!("body       (purged; duplicates get {{\"status\":\"ok\"}})"),
+        }
+    }
+}
+
+fn print_stuck(claim: &StuckClaim) {
+    let age = claim.age.map_or_else(
+        || "age unknown".to_owned(),
+        |age| format!("{} s", age.as_secs()),
+    );
+    println!(
+        "{}  {age}  {}",
+        claim.key.as_deref().unwrap_or("(key not visible)"),
+        claim.holder
+    );
+}
+
+/// `at` as RFC 3339 UTC, and how long ago.
+fn when(at: SystemTime) -> String {
+    let seconds = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let ago = SystemTime::now()
+        .duration_since(at)
+        .map_or(0, |ago| ago.as_secs());
+    let (days, time) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z ({ago} s ago)",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
+}
+
+/// The Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_gregorian() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(super::civil_from_days(20_515), (2026, 3, 3));
+        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,41 @@
+//! A test kit for your own webhook handlers (feature `testing`): realistic samples of
+//! every documented event, signed requests (also stale, forged and re-serialized
+//! ones), and a [`Sender`] that delivers an event the way Aghanim can, with
+//! concurrent copies, retries and hang-ups, so a test can assert that a handler
+//! credits once.
+//!
+//! Enable it for tests only:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! aghanim-webhook = { version = "0.1", features = ["testing"] }
+//! tokio = { version = "1", features = ["macros", "rt"] }
+//! ```
+//!
+//! # Example
+//!
+//! A handler behind the signature layer, fed a sample purchase:
+//!
+//! ```
+//! use aghanim_webhook::{events::EventType, testing::{Sample, Sender}, AghanimSignatureLayer};
+//! use http::Response;
+//! use tower::{service_fn, ServiceBuilder};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let webhook = ServiceBuilder::new()
+//!     .layer(AghanimSignatureLayer::new("whsec_test"))
+//!     .service(service_fn(|_| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }));
+//!
+//! let answers = Sender::new("whsec_test").deliver(webhook, Sample::new(EventType::ItemAdd)).await;
+//! assert!(answers.succeeded());
+//! # }
+//! ```
+
+mod request;
+mod sample;
+mod sender;
+
+pub use request::{reserialize, signed_request, SignedRequest};
+pub use sample::{Sample, SAMPLE_GAME_ID};
+pub use sender::{Answer, Answers, Reply, Sender};

@@ -1,0 +1,276 @@
+#![cfg(feature = "redis")]
+//! What an operator reads and changes in a store: `RedisStore`'s record, stuck and
+//! forget (PostgreSQL's are in `postgres.rs`), and the `records` command against the
+//! example server's webhook on a private PostgreSQL and Redis.
+
+use crate::common;
+
+use std::time::Duration;
+
+use aghanim_webhook::{
+    events::EventType,
+    idempotency::{
+        ClaimRequest, IdempotencyStore, OwnerToken, RecordKey, RecordState, RedisStore,
+        StoredResponse,
+    },
+};
+use common::redis_server::{prefix, RedisServer};
+
+async fn redis_store() -> Option<RedisStore> {
+    let server = RedisServer::shared()?;
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    Some(store.prefix(prefix()))
+}
+
+fn key(id: &str) -> RecordKey {
+    RecordKey::new("gm_ops", false, &EventType::ItemAdd, id)
+}
+
+async fn claim(store: &RedisStore, id: &str, lease: Duration) -> OwnerToken {
+    let owner = OwnerToken::random();
+    let request = ClaimRequest::new(owner.clone(), "fp", lease, Duration::from_secs(600));
+    store.claim(key(id).as_str(), &request).await.unwrap();
+    owner
+}
+
+#[tokio::test]
+async fn redis_records_show_every_state_and_a_running_claim_is_not_forgotten() {
+    let Some(store) = redis_store().await else {
+        return;
+    };
+    assert_eq!(store.record(&key("none")).await.unwrap(), None);
+
+    let owner = claim(&store, "running", Duration::from_secs(30)).await;
+    let running = store.record(&key("running")).await.unwrap().unwrap();
+    let RecordState::Running {
+        lease_remaining: Some(lease),
+    } = running.state
+    else {
+        panic!("{running:?}");
+    };
+    assert!(lease > Duration::from_secs(25) && lease <= Duration::from_secs(30));
+    assert_eq!(running.attempts, Some(1));
+    assert!(running.claimed_at.is_some());
+    assert!(store.forget(&key("running")).await.is_err());
+    assert!(store.record(&key("running")).await.unwrap().is_some());
+
+    claim(&store, "expired", Duration::from_millis(1)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let expired = store.record(&key("expired")).await.unwrap().unwrap();
+    assert_eq!(expired.state, RecordState::Expired);
+
+    let released = claim(&store, "released", Duration::from_secs(30)).await;
+    store
+        .release(key("released").as_str(), &released)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.record(&key("released")).await.unwrap().unwrap().state,
+        RecordState::Released
+    );
+
+    let answer = StoredResponse {
+        status: 200,
+        content_type: Some("application/json".into()),
+        body: bytes::Bytes::from_static(br#"{"status":"ok"}"#),
+    };
+    let done = claim(&store, "completed", Duration::from_secs(30)).await;
+    store
+        .complete(
+            key("completed").as_str(),
+            &done,
+            &answer,
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let completed = store.record(&key("completed")).await.unwrap().unwrap();
+    assert_eq!(
+        completed.state,
+        RecordState::Completed {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: Some(bytes::Bytes::from_static(br#"{"status":"ok"}"#)),
+        }
+    );
+    assert!(completed.completed_at >= completed.claimed_at);
+
+    // Stuck: the running and the expired claim, not the answered or released ones.
+    let mut stuck: Vec<_> = store
+        .stuck(Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claim| (claim.key.unwrap(), claim.holder))
+        .collect();
+    stuck.sort();
+    let mut expected = [key("expired"), key("running")].map(|key| key.to_string());
+    expected.sort();
+    assert_eq!(
+        stuck.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
+        expected,
+        "{stuck:?}"
+    );
+    assert!(store
+        .stuck(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Forgotten, the key is claimed again as a first delivery would be.
+    assert_eq!(
+        store.forget(&key("completed")).await.unwrap(),
+        Some(completed)
+    );
+    assert_eq!(store.record(&key("completed")).await.unwrap(), None);
+    drop(owner);
+}
+
+#[cfg(all(feature = "cli", feature = "postgres"))]
+mod cli {
+    use super::common;
+    use crate::server_app;
+
+    use std::process::Command;
+
+    use aghanim_webhook::idempotency::DEFAULT_RUN_TIMEOUT;
+    use common::{postgres_server::PostgresServer, redis_server::RedisServer, SECRET};
+
+    const TOOL: &str = env!("CARGO_BIN_EXE_aghanim-webhook");
+
+    /// Runs the tool with `args` and the store's URL variable; success and stdout.
+    async fn tool(args: &[&str], store: (&str, &str)) -> (bool, String) {
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let (variable, url) = (store.0.to_owned(), store.1.to_owned());
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(TOOL)
+                .args(&args)
+                .env_remove("DATABASE_URL")
+                .env_remove("REDIS_URL")
+                .env(variable, url)
+                .env("AGHANIM_WEBHOOK_SECRET", SECRET)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        (output.status.success(), format!("{stdout}{stderr}"))
+    }
+
+    /// A purchase sent by the tool, found from its ids, forgotten, sent again: the
+    /// second delivery runs the handler (not a replay) and is found completed again.
+    async fn purchase_found_forgotten_and_sent_again(router: axum::Router, store: (&str, &str)) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let send = ["send", "item.add", "--id", "ops1", "--url", &url];
+        let ids = [
+            "--game",
+            "gm_cli",
+            "--sandbox",
+            "--event-type",
+            "item.add",
+            "--key",
+            "ord_ops1",
+        ];
+        let show: Vec<&str> = ["records", "show"].iter().chain(&ids).copied().collect();
+        let forget: Vec<&str> = ["records", "forget"].iter().chain(&ids).copied().collect();
+
+        let (ok, out) = tool(&show, store).await;
+        assert!(ok && out.contains("state      unknown"), "{out}");
+        let (ok, out) = tool(&send, store).await;
+        assert!(
+            ok && out.starts_with("#1 200 ") && !out.contains("replayed"),
+            "{out}"
+        );
+        let (ok, out) = tool(&show, store).await;
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("delivery   gm_cli:sandbox:item.add:ord_ops1"),
+            "{out}"
+        );
+        assert!(out.contains("state      completed\n"), "{out}");
+        assert!(
+            out.contains("status     200\n") && out.contains("claimed    20"),
+            "{out}"
+        );
+
+        // Without --yes nothing is removed.
+        let (ok, out) = tool(&forget, store).await;
+        assert!(!ok && out.contains("pass --yes"), "{out}");
+        assert!(tool(&show, store).await.1.contains("state      completed"));
+        let yes: Vec<&str> = forget.iter().copied().chain(["--yes"]).collect();
+        let (ok, out) = tool(&yes, store).await;
+        assert!(
+            ok && out.contains("forgotten:") && out.contains("status     200"),
+            "{out}"
+        );
+        let (ok, out) = tool(&show, store).await;
+        assert!(ok && out.contains("state      unknown"), "{out}");
+
+        let (ok, out) = tool(&send, store).await;
+        assert!(
+            ok && out.starts_with("#1 200 ") && !out.contains("replayed"),
+            "{out}"
+        );
+        let (ok, out) = tool(&send, store).await;
+        assert!(ok && out.contains("(replayed)"), "{out}");
+        assert!(tool(&show, store)
+            .await
+            .1
+            .contains("state      completed\n"));
+        let (ok, out) = tool(&["records", "stuck", "--older-than", "0"], store).await;
+        assert!(ok && out.contains("no claim open"), "{out}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_records_command_on_postgres() {
+        let Some(server) = PostgresServer::shared() else {
+            return;
+        };
+        let url = server.database();
+        let app = server_app::on_postgres(SECRET, &url, DEFAULT_RUN_TIMEOUT)
+            .await
+            .unwrap();
+        purchase_found_forgotten_and_sent_again(app.router, ("DATABASE_URL", &url)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_records_command_on_redis() {
+        // A server of its own: the example's records go under the default prefix.
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let url = server.url();
+        let app = server_app::on_redis(SECRET, &url, DEFAULT_RUN_TIMEOUT)
+            .await
+            .unwrap();
+        purchase_found_forgotten_and_sent_again(app.router, ("REDIS_URL", &url)).await;
+    }
+
+    #[tokio::test]
+    async fn the_records_command_refuses_two_stores_and_bad_keys() {
+        let output = Command::new(TOOL)
+            .args(["records", "show", "--store-key", &"a".repeat(64)])
+            .env("DATABASE_URL", "postgres://nowhere/x")
+            .env("REDIS_URL", "redis://nowhere")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains("give one"), "{stderr}");
+        let output = Command::new(TOOL)
+            .args(["records", "show", "--store-key", "abc"])
+            .env_remove("REDIS_URL")
+            .env("DATABASE_URL", "postgres://127.0.0.1:1/x")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("not a store key of 64 hex digits"),
+            "{stderr}"
+        );
+    }
+}
