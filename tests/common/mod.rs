@@ -25,6 +25,8 @@ use std::{
     },
 };
 
+#[cfg(feature = "testing")]
+use aghanim_webhook::testing::SignedRequest;
 use aghanim_webhook::{body::BufferedBody, sign_headers, AghanimSignatureLayer, VerifiedBody};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -67,13 +69,17 @@ pub fn keyed(event_type: &str, event_data: &str, key: &str) -> String {
     event.to_string()
 }
 
-/// A request carrying `body`, signed with [`SECRET`] at [`NOW`].
+/// A request carrying `body`, signed with [`SECRET`] at [`NOW`], made by the test kit
+/// as users make theirs.
+#[cfg(feature = "testing")]
 pub fn signed_text(body: String) -> Request<Full<Bytes>> {
-    let mut request = Request::post("/webhook")
-        .body(Full::from(body.clone()))
-        .expect("static request");
-    sign_headers(request.headers_mut(), SECRET, NOW, &body);
-    request
+    SignedRequest::new(SECRET, body).timestamp(NOW).build()
+}
+
+/// A forgery of `body`: signed at [`NOW`] with another secret.
+#[cfg(feature = "testing")]
+pub fn forged(body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    SignedRequest::new(SECRET, body).timestamp(NOW).forged().build()
 }
 
 /// The layer under test with the clock fixed at [`NOW`].
@@ -82,12 +88,9 @@ pub fn layer() -> AghanimSignatureLayer {
 }
 
 /// A request carrying `body` in one frame, signed with [`SECRET`] at `timestamp`.
+#[cfg(feature = "testing")]
 pub fn signed(body: &'static str, timestamp: u64) -> Request<Full<Bytes>> {
-    let mut request = Request::post("/webhook")
-        .body(Full::from(body))
-        .expect("static request");
-    sign_headers(request.headers_mut(), SECRET, timestamp, body);
-    request
+    SignedRequest::new(SECRET, body).timestamp(timestamp).build()
 }
 
 /// What the inner service saw.

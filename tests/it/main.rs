@@ -21,5 +21,6 @@ mod metrics;
 mod postgres;
 mod properties;
 mod records;
+mod testing;
 mod tracing;
 mod vectors;
