@@ -5,9 +5,9 @@ with honest, lying and missing content-length, against the example server on loo
     python3 scripts/attack-memory.py [--connections 256] [--hold 5]
 
 Prints the server's RSS before, at its peak and after each phase, next to the bound the
-README states: the layer's buffer budget (64 MiB by default) + a constant for hyper's
-per-connection state and the allocator (64 MiB, measured at 512 and 2,048 connections),
-whatever the number of connections.
+security choices (docs/security.md) state: the layer's buffer budget (64 MiB by default)
++ a constant for hyper's per-connection state and the allocator (64 MiB, measured at 512
+and 2,048 connections), whatever the number of connections.
 Bounded in time: each phase holds its connections for --hold seconds.
 
 glibc keeps freed 1 MiB blocks in the heap once it has raised its mmap threshold, so RSS

@@ -9,15 +9,8 @@
 //! the verified bytes. Anything else gets a rejection response and never reaches your
 //! code:
 //!
-//! | request | status | [`RejectionKind`] |
-//! |---|---|---|
-//! | a header missing, repeated or malformed | 403 | `Missing*`, `Malformed*` |
-//! | signature does not match under any secret | 403 | `SignatureMismatch` |
-//! | authentic, but timestamp more than the tolerance (300 s) away | 403 | `TimestampOutsideTolerance` |
-//! | body over the limit (1 MiB), by `content-length` or as it streams | 413 | `BodyTooLarge` |
-//! | the body stream fails | 400 | `BodyError` |
-//! | the body times out (a body timeout outside the layer) | 408 | `BodyTimeout` |
-//! | the [buffer budget](AghanimSignatureLayer::buffer_budget) for unverified bodies is spent | 503, `retry-after` | `Overloaded` |
+//! What it answers on its own, and how to configure it, is on
+//! [`AghanimSignatureLayer`](AghanimSignatureLayer#responses-the-layer-sends-itself).
 //!
 //! Every 403 carries the same small JSON body,
 //! `{"status":"error","code":"invalid_signature","message":"Invalid signature"}`, so a
@@ -37,8 +30,10 @@
 //! answers, and [`dispatch::Dispatch`] routes verified events to handlers by type; the
 //! `axum` feature adds the `AghanimEvent` extractor. The `idempotency` feature adds
 //! `idempotency::IdempotencyLayer`, which runs each side-effecting event once across
-//! instances and replays its answer to duplicates (with a Redis store under `redis`);
-//! `tracing` reports every rejection and idempotency decision.
+//! instances and replays its answer to duplicates (with a Redis store under `redis`, and
+//! in the game's own PostgreSQL transaction under `postgres`); `tracing` reports every
+//! rejection and idempotency decision, `metrics` counts them, and `testing` is a kit for
+//! testing your own handlers.
 //!
 //! # Example
 //!
@@ -74,6 +69,12 @@
 //! assert_eq!(response.status(), StatusCode::FORBIDDEN);
 //! # }
 //! ```
+//!
+#![doc = include_str!("../docs/features.md")]
+//!
+#![doc = include_str!("../docs/logs.md")]
+//!
+#![doc = include_str!("../docs/security.md")]
 #![warn(missing_docs, rust_2018_idioms)]
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -92,7 +93,8 @@ mod extract;
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
 #[cfg(feature = "metrics")]
-mod metrics;
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod ready_call;
 mod rejection;
 mod response;
@@ -122,7 +124,12 @@ pub use verified_body::VerifiedBody;
 pub use verify::{Verification, Verifier, DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 // The README's runnable snippets are doctests, so that what it shows keeps working.
-#[cfg(all(doctest, feature = "events"))]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "idempotency",
+    feature = "testing"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

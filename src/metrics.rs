@@ -1,4 +1,7 @@
-//! The metrics this crate records through the `metrics` facade (feature `metrics`).
+//! The metrics this crate records through the `metrics` facade (feature `metrics`), and
+//! what to do when the alerts over them fire.
+//!
+#![doc = include_str!("../docs/metrics.md")]
 
 /// Describes every metric this crate records to the installed recorder: its unit and
 /// what it counts. Call it once, after installing the recorder (for example

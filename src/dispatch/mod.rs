@@ -56,6 +56,8 @@
 //! # }
 //! ```
 
+#![doc = include_str!("../../docs/dispatch.md")]
+
 mod delivery;
 mod future;
 mod handler;

@@ -124,6 +124,8 @@
 //! # }
 //! ```
 
+#![doc = include_str!("../../docs/idempotency.md")]
+
 mod answer;
 mod config;
 mod fingerprint;

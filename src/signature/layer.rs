@@ -29,16 +29,7 @@ pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 
 /// Verifies Aghanim webhook signatures in front of an inner service.
 ///
-/// See the [crate documentation](crate) for what the layer checks and how it answers.
-///
-/// | setting | default | builder |
-/// |---|---|---|
-/// | secrets | the one given to `new` | [`additional_secret`](Self::additional_secret) |
-/// | tolerance | 300 s either way | [`tolerance`](Self::tolerance), [`disable_tolerance`](Self::disable_tolerance) |
-/// | body limit | 1 MiB | [`body_limit`](Self::body_limit) |
-/// | buffer budget | 64 MiB for all bodies still being read | [`buffer_budget`](Self::buffer_budget), [`disable_buffer_budget`](Self::disable_buffer_budget) |
-/// | clock | [`unix_now`](crate::unix_now) | [`clock`](Self::clock) |
-/// | rejection | [`Rejection::default_response`] | [`on_rejection`](Self::on_rejection) |
+/// See the [crate documentation](crate) for what the layer checks.
 ///
 /// # Example
 ///
@@ -51,6 +42,7 @@ pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 ///     .tolerance(Duration::from_secs(600))
 ///     .body_limit(256 * 1024);
 /// ```
+#[doc = include_str!("../../docs/signature.md")]
 #[derive(Clone)]
 #[must_use]
 pub struct AghanimSignatureLayer {

@@ -32,6 +32,12 @@
 //! # }
 //! ```
 
+//!
+//! For a layer with a fixed clock (`AghanimSignatureLayer::clock(|| 1_700_000_000)`),
+//! sign at that time: [`SignedRequest::timestamp`], [`Sender::clock`]. The bare
+//! signature of any bytes is [`sign`](crate::sign)`(secret, timestamp, body)`, and
+//! [`sign_headers`](crate::sign_headers) puts both headers on a request you built.
+
 mod request;
 mod sample;
 mod sender;

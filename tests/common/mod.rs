@@ -79,7 +79,10 @@ pub fn signed_text(body: String) -> Request<Full<Bytes>> {
 /// A forgery of `body`: signed at [`NOW`] with another secret.
 #[cfg(feature = "testing")]
 pub fn forged(body: impl Into<Bytes>) -> Request<Full<Bytes>> {
-    SignedRequest::new(SECRET, body).timestamp(NOW).forged().build()
+    SignedRequest::new(SECRET, body)
+        .timestamp(NOW)
+        .forged()
+        .build()
 }
 
 /// The layer under test with the clock fixed at [`NOW`].
@@ -90,7 +93,9 @@ pub fn layer() -> AghanimSignatureLayer {
 /// A request carrying `body` in one frame, signed with [`SECRET`] at `timestamp`.
 #[cfg(feature = "testing")]
 pub fn signed(body: &'static str, timestamp: u64) -> Request<Full<Bytes>> {
-    SignedRequest::new(SECRET, body).timestamp(timestamp).build()
+    SignedRequest::new(SECRET, body)
+        .timestamp(timestamp)
+        .build()
 }
 
 /// What the inner service saw.

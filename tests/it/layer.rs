@@ -13,11 +13,11 @@ use std::{
     time::Duration,
 };
 
+use aghanim_webhook::testing::SignedRequest;
 use aghanim_webhook::{
     body::BufferedBody, sign, AghanimSignatureLayer, Rejection, RejectionKind, Secret,
     VerifiedBody, DEFAULT_BODY_LIMIT, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
-use aghanim_webhook::testing::SignedRequest;
 use bytes::Bytes;
 use common::{body_text, layer, signed, signed_with, stack, status_with, Frames, NOW, SECRET};
 use hmac::{Hmac, KeyInit, Mac};

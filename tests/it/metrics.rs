@@ -272,7 +272,9 @@ fn events_are_counted_by_type_and_class_and_no_label_comes_from_the_request() {
     metrics::with_local_recorder(&recorder, || {
         let service = ServiceBuilder::new().layer(layer()).service(dispatch());
         let send = |body: String| {
-            run(service.clone().oneshot(signed_text(body))).unwrap().status()
+            run(service.clone().oneshot(signed_text(body)))
+                .unwrap()
+                .status()
         };
         let items = r#"{"player_id":"p1","items":[]}"#;
         assert_eq!(send(keyed("item.add", items, "k_1")), StatusCode::OK);

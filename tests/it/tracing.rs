@@ -1,6 +1,7 @@
 #![cfg(feature = "tracing")]
-//! What the layers report through `tracing`: one event per rejection at the level the
-//! README states, with its fields, and never the secret, an expected MAC or the body.
+//! What the layers report through `tracing`: one event per rejection at the level
+//! docs/logs.md states, with its fields, and never the secret, an expected MAC or the
+//! body.
 
 use crate::common;
 

@@ -103,6 +103,7 @@ const PURGE_BATCH: i64 = 1_000;
 /// # Ok(())
 /// # }
 /// ```
+#[doc = include_str!("../../../docs/postgres.md")]
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
