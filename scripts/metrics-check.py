@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The example server's /metrics against what was sent to it.
 
-    python3 scripts/metrics-check.py [--binary target/debug/examples/server] > metrics.txt
+    python3 scripts/metrics-check.py [--binary PATH] > metrics.txt
 
 Starts the example server (the binary built by `cargo build --examples --all-features`,
-or --binary), sends it a known mix over loopback (valid item.add deliveries, a duplicate
+in the target directory cargo reports, which honours CARGO_TARGET_DIR; or --binary), sends it a known mix over loopback (valid item.add deliveries, a duplicate
 of each, forged and stale deliveries, a player.verify and an unknown event type), reads
 `/metrics`, checks every count against what was sent, prints the metrics text on
 standard output (for `promtool check metrics`) and the checks on standard error. Exits
@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 
-from common import ROOT, SECRET, signature, start, stop
+from common import SECRET, signature, start, stop, target_dir
 
 
 def post(port: int, body: bytes, timestamp: int, secret: str = SECRET) -> int:
@@ -57,7 +57,7 @@ def value(metrics: str, name: str, **labels: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--binary", default=str(ROOT / "target" / "debug" / "examples" / "server"))
+    parser.add_argument("--binary", default=str(target_dir() / "debug" / "examples" / "server"))
     parser.add_argument("--port", type=int, default=8140)
     args = parser.parse_args()
     server = start(pathlib.Path(args.binary), args.port)
