@@ -99,6 +99,32 @@ enum Store {
     Redis(RedisStore),
 }
 
+impl Store {
+    async fn record(&self, key: &RecordKey) -> Result<Option<Record>, String> {
+        match self {
+            Store::Postgres(store) => store.record(key).await,
+            Store::Redis(store) => store.record(key).await,
+        }
+        .map_err(|error| error.to_string())
+    }
+
+    async fn forget(&self, key: &RecordKey) -> Result<Option<Record>, String> {
+        match self {
+            Store::Postgres(store) => store.forget(key).await,
+            Store::Redis(store) => store.forget(key).await,
+        }
+        .map_err(|error| error.to_string())
+    }
+
+    async fn stuck(&self, age: Duration) -> Result<Vec<StuckClaim>, String> {
+        match self {
+            Store::Postgres(store) => store.stuck(age).await,
+            Store::Redis(store) => store.stuck(age).await,
+        }
+        .map_err(|error| error.to_string())
+    }
+}
+
 impl StoreArgs {
     async fn open(self) -> Result<Store, String> {
         let nonempty = |url: Option<String>| url.filter(|url| !url.is_empty());
@@ -179,11 +205,7 @@ impl Records {
         match self {
             Records::Show { delivery, store } => {
                 let (key, described) = delivery.key()?;
-                let record = match store.open().await? {
-                    Store::Postgres(store) => store.record(&key).await,
-                    Store::Redis(store) => store.record(&key).await,
-                }
-                .map_err(|error| error.to_string())?;
+                let record = store.open().await?.record(&key).await?;
                 println!("delivery   {described}");
                 println!("store key  {key}");
                 match record {
@@ -196,11 +218,7 @@ impl Records {
             }
             Records::Stuck { older_than, store } => {
                 let age = Duration::from_secs(older_than);
-                let stuck = match store.open().await? {
-                    Store::Postgres(store) => store.stuck(age).await,
-                    Store::Redis(store) => store.stuck(age).await,
-                }
-                .map_err(|error| error.to_string())?;
+                let stuck = store.open().await?.stuck(age).await?;
                 if stuck.is_empty() {
                     println!("no claim open for {older_than} s or longer");
                 }
@@ -219,12 +237,7 @@ impl Records {
                 println!("delivery   {described}");
                 println!("store key  {key}");
                 if !yes {
-                    let record = match &store {
-                        Store::Postgres(store) => store.record(&key).await,
-                        Store::Redis(store) => store.record(&key).await,
-                    }
-                    .map_err(|error| error.to_string())?;
-                    match record {
+                    match store.record(&key).await? {
                         Some(record) => print_record(&record),
                         None => println!("state      unknown: nothing to forget"),
                     }
@@ -233,12 +246,7 @@ impl Records {
                     );
                     return Ok(ExitCode::FAILURE);
                 }
-                let removed = match &store {
-                    Store::Postgres(store) => store.forget(&key).await,
-                    Store::Redis(store) => store.forget(&key).await,
-                }
-                .map_err(|error| error.to_string())?;
-                match removed {
+                match store.forget(&key).await? {
                     Some(record) => {
                         print_record(&record);
                         println!("forgotten: the next delivery of this key runs the handler again; inventory untouched");

@@ -27,16 +27,8 @@ impl PostgresStore {
     ///
     /// When the database cannot be reached.
     pub async fn record(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
-        let read = format!(
-            "SELECT {COLUMNS} FROM {table} WHERE key = $1",
-            table = self.table_name()
-        );
-        let row = sqlx::query(&read)
-            .bind(key.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(StoreError::new)?;
-        match row {
+        let read = format!("SELECT {COLUMNS} FROM {} WHERE key = $1", self.table_name());
+        match self.one_row(&read, key).await? {
             Some(row) => record_of(&row).map(Some),
             None => self.held(key).await,
         }
@@ -52,15 +44,10 @@ impl PostgresStore {
     /// the database cannot be reached.
     pub async fn forget(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
         let delete = format!(
-            "DELETE FROM {table} WHERE key = $1 RETURNING {COLUMNS}",
-            table = self.table_name()
+            "DELETE FROM {} WHERE key = $1 RETURNING {COLUMNS}",
+            self.table_name()
         );
-        let row = sqlx::query(&delete)
-            .bind(key.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(StoreError::new)?;
-        match row {
+        match self.one_row(&delete, key).await? {
             Some(row) => record_of(&row).map(Some),
             None => match self.held(key).await? {
                 Some(_) => Err(StoreError::new(format!(
@@ -137,6 +124,15 @@ impl PostgresStore {
             });
         }
         Ok(stuck)
+    }
+
+    /// The row `statement` returns for `key` (bound as `$1`), if any.
+    async fn one_row(&self, statement: &str, key: &RecordKey) -> Result<Option<PgRow>, StoreError> {
+        sqlx::query(statement)
+            .bind(key.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::new)
     }
 
     /// Whether a delivery's open transaction holds `key`: an insert of the key waits
