@@ -12,7 +12,8 @@ pub struct Record {
     /// Where the delivery stands.
     pub state: RecordState,
     /// When it was claimed: on PostgreSQL the claim's transaction's start; on Redis
-    /// the latest claim (records written before version 0.1 do not have it).
+    /// the latest claim (Redis records written before this field existed do not have
+    /// it).
     pub claimed_at: Option<SystemTime>,
     /// When its answer was recorded (Redis only; PostgreSQL records it in the claim's
     /// transaction, at `claimed_at`).

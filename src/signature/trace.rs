@@ -36,12 +36,12 @@ pub(crate) fn rejection_read(
         let path = parts.uri.path();
         match (kind, rejection.skew()) {
             (_, Some((timestamp, skew))) => {
-                let ids = verified.map(ids::DeliveryIds::read).unwrap_or_default();
+                let ids = verified.map(DeliveryIds::read).unwrap_or_default();
                 tracing::warn!(
                     target: "aghanim_webhook::signature",
                     ?kind, %method, path, body_read, claimed_timestamp = timestamp, clock_skew_secs = skew,
-                    event_type = ids.event_type(), event_id = ids.event_id(),
-                    idempotency_key = ids.idempotency_key(), game_id = ids.game_id(),
+                    event_type = ids.event_type.as_deref(), event_id = ids.event_id.as_deref(),
+                    idempotency_key = ids.idempotency_key.as_deref(), game_id = ids.game_id.as_deref(),
                     "webhook rejected: authentic signature outside the tolerance"
                 );
             }
@@ -61,55 +61,27 @@ pub(crate) fn rejection_read(
     let _ = (rejection, parts, body_read, verified);
 }
 
+/// The ids an operator needs to find a refused purchase again; all `None` without the
+/// feature `events` or when the verified bytes are not an event.
 #[cfg(feature = "tracing")]
-mod ids {
-    /// The ids an operator needs to find a refused purchase again; empty without the
-    /// feature `events` or when the verified bytes are not an event.
-    #[derive(Default)]
-    pub(super) struct DeliveryIds {
+#[derive(Default)]
+#[cfg_attr(feature = "events", derive(serde::Deserialize))]
+struct DeliveryIds {
+    event_type: Option<String>,
+    event_id: Option<String>,
+    idempotency_key: Option<String>,
+    game_id: Option<String>,
+}
+
+#[cfg(feature = "tracing")]
+impl DeliveryIds {
+    fn read(verified: &[u8]) -> Self {
         #[cfg(feature = "events")]
-        fields: Option<Fields>,
-    }
-
-    #[cfg(feature = "events")]
-    #[derive(serde::Deserialize)]
-    struct Fields {
-        #[serde(default)]
-        event_type: Option<String>,
-        #[serde(default)]
-        event_id: Option<String>,
-        #[serde(default)]
-        idempotency_key: Option<String>,
-        #[serde(default)]
-        game_id: Option<String>,
-    }
-
-    impl DeliveryIds {
-        pub(super) fn read(verified: &[u8]) -> Self {
-            #[cfg(feature = "events")]
-            return Self {
-                fields: serde_json::from_slice(verified).ok(),
-            };
-            #[cfg(not(feature = "events"))]
-            {
-                let _ = verified;
-                Self::default()
-            }
+        return serde_json::from_slice(verified).unwrap_or_default();
+        #[cfg(not(feature = "events"))]
+        {
+            let _ = verified;
+            Self::default()
         }
-    }
-
-    macro_rules! field {
-        ($($name:ident),*) => {$(
-            pub(super) fn $name(&self) -> Option<&str> {
-                #[cfg(feature = "events")]
-                return self.fields.as_ref().and_then(|fields| fields.$name.as_deref());
-                #[cfg(not(feature = "events"))]
-                None
-            }
-        )*};
-    }
-
-    impl DeliveryIds {
-        field!(event_type, event_id, idempotency_key, game_id);
     }
 }
