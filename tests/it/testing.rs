@@ -95,7 +95,9 @@ async fn copies_retries_and_a_hang_up_credit_once_behind_the_idempotency_layer()
         matches!(answers.all()[0].reply, Reply::HungUp),
         "{answers:?}"
     );
-    assert_eq!(answers.replayed(), 3, "{answers:?}");
+    // The copy that hung up may have claimed before it went (its run goes on, and all
+    // three others replay) or not (one of them runs): never two runs.
+    assert!(answers.replayed() >= 2, "{answers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
