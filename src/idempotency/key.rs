@@ -63,15 +63,11 @@ impl Delivery {
         let event: KeyFields<'_> = serde_json::from_slice(verified).ok()?;
         // As `Event::dedupe_key`: the idempotency key, else the event id; empty is absent.
         let id = present(&event.idempotency_key).or_else(|| present(&event.event_id))?;
-        let environment = if event.sandbox == Some(true) {
-            "sandbox"
-        } else {
-            "live"
-        };
+        let sandbox = event.sandbox == Some(true);
         let game = event.game_id.as_deref().unwrap_or("");
-        let dedupe_key = format!("{game}:{environment}:{}:{id}", event.event_type);
+        let dedupe_key = RecordKey::dedupe_key(game, sandbox, &event.event_type, id);
         let fingerprint = fingerprint(event.event_data.get());
-        let mut scope = scope(game, environment, &event.event_type, id);
+        let mut scope = scope(game, environment(sandbox), &event.event_type, id);
         if per_payload {
             scope.update(fingerprint);
         }
@@ -80,6 +76,14 @@ impl Delivery {
             dedupe_key,
             fingerprint: HexDigest::of(&fingerprint),
         })
+    }
+}
+
+fn environment(sandbox: bool) -> &'static str {
+    if sandbox {
+        "sandbox"
+    } else {
+        "live"
     }
 }
 
@@ -125,9 +129,22 @@ impl RecordKey {
     /// ([`Policy::DeduplicateAllowingChanges`](crate::idempotency::Policy)) keys by the
     /// payload too: use [`of_delivery`](Self::of_delivery) for those.
     pub fn new(game_id: &str, sandbox: bool, event_type: &EventType, id: &str) -> Self {
-        let environment = if sandbox { "sandbox" } else { "live" };
-        let scope = scope(game_id, environment, event_type, id);
+        let scope = scope(game_id, environment(sandbox), event_type, id);
         Self(HexDigest::of(&scope.finalize().into()))
+    }
+
+    /// The same delivery's scope in clear, as the layer logs it and
+    /// [`Claim::dedupe_key`] gives it: `{game_id}:{sandbox|live}:{event_type}:{id}`.
+    ///
+    /// ```
+    /// # use aghanim_webhook::{events::EventType, idempotency::RecordKey};
+    /// assert_eq!(
+    ///     RecordKey::dedupe_key("gm_1", true, &EventType::ItemAdd, "ord_1"),
+    ///     "gm_1:sandbox:item.add:ord_1"
+    /// );
+    /// ```
+    pub fn dedupe_key(game_id: &str, sandbox: bool, event_type: &EventType, id: &str) -> String {
+        format!("{game_id}:{}:{event_type}:{id}", environment(sandbox))
     }
 
     /// The key of a delivery's body, as the layer computes it; `per_payload` for a type

@@ -184,10 +184,9 @@ impl Delivery {
             return Err("give --game, --event-type and --key (or --event-id), or --body".into());
         };
         let event_type = EventType::from(event_type.as_str());
-        let environment = if self.sandbox { "sandbox" } else { "live" };
         Ok((
             RecordKey::new(game, self.sandbox, &event_type, id),
-            format!("{game}:{environment}:{event_type}:{id}"),
+            RecordKey::dedupe_key(game, self.sandbox, &event_type, id),
         ))
     }
 }

@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use sqlx::{postgres::PgRow, Row};
 
-use super::PostgresStore;
+use super::{
+    store::{is_sqlstate, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION},
+    PostgresStore,
+};
 use crate::idempotency::{Record, RecordKey, RecordState, StoreError, StuckClaim};
 
 /// The columns a [`Record`] is read from.
@@ -150,20 +153,16 @@ impl PostgresStore {
         let _ = transaction.rollback().await;
         match probed {
             Ok(_) => Ok(None),
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
-                Ok(Some(Record {
-                    state: RecordState::Running {
-                        lease_remaining: None,
-                    },
-                    claimed_at: None,
-                    completed_at: None,
-                    attempts: None,
-                }))
-            }
+            Err(error) if is_sqlstate(&error, LOCK_NOT_AVAILABLE) => Ok(Some(Record {
+                state: RecordState::Running {
+                    lease_remaining: None,
+                },
+                claimed_at: None,
+                completed_at: None,
+                attempts: None,
+            })),
             // Committed between the read and the probe: read it again.
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
-                Box::pin(self.record(key)).await
-            }
+            Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => Box::pin(self.record(key)).await,
             Err(error) => Err(StoreError::new(error)),
         }
     }
@@ -186,17 +185,15 @@ fn record_of(row: &PgRow) -> Result<Record, StoreError> {
                 .map(Bytes::from),
         },
     };
-    let claimed_at: Option<f64> = row.try_get("claimed_at").map_err(StoreError::new)?;
     Ok(Record {
         state,
-        claimed_at: claimed_at
-            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-            .map(|seconds| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(seconds)),
+        claimed_at: seconds(row, "claimed_at")?.map(|since| SystemTime::UNIX_EPOCH + since),
         completed_at: None,
         attempts: None,
     })
 }
 
+/// A column of seconds (since the epoch, or an age) as a duration; `None` for null.
 fn seconds(row: &PgRow, column: &str) -> Result<Option<Duration>, StoreError> {
     let seconds: Option<f64> = row.try_get(column).map_err(StoreError::new)?;
     Ok(seconds

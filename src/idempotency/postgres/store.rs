@@ -472,9 +472,9 @@ impl OpenTransaction {
 }
 
 /// Raised when `lock_timeout` passes.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
-const UNIQUE_VIOLATION: &str = "23505";
+pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
+pub(super) const UNIQUE_VIOLATION: &str = "23505";
 
-fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
+pub(super) fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
     matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some(code))
 }

@@ -133,7 +133,10 @@ where
     ///
     /// When Redis cannot be reached or the record is not one this crate wrote.
     pub async fn record(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
-        self.read(key.as_str(), "read").await
+        Ok(self
+            .read(key.as_str(), "read")
+            .await?
+            .map(|(record, _)| record))
     }
 
     /// Deletes the record of `key` and returns what it held, so that the next delivery
@@ -145,7 +148,10 @@ where
     /// When a run holds the key (its lease is live; nothing is deleted), or Redis
     /// cannot be reached.
     pub async fn forget(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
-        let record = self.read(key.as_str(), "forget").await?;
+        let record = self
+            .read(key.as_str(), "forget")
+            .await?
+            .map(|(record, _)| record);
         if let Some(Record {
             state: RecordState::Running { lease_remaining },
             ..
@@ -190,12 +196,13 @@ where
                 else {
                     continue;
                 };
-                let Some(record) = self.read(key, "read").await? else {
+                let Some((record, now)) = self.read(key, "read").await? else {
                     continue;
                 };
+                // Ages by the server's clock, as the leases are.
                 let claimed_for = record
                     .claimed_at
-                    .and_then(|claimed| SystemTime::now().duration_since(claimed).ok());
+                    .and_then(|claimed| now.duration_since(claimed).ok());
                 let holder = match record.state {
                     RecordState::Running { lease_remaining } => format!(
                         "lease renewed, {} ms left: a run still going",
@@ -221,7 +228,13 @@ where
         }
     }
 
-    async fn read(&self, key: &str, mode: &str) -> Result<Option<Record>, StoreError> {
+    /// The record of `key` and the server's time; with `mode` "forget", deleted too
+    /// unless a live lease holds it.
+    async fn read(
+        &self,
+        key: &str,
+        mode: &str,
+    ) -> Result<Option<(Record, SystemTime)>, StoreError> {
         let mut connection = self.connection.clone();
         let reply: Vec<Value> = self
             .scripts
@@ -247,20 +260,12 @@ fn glob_escape(text: &str) -> String {
     escaped
 }
 
-/// The reply of the `READ` script: eight fields and the server's time, or nothing.
-fn parse_record(reply: Vec<Value>) -> Result<Option<Record>, StoreError> {
+/// The reply of the `READ` script: the record and the server's time, or nothing.
+fn parse_record(reply: Vec<Value>) -> Result<Option<(Record, SystemTime)>, StoreError> {
     if reply.is_empty() {
         return Ok(None);
     }
-    let fields: Vec<Vec<u8>> = reply
-        .into_iter()
-        .map(|value| match value {
-            Value::BulkString(bytes) => bytes,
-            Value::SimpleString(text) => text.into_bytes(),
-            Value::Int(number) => number.to_string().into_bytes(),
-            _ => Vec::new(),
-        })
-        .collect();
+    let fields: Vec<Vec<u8>> = reply.into_iter().map(field_bytes).collect();
     let text = |index: usize| {
         fields
             .get(index)
@@ -293,12 +298,13 @@ fn parse_record(reply: Vec<Value>) -> Result<Option<Record>, StoreError> {
             )))
         }
     };
-    Ok(Some(Record {
+    let record = Record {
         state,
         claimed_at: at(5),
         completed_at: at(6),
         attempts: number(7),
-    }))
+    };
+    Ok(Some((record, UNIX_EPOCH + Duration::from_millis(now))))
 }
 
 impl<C> IdempotencyStore for RedisStore<C>
@@ -401,13 +407,18 @@ fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
-fn parse_claim(reply: Vec<Value>) -> Result<ClaimOutcome, StoreError> {
-    let mut fields = reply.into_iter().map(|value| match value {
+/// A script's reply field as bytes; nil (a missing hash field) is empty.
+fn field_bytes(value: Value) -> Vec<u8> {
+    match value {
         Value::BulkString(bytes) => bytes,
         Value::SimpleString(text) => text.into_bytes(),
         Value::Int(number) => number.to_string().into_bytes(),
         _ => Vec::new(),
-    });
+    }
+}
+
+fn parse_claim(reply: Vec<Value>) -> Result<ClaimOutcome, StoreError> {
+    let mut fields = reply.into_iter().map(field_bytes);
     let unexpected = || StoreError::new("unexpected reply from the claim script");
     let number = |field: Option<Vec<u8>>| -> Result<u64, StoreError> {
         field
