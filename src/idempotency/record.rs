@@ -31,11 +31,12 @@ pub enum RecordState {
     Completed {
         /// The recorded status.
         status: u16,
-        /// The recorded `content-type`.
+        /// The `content-type` duplicates get.
         content_type: Option<String>,
-        /// The recorded body; `None` once purged past the retention (PostgreSQL), when
-        /// duplicates get `{"status":"ok"}` with the recorded status.
-        body: Option<Bytes>,
+        /// The body duplicates get. On PostgreSQL, an acknowledgement
+        /// (`{"status":"ok"}`) is kept as the row's status alone, and a 2xx answer
+        /// purged past the retention is replayed as that acknowledgement.
+        body: Bytes,
     },
     /// A run holds the key: on Redis its lease is renewed while it runs; on
     /// PostgreSQL its transaction is open.

@@ -49,6 +49,12 @@ enum Answer {
     BonusRolledBack,
     /// Credits, then runs this SQL itself, then answers 200.
     Raw(&'static str),
+    /// Credits, then runs this SQL itself, then answers the acknowledgement
+    /// (`{"status":"ok"}`), which the store does not write again at the commit.
+    RawThenAck(&'static str),
+    /// Credits, then runs a statement that fails, ignores the error and answers the
+    /// acknowledgement: the transaction is aborted, and its `COMMIT` would roll back.
+    FailedStatementThenAck,
     /// Credits, then takes advisory lock 42, waiting for whoever holds it; then 200.
     AdvisoryLock,
 }
@@ -134,12 +140,16 @@ impl Handler {
                         .map_err(failed)?;
                     bonus.rollback().await.map_err(failed)?;
                 }
-                Answer::Raw(sql) => {
+                Answer::Raw(sql) | Answer::RawThenAck(sql) => {
                     // Through `Executor`, whose future is `Send` (`RawSql::execute`'s
                     // is not provably so inside a service).
                     sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql))
                         .await
                         .map_err(failed)?;
+                }
+                Answer::FailedStatementThenAck => {
+                    let failed = sqlx::query("SELECT 1 / 0").execute(&mut *connection).await;
+                    assert!(failed.is_err());
                 }
                 Answer::AdvisoryLock => {
                     sqlx::query("SELECT pg_advisory_xact_lock(42)")
@@ -165,6 +175,9 @@ impl Handler {
             }
             Answer::NestedCommitThen(status) => status,
             Answer::BonusRolledBack | Answer::Raw(_) | Answer::AdvisoryLock => 200,
+            Answer::RawThenAck(_) | Answer::FailedStatementThenAck => {
+                return Ok(acknowledgement());
+            }
         };
         let mut response = Response::new(Full::from(format!(r#"{{"run":{run}}}"#)));
         *response.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -685,17 +698,34 @@ async fn a_nested_begin_rolled_back_keeps_the_credit_and_the_duplicate_is_replay
 #[tokio::test]
 async fn a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2xx() {
     let Some(db) = database().await else { return };
-    for (sql, credits_left) in [
-        ("ROLLBACK", 0),
-        ("ROLLBACK; BEGIN", 0),
-        ("COMMIT", 1),
-        ("COMMIT; BEGIN", 1),
+    // Answering the acknowledgement or anything else, which the store records at the
+    // commit in different ways.
+    for (answer, sql, credits_left) in [
+        (Answer::Raw("ROLLBACK"), "ROLLBACK", 0),
+        (Answer::Raw("ROLLBACK; BEGIN"), "ROLLBACK; BEGIN", 0),
+        (Answer::Raw("COMMIT"), "COMMIT", 1),
+        (Answer::Raw("COMMIT; BEGIN"), "COMMIT; BEGIN", 1),
+        (
+            Answer::RawThenAck("ROLLBACK"),
+            "ROLLBACK, then the acknowledgement",
+            0,
+        ),
+        (
+            Answer::RawThenAck("COMMIT"),
+            "COMMIT, then the acknowledgement",
+            1,
+        ),
+        (
+            Answer::RawThenAck("COMMIT; BEGIN"),
+            "COMMIT; BEGIN, then the acknowledgement",
+            1,
+        ),
     ] {
         sqlx::raw_sql("TRUNCATE credits, aghanim_idempotency")
             .execute(&db.pool)
             .await
             .unwrap();
-        let handler = Handler::default().then(Answer::Raw(sql));
+        let handler = Handler::default().then(answer);
         let stack = stack(
             IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
             &handler,
@@ -731,6 +761,26 @@ async fn a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2
             assert_eq!(credits(&db.pool).await, 1, "{sql}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_2xx_over_a_failed_statement_is_never_answered_2xx_and_the_retry_credits_once() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::FailedStatementThenAck);
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    // The failed statement aborted the transaction: its credit and claim are lost, so
+    // the handler's 2xx must not reach Aghanim.
+    let first = send_owned(stack.clone(), item_add("ord_aborted"))
+        .await
+        .unwrap();
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{first:?}");
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
+    let retry = send_owned(stack, item_add("ord_aborted")).await.unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (1, 1));
 }
 
 #[tokio::test]
@@ -1050,10 +1100,7 @@ async fn an_operator_sees_each_state_of_a_record_and_forgets_one_to_run_it_again
     let RecordState::Completed { status, body, .. } = &completed.state else {
         panic!("{completed:?}");
     };
-    assert_eq!(
-        (*status, body.as_deref()),
-        (200, Some(&br#"{"run":1}"#[..]))
-    );
+    assert_eq!((*status, body.as_ref()), (200, &br#"{"run":1}"#[..]));
     assert!(completed.claimed_at.is_some());
 
     // A handler's own COMMIT leaves a claim without an answer, which stays until forgotten.
@@ -1078,4 +1125,10 @@ async fn an_operator_sees_each_state_of_a_record_and_forgets_one_to_run_it_again
     let again = send_owned(stack, item_add("ord_ops")).await.unwrap();
     assert_eq!(again.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
     assert_eq!(credits(&db.pool).await, 3);
+}
+
+/// The crate's own acknowledgement, as a handler answers it.
+fn acknowledgement() -> Response<Full<Bytes>> {
+    use aghanim_webhook::events::{Ack, IntoWebhookResponse};
+    Ack.into_webhook_response().map(Full::new)
 }

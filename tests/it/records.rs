@@ -90,7 +90,7 @@ async fn redis_records_show_every_state_and_a_running_claim_is_not_forgotten() {
         RecordState::Completed {
             status: 200,
             content_type: Some("application/json".into()),
-            body: Some(bytes::Bytes::from_static(br#"{"status":"ok"}"#)),
+            body: bytes::Bytes::from_static(br#"{"status":"ok"}"#),
         }
     );
     assert!(completed.completed_at >= completed.claimed_at);

@@ -263,9 +263,6 @@ impl Records {
 
 fn print_record(record: &Record) {
     let state = match &record.state {
-        RecordState::Completed { body: None, .. } => {
-            "completed (answer purged past the retention)".to_owned()
-        }
         RecordState::Completed { .. } => "completed".to_owned(),
         RecordState::Running {
             lease_remaining: Some(lease),
@@ -302,10 +299,7 @@ fn print_record(record: &Record) {
         if let Some(content_type) = content_type {
             println!("type       {content_type}");
         }
-        match body {
-            Some(body) => println!("body       {}", String::from_utf8_lossy(body)),
-            None => println!("body       (purged; duplicates get {{\"status\":\"ok\"}})"),
-        }
+        println!("body       {}", String::from_utf8_lossy(body));
     }
 }
 

@@ -3,18 +3,17 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use sqlx::{postgres::PgRow, Row};
 
 use super::{
-    store::{is_sqlstate, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION},
+    store::{answer_of, is_sqlstate, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION},
     PostgresStore,
 };
 use crate::idempotency::{Record, RecordKey, RecordState, StoreError, StuckClaim};
 
 /// The columns a [`Record`] is read from.
 const COLUMNS: &str =
-    "status, content_type, body, purged, extract(epoch from recorded_at)::float8 AS claimed_at";
+    "status, content_type, body, extract(epoch from recorded_at)::float8 AS claimed_at";
 
 impl PostgresStore {
     /// The record of `key`: completed (with its answer, or purged), committed without
@@ -169,20 +168,12 @@ impl PostgresStore {
 }
 
 fn record_of(row: &PgRow) -> Result<Record, StoreError> {
-    let status: Option<i32> = row.try_get("status").map_err(StoreError::new)?;
-    let purged: bool = row.try_get("purged").map_err(StoreError::new)?;
-    let state = match status {
+    let state = match answer_of(row)? {
         None => RecordState::Unanswered,
-        Some(status) => RecordState::Completed {
-            status: u16::try_from(status)
-                .map_err(|_| StoreError::new(format!("a recorded status of {status}")))?,
-            content_type: row.try_get("content_type").map_err(StoreError::new)?,
-            body: (!purged)
-                .then(|| row.try_get::<Option<Vec<u8>>, _>("body"))
-                .transpose()
-                .map_err(StoreError::new)?
-                .flatten()
-                .map(Bytes::from),
+        Some(answer) => RecordState::Completed {
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
         },
     };
     Ok(Record {

@@ -121,14 +121,16 @@ where
         return Ok(answer(response, reported));
     }
     let stored = config.stored(&response);
-    let committing = open.record_and_commit(store.table_name(), &key, &stored);
+    let committing = open.record_and_commit(&store, &key, &stored);
     let started = Instant::now();
     let committed = timeout(config.store_timeout, committing).await;
     metrics::store_call("postgres", "commit", started.elapsed());
     match committed {
         Ok(Ok(true)) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
-        // The handler ended the transaction itself: what it committed is out of reach.
+        // The handler ended the transaction itself: what it committed is out of reach,
+        // and duplicates are refused until an operator decides.
         Ok(Ok(false)) => {
+            let _ = timeout(config.store_timeout, store.mark_unanswered(&key)).await;
             let lost = outcome::store_unavailable();
             Ok(answer(lost, IdempotencyOutcome::TransactionLost))
         }

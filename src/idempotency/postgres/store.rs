@@ -1,11 +1,16 @@
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use sqlx::{postgres::PgRow, PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::{
+    pool::PoolConnection,
+    postgres::{PgRow, PgTransactionManager},
+    Executor, PgConnection, PgPool, Postgres, Row, TransactionManager,
+};
 
 use super::gate::{Gate, Gates};
 use crate::idempotency::key::HexDigest;
 use crate::idempotency::{StoreError, StoreFuture, StoredResponse};
+use crate::sign::lower_hex;
 
 /// The table unless configured otherwise.
 pub const DEFAULT_POSTGRES_TABLE: &str = "aghanim_idempotency";
@@ -108,6 +113,7 @@ const PURGE_BATCH: i64 = 1_000;
 pub struct PostgresStore {
     pool: PgPool,
     table: Arc<str>,
+    statements: Arc<str>,
     gates: Arc<Gates>,
 }
 
@@ -117,6 +123,7 @@ impl PostgresStore {
         Self {
             pool,
             table: DEFAULT_POSTGRES_TABLE.into(),
+            statements: statement_prefix(DEFAULT_POSTGRES_TABLE).into(),
             gates: Arc::default(),
         }
     }
@@ -141,6 +148,7 @@ impl PostgresStore {
             )));
         }
         self.table = table.into();
+        self.statements = statement_prefix(table).into();
         Ok(self)
     }
 
@@ -288,39 +296,84 @@ impl PostgresStore {
         // The only values written into the statements' text are hex digests, which by
         // their type can carry no SQL.
         let (key, fingerprint) = (key.as_str(), fingerprint.as_str());
-        let connection = self.pool.acquire().await.map_err(StoreError::new)?;
+        let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
         // The insert comes before `BEGIN` in one simple query: PostgreSQL includes it
         // in the transaction that `BEGIN` opens, and when it fails (the key committed
         // meanwhile, or still held when the lock wait ends) the whole query rolls back
-        // and the connection goes back to the pool outside any transaction, its
-        // settings untouched. sqlx begins the transaction with this statement, so it
-        // knows one is open: a handler's `begin()` on it is a savepoint.
-        let table = &self.table;
+        // and the connection stays outside any transaction, its settings untouched.
+        // The row is inserted answered with the acknowledgement, which most deliveries
+        // answer: committing it needs no other write. sqlx begins the transaction with
+        // this statement, so it knows one is open: a handler's `begin()` on it is a
+        // savepoint.
         let Bounds { wait, run } = bounds;
         let begin = format!(
-            "SET LOCAL lock_timeout = '{wait}ms'; \
-             SET LOCAL statement_timeout = '{run}ms'; \
-             SET LOCAL idle_in_transaction_session_timeout = '{run}ms'; \
-             INSERT INTO {table} (key, fingerprint) VALUES ('{key}', '{fingerprint}'); \
+            "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}ms', '{run}ms'); \
              BEGIN; SET LOCAL lock_timeout TO DEFAULT",
+            prefix = self.statements,
             wait = wait.as_millis().max(1),
             run = run.as_millis().max(1),
         );
-        // `Transaction::begin` with a statement of our own is what sqlx's
-        // `Pool::begin_with` calls, on a connection acquired here.
-        match sqlx::Transaction::begin(connection, Some(begin.into())).await {
-            Ok(transaction) => Ok(Claim::Claimed(OpenTransaction { transaction })),
+        let mut claimed =
+            PgTransactionManager::begin(&mut connection, Some(begin.clone().into())).await;
+        if matches!(&claimed, Err(error) if is_sqlstate(error, INVALID_SQL_STATEMENT_NAME)) {
+            // The first claim on this connection: its statements are prepared once per
+            // session.
+            connection
+                .execute(self.prepare_statements().as_str())
+                .await
+                .map_err(StoreError::new)?;
+            claimed = PgTransactionManager::begin(&mut connection, Some(begin.into())).await;
+        }
+        match claimed {
+            Ok(()) => Ok(Claim::Claimed(OpenTransaction { connection })),
             Err(error) if is_sqlstate(&error, LOCK_NOT_AVAILABLE) => Ok(Claim::StillRunning),
-            // The copy it waited for, or one just before it, committed: its answer.
-            Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => {
-                let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
-                self.recorded(&mut connection, key)
-                    .await?
-                    .map(Claim::Recorded)
-                    .ok_or_else(|| StoreError::new("the claim's row vanished"))
-            }
+            // The copy it waited for, or one just before it, committed: its answer, read
+            // on the same connection.
+            Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => self
+                .recorded(&mut connection, key)
+                .await?
+                .map(Claim::Recorded)
+                .ok_or_else(|| StoreError::new("the claim's row vanished")),
             Err(error) => Err(StoreError::new(error)),
         }
+    }
+
+    /// The statements each session prepares once: the claim's insert, with the bounds
+    /// of its transaction (`set_config(.., true)` is `SET LOCAL`, evaluated before the
+    /// row is inserted, so the lock timeout bounds the insert's wait for a copy that
+    /// holds the key and the other bounds hold for every statement after it), and the
+    /// check that the connection is still in the claim's transaction (the setting the
+    /// claim turns on reads '' outside it, which is no boolean).
+    fn prepare_statements(&self) -> String {
+        format!(
+            "PREPARE {prefix}_claim (text, text, text, text) AS \
+             INSERT INTO {table} (key, fingerprint, status, purged) \
+             SELECT $1, $2, {ACKNOWLEDGED}, true FROM (SELECT \
+             set_config('lock_timeout', $3, true), \
+             set_config('statement_timeout', $4, true), \
+             set_config('idle_in_transaction_session_timeout', $4, true), \
+             set_config('{CLAIM_OPEN}', 'on', true)) AS bounds; \
+             PREPARE {prefix}_open AS SELECT current_setting('{CLAIM_OPEN}')::boolean",
+            prefix = self.statements,
+            table = self.table,
+        )
+    }
+
+    /// Marks `key` committed without an answer, after a handler's own `COMMIT` ended
+    /// the delivery's transaction: its row was inserted saying acknowledged, and what
+    /// the handler did after its `COMMIT` is not known.
+    pub(crate) async fn mark_unanswered(&self, key: &HexDigest) -> Result<(), StoreError> {
+        let mark = format!(
+            "UPDATE {table} SET status = NULL, content_type = NULL, body = NULL \
+             WHERE key = $1",
+            table = self.table
+        );
+        sqlx::query(&mark)
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(StoreError::new)
     }
 
     /// The key's committed record, if there is one.
@@ -380,100 +433,165 @@ pub(crate) struct Recorded {
 
 impl Recorded {
     fn from_row(row: &PgRow) -> Result<Self, StoreError> {
-        let status: Option<i32> = row.try_get("status").map_err(StoreError::new)?;
-        let status = status
-            .and_then(|status| u16::try_from(status).ok())
-            .ok_or_else(|| StoreError::new("a record without an answer"))?;
-        let body: Option<Vec<u8>> = row.try_get("body").map_err(StoreError::new)?;
-        let response = match body {
-            Some(body) => StoredResponse {
-                status,
-                content_type: row.try_get("content_type").map_err(StoreError::new)?,
-                body: Bytes::from(body),
-            },
-            // Purged past the retention: the delivery was applied, its answer's bytes
-            // are gone. Only 2xx answers are purged, and they all say this.
-            None => StoredResponse {
-                status,
-                content_type: Some("application/json".to_owned()),
-                body: Bytes::from_static(APPLIED_BODY.as_bytes()),
-            },
-        };
         Ok(Self {
             fingerprint: row.try_get("fingerprint").map_err(StoreError::new)?,
-            response,
+            response: answer_of(row)?
+                .ok_or_else(|| StoreError::new("a record without an answer"))?,
         })
     }
 }
 
-/// What a delivery whose answer was purged is answered, with its recorded status.
+/// The answer a duplicate gets from a row's `status`, `content_type` and `body`;
+/// `None` when the row has no status (committed without an answer).
+pub(super) fn answer_of(row: &PgRow) -> Result<Option<StoredResponse>, StoreError> {
+    let Some(status) = row
+        .try_get::<Option<i32>, _>("status")
+        .map_err(StoreError::new)?
+    else {
+        return Ok(None);
+    };
+    let status = u16::try_from(status)
+        .map_err(|_| StoreError::new(format!("a recorded status of {status}")))?;
+    let body: Option<Vec<u8>> = row.try_get("body").map_err(StoreError::new)?;
+    Ok(Some(match body {
+        Some(body) => StoredResponse {
+            status,
+            content_type: row.try_get("content_type").map_err(StoreError::new)?,
+            body: Bytes::from(body),
+        },
+        // The acknowledgement, which the row says from its claim on, or a 2xx answer
+        // purged past the retention: the delivery was applied, and that is what it says.
+        None => StoredResponse {
+            status,
+            content_type: Some(APPLIED_CONTENT_TYPE.to_owned()),
+            body: Bytes::from_static(APPLIED_BODY.as_bytes()),
+        },
+    }))
+}
+
+/// What a delivery whose answer was purged, or was the acknowledgement, is answered,
+/// with its recorded status.
 const APPLIED_BODY: &str = r#"{"status":"ok"}"#;
+const APPLIED_CONTENT_TYPE: &str = "application/json";
+/// The status a claim's row is inserted with: the acknowledgement's.
+const ACKNOWLEDGED: u16 = 200;
 
 /// The delivery's transaction, begun with its claim. Dropped before it ends (a panic,
-/// a dropped request), sqlx rolls it back before the connection is used again.
+/// a dropped request), it is rolled back before the connection is used again.
 pub(crate) struct OpenTransaction {
-    transaction: Transaction<'static, Postgres>,
+    connection: PoolConnection<Postgres>,
 }
 
 impl OpenTransaction {
     pub(crate) fn connection(&mut self) -> &mut PgConnection {
-        &mut self.transaction
+        &mut self.connection
     }
 
-    /// Records `response` under `key` and commits; `false`, after rolling back what
-    /// it can, when the claim's row is no longer this transaction's own: the handler
-    /// ended the transaction itself (a raw `COMMIT` or `ROLLBACK`).
+    /// Records `response` under `key` and commits, in one round trip; `false`, rolling
+    /// back what it can, when the transaction is no longer the claim's: the handler
+    /// ended it itself (a raw `COMMIT` or `ROLLBACK`).
     pub(crate) fn record_and_commit<'a>(
         self,
-        table: &'a str,
+        store: &'a PostgresStore,
         key: &'a HexDigest,
         response: &'a StoredResponse,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.record_and_commit_now(table, key, response))
+        Box::pin(self.record_and_commit_now(store, key, response))
     }
 
     async fn record_and_commit_now(
         mut self,
-        table: &str,
+        store: &PostgresStore,
         key: &HexDigest,
         response: &StoredResponse,
     ) -> Result<bool, StoreError> {
-        // A prepared statement (sqlx caches it per connection), its values bound. The
-        // row must be the one this transaction inserted (its `xmin` is this
-        // transaction's id): after a `COMMIT` of the handler's own, the statement runs
-        // in another transaction, or none, and changes nothing.
-        let record = format!(
-            "UPDATE {table} SET status = $1, content_type = $2, body = $3 \
-             WHERE key = $4 AND xmin::text::bigint = txid_current() % 4294967296"
-        );
-        let updated = sqlx::query(&record)
-            .bind(i32::from(response.status))
-            .bind(response.content_type.as_deref())
-            .bind(response.body.as_ref())
-            .bind(key.as_str())
-            .execute(&mut *self.transaction)
-            .await
-            .map_err(StoreError::new)?
-            .rows_affected();
-        if updated != 1 {
-            self.rollback().await;
-            return Ok(false);
+        // One simple query, whose statements run in order until one fails. The check
+        // fails outside the claim's transaction (the handler's own `COMMIT` or
+        // `ROLLBACK` ended it) and in a transaction a statement of the handler's
+        // aborted, where a bare `COMMIT` would roll back without an error; nothing
+        // after it runs. `COMMIT AND CHAIN` leaves an empty transaction open, so that
+        // sqlx's count of open transactions stays true; dropping `self` queues its
+        // `ROLLBACK`, which goes with the ping sqlx sends when the connection returns
+        // to the pool.
+        let mut statement = format!("EXECUTE {}_open; ", store.statements);
+        if !is_acknowledgement(response) {
+            statement.push_str(&record_statement(&store.table, key, response));
         }
-        self.transaction.commit().await.map_err(StoreError::new)?;
-        Ok(true)
+        statement.push_str("COMMIT AND CHAIN");
+        // A query without arguments goes as a simple query, several statements in one.
+        match self.connection.execute(statement.as_str()).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_sqlstate(&error, INVALID_TEXT_REPRESENTATION) => Ok(false),
+            Err(error) => Err(StoreError::new(error)),
+        }
     }
 
-    /// Rolls back; a connection that cannot is closed by sqlx, which rolls back too.
-    pub(crate) fn rollback(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    /// Rolls back; a connection that cannot is closed when it returns to the pool.
+    pub(crate) fn rollback(mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
-            let _ = self.transaction.rollback().await;
+            let _ = PgTransactionManager::rollback(&mut self.connection).await;
         })
     }
 }
 
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        // Every level still open, the handler's savepoints included: the connection
+        // goes back to the pool outside any transaction.
+        while PgTransactionManager::get_transaction_depth(&self.connection) > 0 {
+            PgTransactionManager::start_rollback(&mut self.connection);
+        }
+    }
+}
+
+/// Whether `response` is what the claim's row already says: 200, JSON,
+/// `{"status":"ok"}`.
+fn is_acknowledgement(response: &StoredResponse) -> bool {
+    response.status == ACKNOWLEDGED
+        && response.content_type.as_deref() == Some(APPLIED_CONTENT_TYPE)
+        && response.body == APPLIED_BODY.as_bytes()
+}
+
+/// The `UPDATE` that records `response` in the claim's row, its values written in as
+/// hex digits and integers only, so that no byte of the answer is read as SQL.
+fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> String {
+    let content_type = response.content_type.as_ref().map_or_else(
+        || "NULL".to_owned(),
+        |content_type| {
+            format!(
+                "convert_from(decode('{}', 'hex'), 'UTF8')",
+                lower_hex(content_type.as_bytes())
+            )
+        },
+    );
+    format!(
+        "UPDATE {table} SET status = {status}, content_type = {content_type}, \
+         body = decode('{body}', 'hex'), purged = false WHERE key = '{key}'; ",
+        status = response.status,
+        body = lower_hex(&response.body),
+        key = key.as_str(),
+    )
+}
+
+/// The start of the names of the statements each session prepares: one set per table,
+/// so that stores on other tables can share a pool.
+fn statement_prefix(table: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(table.as_bytes());
+    format!("aghanim_webhook_{}", lower_hex(&digest[..8]))
+}
+
+/// A setting `on` only inside a delivery's transaction: set with the claim, gone with
+/// the transaction however it ends.
+const CLAIM_OPEN: &str = "aghanim_webhook.claim_open";
+
 /// Raised when `lock_timeout` passes.
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
 pub(super) const UNIQUE_VIOLATION: &str = "23505";
+/// Raised by the check outside the claim's transaction.
+const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+/// Raised by `EXECUTE` of a statement the session has not prepared.
+const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 
 pub(super) fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
     matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some(code))

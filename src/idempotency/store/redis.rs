@@ -283,7 +283,7 @@ fn parse_record(reply: Vec<Value>) -> Result<Option<(Record, SystemTime)>, Store
             content_type: Some(text(2))
                 .filter(|text| !text.is_empty())
                 .map(str::to_owned),
-            body: Some(Bytes::from(fields.get(3).cloned().unwrap_or_default())),
+            body: Bytes::from(fields.get(3).cloned().unwrap_or_default()),
         },
         "in_progress" => match number(4).filter(|&lease_until| lease_until > now) {
             Some(lease_until) => RecordState::Running {
