@@ -4,7 +4,7 @@ bounded in time.
 
     python3 scripts/load-postgres.py [--rounds 3] [--duration 10] [--connections 64]
 
-A private PostgreSQL (fsync off, every statement logged), and two servers, each on a
+A private PostgreSQL (fsync off, pg_stat_statements loaded), and two servers, each on a
 database of its own made fresh for each run:
   ours         examples/server with DATABASE_URL: the signature layer, the idempotency
                layer on the transactional store, Dispatch crediting the inventory
@@ -18,11 +18,14 @@ the servers alternating within each round; medians over the rounds. A last run a
 the connections shows what more offered load does.
 
 Reported per server and mix: 2xx per second, p50/p99 latency, the server's CPU per
-delivery (user + system, /proc/<pid>/stat) and PostgreSQL's (all its processes), statements per delivery from PostgreSQL's
-own log (one line per simple query or extended execute: a round trip each; sqlx's
-ping of an idle connection before handing it out is a round trip that logs nothing,
-the same for both servers), and the busiest the pool was (sampled from
-pg_stat_activity). The load generator is this Python process, on the same 2 cores.
+delivery (user + system, /proc/<pid>/stat) and PostgreSQL's (all its processes),
+statements per delivery (pg_stat_statements: each statement of a simple query counted
+on its own, BEGIN, COMMIT, SET and ROLLBACK included), round trips per delivery counted
+on the database side (the voluntary context switches of the database's backends: a
+backend sleeps until its client's next message once per round trip; sqlx's pings of a
+connection when the pool hands it out and when it comes back count too, the same for
+both servers), and the busiest the pool was (sampled from pg_stat_activity). The load
+generator is this Python process, on the same 2 cores.
 """
 import argparse
 import asyncio
@@ -122,11 +125,30 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def logged_statements(log: str, database: str) -> int:
-    marker = f"db={database} "
-    with open(log, errors="replace") as lines:
-        return sum(1 for line in lines
-                   if marker in line and ("LOG:  statement:" in line or "LOG:  execute" in line))
+def backend_waits(postgres: Postgres, database: str) -> dict:
+    """Voluntary context switches of each backend serving `database`, by pid. A backend
+    answers its client and sleeps until the next message: one switch per round trip
+    (a message sent together with the one before it, such as a queued ROLLBACK with
+    sqlx's ping, adds none)."""
+    pids = postgres.sql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'")
+    waits = {}
+    for pid in pids.split():
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        waits[pid] = int(line.split()[1])
+        except OSError:
+            continue
+    return waits
+
+
+def statements(postgres: Postgres, database: str) -> int:
+    """How many statements `database` ran, each of a simple query with several counted
+    on its own (pg_stat_statements, utility statements included)."""
+    return int(postgres.sql(
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s "
+        f"JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{database}'"))
 
 
 async def sample_pool(postgres: Postgres, database: str, deadline: float, samples: list) -> None:
@@ -145,7 +167,8 @@ async def run(name: str, binary, postgres: Postgres, serial: int, duplicates: fl
     server = start(binary, PORTS[name], env={"DATABASE_URL": postgres.url(database)})
     try:
         await asyncio.sleep(0.5)
-        before_log = logged_statements(postgres.log, database)
+        before_statements = statements(postgres, database)
+        before_waits = backend_waits(postgres, database)
         before_cpu = cpu_seconds(server.pid)
         before_database_cpu = postgres_cpu_seconds()
         load = Load(duplicates)
@@ -153,13 +176,14 @@ async def run(name: str, binary, postgres: Postgres, serial: int, duplicates: fl
         samples = []
         await asyncio.gather(sample_pool(postgres, database, deadline, samples),
                              *(connection(PORTS[name], load, deadline) for _ in range(connections)))
+        after_waits = backend_waits(postgres, database)
         cpu = cpu_seconds(server.pid) - before_cpu
         database_cpu = postgres_cpu_seconds() - before_database_cpu
     finally:
         stop(server)
     answered = sum(count for status, count in load.statuses.items()
                    if isinstance(status, int) and 200 <= status < 300)
-    statements = logged_statements(postgres.log, database) - before_log
+    ran = statements(postgres, database) - before_statements
     latencies = sorted(load.latencies)
     return {
         "per_second": answered / duration,
@@ -167,7 +191,9 @@ async def run(name: str, binary, postgres: Postgres, serial: int, duplicates: fl
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
         "cpu_us": 1e6 * cpu / max(answered, 1),
         "database_cpu_us": 1e6 * database_cpu / max(answered, 1),
-        "statements": statements / max(answered, 1),
+        "statements": ran / max(answered, 1),
+        "round_trips": sum(after - before_waits.get(pid, 0) for pid, after in after_waits.items())
+        / max(answered, 1),
         "pool_busy_max": max(samples, default=0),
         "statuses": load.statuses,
     }
@@ -175,8 +201,8 @@ async def run(name: str, binary, postgres: Postgres, serial: int, duplicates: fl
 
 def report(title: str, results: dict) -> None:
     print(f"\n{title}")
-    print("| server | 2xx/s | p50 | p99 | server CPU per delivery | PostgreSQL CPU per delivery | statements per delivery | pool busy (max) | answers |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| server | 2xx/s | p50 | p99 | server CPU per delivery | PostgreSQL CPU per delivery | statements per delivery | round trips per delivery | pool busy (max) | answers |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         median = lambda key: statistics.median(run[key] for run in runs)
         statuses = {}
@@ -186,7 +212,8 @@ def report(title: str, results: dict) -> None:
         print(f"| {name} | {median('per_second'):.0f} | {median('p50_ms'):.1f} ms | "
               f"{median('p99_ms'):.1f} ms | {median('cpu_us'):.0f} µs | "
               f"{median('database_cpu_us'):.0f} µs | "
-              f"{median('statements'):.2f} | {max(run['pool_busy_max'] for run in runs)} | "
+              f"{median('statements'):.2f} | {median('round_trips'):.2f} | "
+              f"{max(run['pool_busy_max'] for run in runs)} | "
               f"{statuses} |")
     ours, handwritten = results["ours"], results["handwritten"]
     ratio = statistics.median(a["per_second"] / b["per_second"] for a, b in zip(ours, handwritten))
@@ -203,9 +230,9 @@ async def main() -> int:
     binaries = {"ours": build_example("server"), "handwritten": build_example("handwritten_postgres")}
     directory = tempfile.mkdtemp(prefix="aghanim-load-postgres-")
     os.chmod(directory, 0o755)
-    postgres = Postgres(directory, "-c log_statement=all -c log_line_prefix='db=%d ' "
+    postgres = Postgres(directory, "-c shared_preload_libraries=pg_stat_statements "
                                    "-c max_connections=100")
-    postgres.log = os.path.join(directory, "server.log")
+    postgres.sql("CREATE EXTENSION pg_stat_statements")
     serial = 0
     try:
         for title, duplicates, connections, rounds in (

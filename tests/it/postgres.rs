@@ -783,6 +783,42 @@ async fn a_2xx_over_a_failed_statement_is_never_answered_2xx_and_the_retry_credi
     assert_eq!((credits(&db.pool).await, records(&db.pool).await), (1, 1));
 }
 
+/// The store prepares its statements at the first claim on a connection; one of them
+/// gone (a `DEALLOCATE` by someone else) is prepared again, and nothing is refused.
+#[tokio::test]
+async fn a_connection_that_lost_a_prepared_statement_prepares_it_again() {
+    let Some(db) = database().await else { return };
+    // One connection, so every delivery and every statement here use the same session.
+    let single = pool(&db.url, 1).await;
+    let handler = Handler::default();
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(single.clone())),
+        &handler,
+    );
+    let first = send_owned(stack.clone(), item_add("ord_p1")).await.unwrap();
+    assert_eq!(first.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    let prepared: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'aghanim_webhook_%' ORDER BY name",
+    )
+    .fetch_all(&single)
+    .await
+    .unwrap();
+    assert_eq!(prepared.len(), 2, "{prepared:?}");
+    let claim = prepared
+        .iter()
+        .find(|name| name.ends_with("_claim"))
+        .unwrap();
+    sqlx::raw_sql(&format!("DEALLOCATE {claim}"))
+        .execute(&single)
+        .await
+        .unwrap();
+    let second = send_owned(stack.clone(), item_add("ord_p2")).await.unwrap();
+    assert_eq!(second.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    let replayed = send_owned(stack, item_add("ord_p2")).await.unwrap();
+    assert_eq!((replayed.status, replayed.replayed), (StatusCode::OK, true));
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (2, 2));
+}
+
 #[tokio::test]
 async fn the_claims_lock_timeout_does_not_apply_to_the_handlers_statements() {
     let Some(db) = database().await else { return };

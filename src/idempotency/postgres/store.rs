@@ -91,9 +91,13 @@ const PURGE_BATCH: i64 = 1_000;
 ///     ON aghanim_idempotency (recorded_at) WHERE NOT purged;
 /// ```
 ///
-/// Recording an answer changes no indexed column (`recorded_at` is the claim's
-/// transaction's time, set when the claim is inserted), so PostgreSQL can update the
-/// row in place (a HOT update) without touching the indexes.
+/// A claim's row is inserted saying acknowledged: status 200, no body, `purged` (the
+/// acknowledgement `{"status":"ok"}` is what a purged 2xx row replays), so it stays out
+/// of the unpurged index, and committing a delivery answered with
+/// [`Ack`](crate::events::Ack) writes nothing more. Another final answer is written
+/// into the row at the commit, with `purged` false, for
+/// [`purge_expired`](Self::purge_expired) to find. A row whose status is null was
+/// committed without an answer (a handler's own `COMMIT`).
 ///
 /// # Example
 ///
@@ -294,10 +298,11 @@ impl PostgresStore {
         bounds: Bounds,
     ) -> Result<Claim, StoreError> {
         // The only values written into the statements' text are hex digests, which by
-        // their type can carry no SQL.
+        // their type can carry no SQL, and numbers.
         let (key, fingerprint) = (key.as_str(), fingerprint.as_str());
         let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
-        // The insert comes before `BEGIN` in one simple query: PostgreSQL includes it
+        // The insert (prepared, executed by name) comes before `BEGIN` in one simple
+        // query: PostgreSQL includes it
         // in the transaction that `BEGIN` opens, and when it fails (the key committed
         // meanwhile, or still held when the lock wait ends) the whole query rolls back
         // and the connection stays outside any transaction, its settings untouched.
@@ -317,11 +322,15 @@ impl PostgresStore {
             PgTransactionManager::begin(&mut connection, Some(begin.clone().into())).await;
         if matches!(&claimed, Err(error) if is_sqlstate(error, INVALID_SQL_STATEMENT_NAME)) {
             // The first claim on this connection: its statements are prepared once per
-            // session.
-            connection
-                .execute(self.prepare_statements().as_str())
-                .await
-                .map_err(StoreError::new)?;
+            // session (each on its own, in case the other one is there already).
+            for prepare in self.prepare_statements() {
+                match connection.execute(prepare.as_str()).await {
+                    Err(error) if !is_sqlstate(&error, DUPLICATE_PREPARED_STATEMENT) => {
+                        return Err(StoreError::new(error))
+                    }
+                    _ => {}
+                }
+            }
             claimed = PgTransactionManager::begin(&mut connection, Some(begin.into())).await;
         }
         match claimed {
@@ -344,19 +353,21 @@ impl PostgresStore {
     /// holds the key and the other bounds hold for every statement after it), and the
     /// check that the connection is still in the claim's transaction (the setting the
     /// claim turns on reads '' outside it, which is no boolean).
-    fn prepare_statements(&self) -> String {
-        format!(
+    fn prepare_statements(&self) -> [String; 2] {
+        let prefix = &self.statements;
+        let claim = format!(
             "PREPARE {prefix}_claim (text, text, text, text) AS \
              INSERT INTO {table} (key, fingerprint, status, purged) \
              SELECT $1, $2, {ACKNOWLEDGED}, true FROM (SELECT \
              set_config('lock_timeout', $3, true), \
              set_config('statement_timeout', $4, true), \
              set_config('idle_in_transaction_session_timeout', $4, true), \
-             set_config('{CLAIM_OPEN}', 'on', true)) AS bounds; \
-             PREPARE {prefix}_open AS SELECT current_setting('{CLAIM_OPEN}')::boolean",
-            prefix = self.statements,
+             set_config('{CLAIM_OPEN}', 'on', true)) AS bounds",
             table = self.table,
-        )
+        );
+        let open =
+            format!("PREPARE {prefix}_open AS SELECT current_setting('{CLAIM_OPEN}')::boolean");
+        [claim, open]
     }
 
     /// Marks `key` committed without an answer, after a handler's own `COMMIT` ended
@@ -590,6 +601,8 @@ pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
 pub(super) const UNIQUE_VIOLATION: &str = "23505";
 /// Raised by the check outside the claim's transaction.
 const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+/// Raised by `PREPARE` of a name the session has prepared already.
+const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 /// Raised by `EXECUTE` of a statement the session has not prepared.
 const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 

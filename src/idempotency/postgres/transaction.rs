@@ -23,7 +23,10 @@ use crate::idempotency::StoreError;
 /// or not at all. A raw `COMMIT` or `ROLLBACK` of the handler's own (through
 /// `sqlx::raw_sql`, say) does end it: the layer finds that out before answering, rolls
 /// back what it still can and answers 503, never a 2xx
-/// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost)).
+/// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost));
+/// a key the handler committed that way is left without an answer, and its duplicates
+/// are refused until an operator forgets it. A statement that failed aborts the
+/// transaction: a 2xx answered after it is answered 503, and nothing is kept.
 ///
 /// # Example
 ///
