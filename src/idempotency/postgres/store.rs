@@ -302,24 +302,24 @@ impl PostgresStore {
         let (key, fingerprint) = (key.as_str(), fingerprint.as_str());
         let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
         // The insert (prepared, executed by name) comes before `BEGIN` in one simple
-        // query: PostgreSQL includes it
-        // in the transaction that `BEGIN` opens, and when it fails (the key committed
-        // meanwhile, or still held when the lock wait ends) the whole query rolls back
-        // and the connection stays outside any transaction, its settings untouched.
-        // The row is inserted answered with the acknowledgement, which most deliveries
-        // answer: committing it needs no other write. sqlx begins the transaction with
-        // this statement, so it knows one is open: a handler's `begin()` on it is a
-        // savepoint.
+        // query: PostgreSQL includes it in the transaction that `BEGIN` opens, and when
+        // it fails (the key committed meanwhile, or still held when the lock wait ends)
+        // the whole query rolls back and the connection stays outside any transaction,
+        // its settings untouched. The row is inserted answered with the
+        // acknowledgement, which most deliveries answer: committing it needs no other
+        // write. sqlx begins the transaction with this statement, so it knows one is
+        // open: a handler's `begin()` on it is a savepoint.
         let Bounds { wait, run } = bounds;
-        let begin = format!(
-            "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}ms', '{run}ms'); \
-             BEGIN; SET LOCAL lock_timeout TO DEFAULT",
-            prefix = self.statements,
-            wait = wait.as_millis().max(1),
-            run = run.as_millis().max(1),
-        );
-        let mut claimed =
-            PgTransactionManager::begin(&mut connection, Some(begin.clone().into())).await;
+        let begin = || {
+            format!(
+                "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}ms', '{run}ms'); \
+                 BEGIN; SET LOCAL lock_timeout TO DEFAULT",
+                prefix = self.statements,
+                wait = wait.as_millis().max(1),
+                run = run.as_millis().max(1),
+            )
+        };
+        let mut claimed = PgTransactionManager::begin(&mut connection, Some(begin().into())).await;
         if matches!(&claimed, Err(error) if is_sqlstate(error, INVALID_SQL_STATEMENT_NAME)) {
             // The first claim on this connection: its statements are prepared once per
             // session (each on its own, in case the other one is there already).
@@ -331,7 +331,7 @@ impl PostgresStore {
                     _ => {}
                 }
             }
-            claimed = PgTransactionManager::begin(&mut connection, Some(begin.into())).await;
+            claimed = PgTransactionManager::begin(&mut connection, Some(begin().into())).await;
         }
         match claimed {
             Ok(()) => Ok(Claim::Claimed(OpenTransaction { connection })),
@@ -372,7 +372,9 @@ impl PostgresStore {
 
     /// Marks `key` committed without an answer, after a handler's own `COMMIT` ended
     /// the delivery's transaction: its row was inserted saying acknowledged, and what
-    /// the handler did after its `COMMIT` is not known.
+    /// the handler did after its `COMMIT` is not known. A duplicate that reads the row
+    /// between that `COMMIT` and this mark (on another instance: this one's copies wait
+    /// at the gate) is replayed the acknowledgement.
     pub(crate) async fn mark_unanswered(&self, key: &HexDigest) -> Result<(), StoreError> {
         let mark = format!(
             "UPDATE {table} SET status = NULL, content_type = NULL, body = NULL \

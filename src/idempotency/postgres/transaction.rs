@@ -24,8 +24,10 @@ use crate::idempotency::StoreError;
 /// `sqlx::raw_sql`, say) does end it: the layer finds that out before answering, rolls
 /// back what it still can and answers 503, never a 2xx
 /// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost));
-/// a key the handler committed that way is left without an answer, and its duplicates
-/// are refused until an operator forgets it. A statement that failed aborts the
+/// a key the handler committed that way is marked without an answer once the layer
+/// finds out, and its duplicates are refused until an operator forgets it (one that
+/// reached another instance in between is replayed the acknowledgement the claim's row
+/// holds until then). A statement that failed aborts the
 /// transaction: a 2xx answered after it is answered 503, and nothing is kept.
 ///
 /// # Example
