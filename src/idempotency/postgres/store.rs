@@ -117,7 +117,7 @@ const PURGE_BATCH: i64 = 1_000;
 pub struct PostgresStore {
     pool: PgPool,
     table: Arc<str>,
-    statements: Arc<str>,
+    statements: Arc<Statements>,
     gates: Arc<Gates>,
 }
 
@@ -127,7 +127,7 @@ impl PostgresStore {
         Self {
             pool,
             table: DEFAULT_POSTGRES_TABLE.into(),
-            statements: statement_prefix(DEFAULT_POSTGRES_TABLE).into(),
+            statements: Arc::new(Statements::of(DEFAULT_POSTGRES_TABLE)),
             gates: Arc::default(),
         }
     }
@@ -152,7 +152,7 @@ impl PostgresStore {
             )));
         }
         self.table = table.into();
-        self.statements = statement_prefix(table).into();
+        self.statements = Arc::new(Statements::of(table));
         Ok(self)
     }
 
@@ -314,7 +314,7 @@ impl PostgresStore {
             format!(
                 "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}ms', '{run}ms'); \
                  BEGIN; SET LOCAL lock_timeout TO DEFAULT",
-                prefix = self.statements,
+                prefix = self.statements.prefix,
                 wait = wait.as_millis().max(1),
                 run = run.as_millis().max(1),
             )
@@ -354,7 +354,7 @@ impl PostgresStore {
     /// check that the connection is still in the claim's transaction (the setting the
     /// claim turns on reads '' outside it, which is no boolean).
     fn prepare_statements(&self) -> [String; 2] {
-        let prefix = &self.statements;
+        let prefix = &self.statements.prefix;
         let claim = format!(
             "PREPARE {prefix}_claim (text, text, text, text) AS \
              INSERT INTO {table} (key, fingerprint, status, purged) \
@@ -526,13 +526,20 @@ impl OpenTransaction {
         // sqlx's count of open transactions stays true; dropping `self` queues its
         // `ROLLBACK`, which goes with the ping sqlx sends when the connection returns
         // to the pool.
-        let mut statement = format!("EXECUTE {}_open; ", store.statements);
-        if !is_acknowledgement(response) {
-            statement.push_str(&record_statement(&store.table, key, response));
-        }
-        statement.push_str("COMMIT AND CHAIN");
+        let recording;
+        let statement = if is_acknowledgement(response) {
+            store.statements.commit.as_str()
+        } else {
+            recording = format!(
+                "{}{}{}",
+                store.statements.check,
+                record_statement(&store.table, key, response),
+                COMMIT
+            );
+            recording.as_str()
+        };
         // A query without arguments goes as a simple query, several statements in one.
-        match self.connection.execute(statement.as_str()).await {
+        match self.connection.execute(statement).await {
             Ok(_) => Ok(true),
             Err(error) if is_sqlstate(&error, INVALID_TEXT_REPRESENTATION) => Ok(false),
             Err(error) => Err(StoreError::new(error)),
@@ -586,13 +593,34 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
     )
 }
 
-/// The start of the names of the statements each session prepares: one set per table,
-/// so that stores on other tables can share a pool.
-fn statement_prefix(table: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(table.as_bytes());
-    format!("aghanim_webhook_{}", lower_hex(&digest[..8]))
+/// The names of the statements each session prepares, and the commit built on them.
+struct Statements {
+    /// The start of each name: one set per table, so that stores on other tables can
+    /// share a pool.
+    prefix: String,
+    /// The check that the transaction is still the claim's, as a statement.
+    check: String,
+    /// The check and the commit, for an answer the claim's row holds already.
+    commit: String,
 }
+
+impl Statements {
+    fn of(table: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(table.as_bytes());
+        let prefix = format!("aghanim_webhook_{}", lower_hex(&digest[..8]));
+        let check = format!("EXECUTE {prefix}_open; ");
+        let commit = format!("{check}{COMMIT}");
+        Self {
+            prefix,
+            check,
+            commit,
+        }
+    }
+}
+
+/// Commits, leaving an empty transaction open (see `record_and_commit_now`).
+const COMMIT: &str = "COMMIT AND CHAIN";
 
 /// A setting `on` only inside a delivery's transaction: set with the claim, gone with
 /// the transaction however it ends.
