@@ -2,6 +2,7 @@
 //! holds the claim, the handler's writes and the recorded answer.
 
 mod gate;
+mod handoff;
 mod records;
 mod run;
 mod store;

@@ -2,12 +2,12 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use sqlx::{
-    pool::PoolConnection,
     postgres::{PgRow, PgTransactionManager},
-    Executor, PgConnection, PgPool, Postgres, Row, TransactionManager,
+    Executor, PgConnection, PgPool, Row, TransactionManager,
 };
 
 use super::gate::{Gate, Gates};
+use super::handoff::{Handoff, Held};
 use crate::idempotency::key::HexDigest;
 use crate::idempotency::{StoreError, StoreFuture, StoredResponse};
 use crate::sign::lower_hex;
@@ -119,6 +119,7 @@ pub struct PostgresStore {
     table: Arc<str>,
     statements: Arc<Statements>,
     gates: Arc<Gates>,
+    handoff: Arc<Handoff>,
 }
 
 impl PostgresStore {
@@ -129,6 +130,7 @@ impl PostgresStore {
             table: DEFAULT_POSTGRES_TABLE.into(),
             statements: Arc::new(Statements::of(DEFAULT_POSTGRES_TABLE)),
             gates: Arc::default(),
+            handoff: Arc::default(),
         }
     }
 
@@ -300,7 +302,12 @@ impl PostgresStore {
         // The only values written into the statements' text are hex digests, which by
         // their type can carry no SQL, and numbers.
         let (key, fingerprint) = (key.as_str(), fingerprint.as_str());
-        let mut connection = self.pool.acquire().await.map_err(StoreError::new)?;
+        let mut held = self
+            .handoff
+            .acquire(&self.pool)
+            .await
+            .map_err(StoreError::new)?;
+        let connection = &mut held.connection;
         // The insert (prepared, executed by name) comes before `BEGIN` in one simple
         // query: PostgreSQL includes it in the transaction that `BEGIN` opens, and when
         // it fails (the key committed meanwhile, or still held when the lock wait ends)
@@ -319,7 +326,7 @@ impl PostgresStore {
                 run = run.as_millis().max(1),
             )
         };
-        let mut claimed = PgTransactionManager::begin(&mut connection, Some(begin().into())).await;
+        let mut claimed = PgTransactionManager::begin(connection, Some(begin().into())).await;
         if matches!(&claimed, Err(error) if is_sqlstate(error, INVALID_SQL_STATEMENT_NAME)) {
             // The first claim on this connection: its statements are prepared once per
             // session (each on its own, in case the other one is there already).
@@ -331,18 +338,20 @@ impl PostgresStore {
                     _ => {}
                 }
             }
-            claimed = PgTransactionManager::begin(&mut connection, Some(begin().into())).await;
+            claimed = PgTransactionManager::begin(connection, Some(begin().into())).await;
         }
         match claimed {
-            Ok(()) => Ok(Claim::Claimed(OpenTransaction { connection })),
+            Ok(()) => Ok(Claim::Claimed(OpenTransaction { held: Some(held) })),
             Err(error) if is_sqlstate(&error, LOCK_NOT_AVAILABLE) => Ok(Claim::StillRunning),
             // The copy it waited for, or one just before it, committed: its answer, read
             // on the same connection.
-            Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => self
-                .recorded(&mut connection, key)
-                .await?
-                .map(Claim::Recorded)
-                .ok_or_else(|| StoreError::new("the claim's row vanished")),
+            Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => {
+                let recorded = self.recorded(connection, key).await?;
+                held.pass_on();
+                recorded
+                    .map(Claim::Recorded)
+                    .ok_or_else(|| StoreError::new("the claim's row vanished"))
+            }
             Err(error) => Err(StoreError::new(error)),
         }
     }
@@ -492,12 +501,13 @@ const ACKNOWLEDGED: u16 = 200;
 /// The delivery's transaction, begun with its claim. Dropped before it ends (a panic,
 /// a dropped request), it is rolled back before the connection is used again.
 pub(crate) struct OpenTransaction {
-    connection: PoolConnection<Postgres>,
+    /// There until the transaction ends.
+    held: Option<Held>,
 }
 
 impl OpenTransaction {
-    pub(crate) fn connection(&mut self) -> &mut PgConnection {
-        &mut self.connection
+    pub(crate) fn connection(&mut self) -> Option<&mut PgConnection> {
+        self.held.as_mut().map(|held| &mut *held.connection)
     }
 
     /// Records `response` under `key` and commits, in one round trip; `false`, rolling
@@ -538,9 +548,18 @@ impl OpenTransaction {
             );
             recording.as_str()
         };
+        let Some(connection) = self.connection() else {
+            return Ok(false);
+        };
         // A query without arguments goes as a simple query, several statements in one.
-        match self.connection.execute(statement).await {
-            Ok(_) => Ok(true),
+        match connection.execute(statement).await {
+            Ok(_) => {
+                // Its answer has just been read in full: the next delivery may use it.
+                if let Some(held) = self.end() {
+                    held.pass_on();
+                }
+                Ok(true)
+            }
             Err(error) if is_sqlstate(&error, INVALID_TEXT_REPRESENTATION) => Ok(false),
             Err(error) => Err(StoreError::new(error)),
         }
@@ -549,18 +568,28 @@ impl OpenTransaction {
     /// Rolls back; a connection that cannot is closed when it returns to the pool.
     pub(crate) fn rollback(mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
-            let _ = PgTransactionManager::rollback(&mut self.connection).await;
+            if let Some(connection) = self.connection() {
+                let _ = PgTransactionManager::rollback(connection).await;
+            }
         })
+    }
+
+    /// The connection, with a `ROLLBACK` of every level still open (the handler's
+    /// savepoints included) queued to go with whatever it sends next: it leaves outside
+    /// any transaction.
+    fn end(&mut self) -> Option<Held> {
+        let mut held = self.held.take()?;
+        while PgTransactionManager::get_transaction_depth(&held.connection) > 0 {
+            PgTransactionManager::start_rollback(&mut held.connection);
+        }
+        Some(held)
     }
 }
 
 impl Drop for OpenTransaction {
     fn drop(&mut self) {
-        // Every level still open, the handler's savepoints included: the connection
-        // goes back to the pool outside any transaction.
-        while PgTransactionManager::get_transaction_depth(&self.connection) > 0 {
-            PgTransactionManager::start_rollback(&mut self.connection);
-        }
+        // Back to the pool, whose ping sends the queued `ROLLBACK`.
+        drop(self.end());
     }
 }
 

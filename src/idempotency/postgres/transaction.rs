@@ -80,8 +80,10 @@ impl DeliveryTransaction {
     /// this is a copy kept past it).
     pub async fn connection(&self) -> Result<MappedMutexGuard<'_, PgConnection>, StoreError> {
         let open = self.open.lock().await;
-        MutexGuard::try_map(open, |open| open.as_mut().map(OpenTransaction::connection))
-            .map_err(|_| StoreError::new("the delivery's transaction has ended"))
+        MutexGuard::try_map(open, |open| {
+            open.as_mut().and_then(OpenTransaction::connection)
+        })
+        .map_err(|_| StoreError::new("the delivery's transaction has ended"))
     }
 
     /// Takes the transaction back from the handler, to commit or roll it back.
