@@ -820,6 +820,50 @@ async fn a_connection_that_lost_a_prepared_statement_prepares_it_again() {
 }
 
 #[tokio::test]
+async fn connections_handed_from_delivery_to_delivery_all_come_back_to_the_pool() {
+    let Some(db) = database().await else { return };
+    // One connection for forty deliveries at once, a quarter of them copies: nearly
+    // every claim waits for the connection another delivery hands on, and it goes back
+    // to the pool after each run of deliveries.
+    let small = pool(&db.url, 1).await;
+    let handler = Handler::default();
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(small.clone())),
+        &handler,
+    );
+    let sending: Vec<_> = (0..40)
+        .map(|n| {
+            tokio::spawn(send_owned(
+                stack.clone(),
+                item_add(&format!("ord_h{}", n % 30)),
+            ))
+        })
+        .collect();
+    // The pool's other users still get a connection while deliveries keep coming.
+    let other = tokio::time::timeout(
+        Duration::from_secs(10),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&small),
+    )
+    .await;
+    assert!(matches!(other, Ok(Ok(1))), "{other:?}");
+    for sent in sending {
+        let sent = sent.await.unwrap().unwrap();
+        assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
+    }
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (30, 30));
+    assert_eq!(handler.runs(), 30);
+    // None is kept out of the pool once the deliveries are done.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while small.num_idle() < small.size() as usize {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every connection back in the pool");
+    assert!(small.size() <= 1);
+}
+
+#[tokio::test]
 async fn the_claims_lock_timeout_does_not_apply_to_the_handlers_statements() {
     let Some(db) = database().await else { return };
     let handler = Handler::default().then(Answer::AdvisoryLock);
