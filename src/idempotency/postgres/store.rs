@@ -36,7 +36,12 @@ const PURGE_BATCH: i64 = 1_000;
 /// The pool is sqlx 0.8's [`PgPool`], the line most users run, so the game's own pool
 /// fits. Within one process, copies of one delivery go to the database one at a time
 /// (the others wait in memory, up to the layer's wait), so a burst of copies holds one
-/// pooled connection, not one each.
+/// pooled connection, not one each. When the pool has no idle connection and no room
+/// for another, a connection whose delivery has just committed goes straight to the
+/// delivery that has waited longest, without the two pings sqlx sends when a connection
+/// goes back to the pool and when it comes out (its last answer has just arrived); after
+/// 8 deliveries in a row it goes back to the pool, so that the pool's other users, and
+/// its `max_lifetime` and `idle_timeout`, get their turn.
 ///
 /// # What is kept, for how long
 ///
