@@ -149,13 +149,10 @@ impl Held {
             let Some(next) = handoff.state().waiting.pop_front() else {
                 return;
             };
-            // Sent outside the lock: a refused connection is dropped here, which locks.
+            // Sent outside the lock: a connection dropped here locks it.
             match next.send(Some(self)) {
-                Ok(()) => return,
-                Err(refused) => match refused {
-                    Some(held) => self = held,
-                    None => return,
-                },
+                Err(Some(refused)) => self = refused,
+                _ => return,
             }
         }
     }
