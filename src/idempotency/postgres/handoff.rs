@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 /// How many deliveries in a row a connection serves before it goes back to the pool:
 /// the pool's other users get their turn, and its `max_lifetime` and `idle_timeout`
 /// their say, at least that often.
-pub(crate) const HANDOFFS_IN_A_ROW: u8 = 8;
+const HANDOFFS_IN_A_ROW: u8 = 8;
 
 /// Below this many places, none is cleared out but from the front.
 const CLEAR_AT_LEAST: usize = 64;
@@ -51,7 +51,7 @@ pub(crate) struct Held {
     pub(crate) connection: PoolConnection<Postgres>,
     /// Deliveries it served since it left the pool.
     served: u8,
-    _slot: Slot,
+    slot: Slot,
 }
 
 /// Counts a connection held; dropped, it sends one waiting delivery to the pool.
@@ -104,7 +104,7 @@ impl Handoff {
         Ok(Held {
             connection,
             served: 0,
-            _slot: slot,
+            slot,
         })
     }
 
@@ -144,7 +144,7 @@ impl Held {
         if self.served >= HANDOFFS_IN_A_ROW {
             return;
         }
-        let handoff = Arc::clone(&self._slot.0);
+        let handoff = Arc::clone(&self.slot.0);
         loop {
             let Some(next) = handoff.state().waiting.pop_front() else {
                 return;

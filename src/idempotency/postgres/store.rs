@@ -554,7 +554,7 @@ impl OpenTransaction {
             recording.as_str()
         };
         let Some(connection) = self.connection() else {
-            return Ok(false);
+            return Err(StoreError::new("the delivery's transaction has ended"));
         };
         // A query without arguments goes as a simple query, several statements in one.
         match connection.execute(statement).await {
