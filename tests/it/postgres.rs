@@ -222,6 +222,23 @@ async fn prepared(url: String, server: Option<PostgresServer>) -> Database {
     Database { url, pool, server }
 }
 
+/// How many `BEGIN` statements this database has run (pg_stat_statements, which the
+/// test server loads).
+async fn begins(pool: &PgPool) -> i64 {
+    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
+         WHERE query = 'BEGIN' AND dbid = \
+         (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 async fn pool(url: &str, connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(connections)
@@ -843,6 +860,7 @@ async fn a_connection_goes_from_delivery_to_delivery_and_back_to_the_pool_after_
         IdempotencyLayer::transactional(PostgresStore::new(small.clone())),
         &handler,
     );
+    let begun_before = begins(&db.pool).await;
     let answered = Arc::new(AtomicUsize::new(0));
     let sending: Vec<_> = (0..50)
         .map(|n| {
@@ -870,9 +888,15 @@ async fn a_connection_goes_from_delivery_to_delivery_and_back_to_the_pool_after_
         before_other < 25,
         "{before_other} of 50 answered before the other user"
     );
+    let mut answers = Vec::new();
     for sent in sending {
         let sent = sent.await.unwrap().unwrap();
         assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
+        answers.push(sent.body);
+    }
+    // Each copy is replayed its original's answer (`{"run":n}`), read back as it was.
+    for n in 40..50 {
+        assert_eq!(answers[n], answers[n - 40], "delivery {n}");
     }
     assert_eq!((credits(&db.pool).await, records(&db.pool).await), (40, 40));
     assert_eq!(handler.runs(), 40);
@@ -882,6 +906,14 @@ async fn a_connection_goes_from_delivery_to_delivery_and_back_to_the_pool_after_
         returns <= 50 / 4,
         "{returns} returns to the pool for 50 deliveries"
     );
+    // A delivery handed the connection claims in the transaction the last commit
+    // chained: a `BEGIN` only after the connection came from the pool, or a copy's
+    // answer was read.
+    let begun = begins(&db.pool).await - begun_before;
+    assert!(
+        begun <= returns as i64 + 10 + 1,
+        "{begun} BEGINs for 40 deliveries run, {returns} connections from the pool"
+    );
     // None is kept out of the pool once the deliveries are done.
     tokio::time::timeout(Duration::from_secs(5), async {
         while small.num_idle() < small.size() as usize {
@@ -890,6 +922,37 @@ async fn a_connection_goes_from_delivery_to_delivery_and_back_to_the_pool_after_
     })
     .await
     .expect("every connection back in the pool");
+}
+
+#[tokio::test]
+async fn a_transaction_made_read_only_by_a_handler_does_not_reach_the_next_delivery() {
+    let Some(db) = database().await else { return };
+    // `COMMIT AND CHAIN` keeps the transaction's read-only mode for the transaction it
+    // opens, where the next delivery handed the connection claims.
+    let small = pool(&db.url, 1).await;
+    let handler = Handler::default().then(Answer::RawThenAck(
+        "SET TRANSACTION READ ONLY; SELECT pg_sleep(0.3)",
+    ));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(small)),
+        &handler,
+    );
+    let first = tokio::spawn(send_owned(stack.clone(), item_add("ord_read_only")));
+    while handler.runs() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Claimed while the first one runs: it waits for the connection handed on.
+    let next = send_owned(stack, item_add("ord_after_read_only"))
+        .await
+        .unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    assert_eq!(
+        next.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{next:?}"
+    );
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (2, 2));
 }
 
 #[tokio::test]

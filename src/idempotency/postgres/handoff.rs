@@ -14,7 +14,9 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use sqlx::{pool::PoolConnection, PgPool, Postgres};
+use sqlx::{
+    pool::PoolConnection, postgres::PgTransactionManager, PgPool, Postgres, TransactionManager,
+};
 use tokio::sync::oneshot;
 
 /// How many deliveries in a row a connection serves before it goes back to the pool:
@@ -44,8 +46,9 @@ struct State {
     clear_at: usize,
 }
 
-/// A delivery's pooled connection. Dropped, it goes back to the pool (which pings it)
-/// and sends a waiting delivery to get it there.
+/// A delivery's pooled connection. Dropped, it goes back to the pool outside any
+/// transaction (the pool's ping sends the `ROLLBACK` queued for one still open) and
+/// sends a waiting delivery to get it there.
 pub(crate) struct Held {
     // Declared first, so dropped first: back to the pool before a waiter is sent there.
     pub(crate) connection: PoolConnection<Postgres>,
@@ -154,6 +157,14 @@ impl Held {
                 Err(Some(refused)) => self = refused,
                 _ => return,
             }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        while PgTransactionManager::get_transaction_depth(&self.connection) > 0 {
+            PgTransactionManager::start_rollback(&mut self.connection);
         }
     }
 }

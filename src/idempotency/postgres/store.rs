@@ -39,9 +39,11 @@ const PURGE_BATCH: i64 = 1_000;
 /// pooled connection, not one each. When the pool has no idle connection and no room
 /// for another, a connection whose delivery has just committed goes straight to the
 /// delivery that has waited longest, without the two pings sqlx sends when a connection
-/// goes back to the pool and when it comes out (its last answer has just arrived); after
-/// 8 deliveries in a row it goes back to the pool, so that the pool's other users, and
-/// its `max_lifetime` and `idle_timeout`, get their turn.
+/// goes back to the pool and when it comes out (its last answer has just arrived), and
+/// the next delivery claims inside the empty transaction the commit chained, without a
+/// `ROLLBACK` and a `BEGIN` between them; after 8 deliveries in a row it goes back to
+/// the pool, so that the pool's other users, and its `max_lifetime` and
+/// `idle_timeout`, get their turn.
 ///
 /// # What is kept, for how long
 ///
@@ -304,31 +306,28 @@ impl PostgresStore {
         fingerprint: &HexDigest,
         bounds: Bounds,
     ) -> Result<Claim, StoreError> {
-        // The only values written into the statements' text are hex digests, which by
-        // their type can carry no SQL, and numbers.
-        let (key, fingerprint) = (key.as_str(), fingerprint.as_str());
         let mut held = self
             .handoff
             .acquire(&self.pool)
             .await
             .map_err(StoreError::new)?;
+        if PgTransactionManager::get_transaction_depth(&held.connection) > 0 {
+            match self.claim_chained(held, key, fingerprint, bounds).await {
+                Ok(claimed) => return claimed,
+                Err(rolled_back) => held = rolled_back,
+            }
+        }
         let connection = &mut held.connection;
         // The insert (prepared, executed by name) comes before `BEGIN` in one simple
         // query: PostgreSQL includes it in the transaction that `BEGIN` opens, and when
         // it fails (the key committed meanwhile, or still held when the lock wait ends)
         // the whole query rolls back and the connection stays outside any transaction,
-        // its settings untouched. The row is inserted answered with the
-        // acknowledgement, which most deliveries answer: committing it needs no other
-        // write. sqlx begins the transaction with this statement, so it knows one is
-        // open: a handler's `begin()` on it is a savepoint.
-        let Bounds { wait, run } = bounds;
+        // its settings untouched. sqlx begins the transaction with this statement, so
+        // it knows one is open: a handler's `begin()` on it is a savepoint.
         let begin = || {
             format!(
-                "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}ms', '{run}ms'); \
-                 BEGIN; SET LOCAL lock_timeout TO DEFAULT",
-                prefix = self.statements.prefix,
-                wait = wait.as_millis().max(1),
-                run = run.as_millis().max(1),
+                "{}; BEGIN; SET LOCAL lock_timeout TO DEFAULT",
+                self.claim_statement(key, fingerprint, bounds)
             )
         };
         let mut claimed = PgTransactionManager::begin(connection, Some(begin().into())).await;
@@ -351,14 +350,79 @@ impl PostgresStore {
             // The copy it waited for, or one just before it, committed: its answer, read
             // on the same connection.
             Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => {
-                let recorded = self.recorded(connection, key).await?;
+                let read = sqlx::query(&self.statements.read).bind(key.as_str());
+                let row = read
+                    .fetch_optional(&mut *held.connection)
+                    .await
+                    .map_err(StoreError::new)?;
                 held.pass_on();
-                recorded
-                    .map(Claim::Recorded)
-                    .ok_or_else(|| StoreError::new("the claim's row vanished"))
+                Claim::recorded(row.as_ref())
             }
             Err(error) => Err(StoreError::new(error)),
         }
+    }
+
+    /// The claim on a connection handed on inside the empty transaction that the
+    /// commit of its last delivery chained: the insert goes into that transaction,
+    /// which saves the `ROLLBACK` and the `BEGIN` between them. The connection back,
+    /// outside any transaction once its queued `ROLLBACK` is sent, when the insert
+    /// failed for another reason than the key's (a copy committed it, or holds it
+    /// still): the claim is then made as on any other connection.
+    async fn claim_chained(
+        &self,
+        mut held: Held,
+        key: &HexDigest,
+        fingerprint: &HexDigest,
+        bounds: Bounds,
+    ) -> Result<Result<Claim, StoreError>, Held> {
+        let claim = format!(
+            "{}; SET LOCAL lock_timeout TO DEFAULT",
+            self.claim_statement(key, fingerprint, bounds)
+        );
+        let error = match held.connection.execute(claim.as_str()).await {
+            Ok(_) => return Ok(Ok(Claim::Claimed(OpenTransaction { held: Some(held) }))),
+            Err(error) => error,
+        };
+        if is_sqlstate(&error, UNIQUE_VIOLATION) {
+            // The failed transaction rolled back, the committed answer read, and an
+            // empty transaction begun again, in one round trip, so that sqlx's count of
+            // one open transaction stays true and the connection can go on as it came.
+            // Simple queries answer in text, which the row's decoding reads as well.
+            let read = format!(
+                "ROLLBACK; {} WHERE key = '{}'; BEGIN",
+                self.statements.select,
+                key.as_str()
+            );
+            let rows = held.connection.fetch_all(read.as_str()).await;
+            return Ok(match rows {
+                Ok(rows) => {
+                    held.pass_on();
+                    Claim::recorded(rows.first())
+                }
+                Err(error) => Err(StoreError::new(error)),
+            });
+        }
+        PgTransactionManager::start_rollback(&mut held.connection);
+        if is_sqlstate(&error, LOCK_NOT_AVAILABLE) {
+            return Ok(Ok(Claim::StillRunning));
+        }
+        Err(held)
+    }
+
+    /// The claim's insert, with the bounds of its transaction; the row is inserted
+    /// answered with the acknowledgement, which most deliveries answer, so that
+    /// committing it needs no other write. The only values written into the
+    /// statements' text are hex digests, which by their type can carry no SQL, and
+    /// numbers.
+    fn claim_statement(&self, key: &HexDigest, fingerprint: &HexDigest, bounds: Bounds) -> String {
+        format!(
+            "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}ms', '{run}ms')",
+            prefix = self.statements.prefix,
+            key = key.as_str(),
+            fingerprint = fingerprint.as_str(),
+            wait = bounds.wait.as_millis().max(1),
+            run = bounds.run.as_millis().max(1),
+        )
     }
 
     /// The statements each session prepares once: the claim's insert, with the bounds
@@ -403,24 +467,6 @@ impl PostgresStore {
             .map_err(StoreError::new)
     }
 
-    /// The key's committed record, if there is one.
-    async fn recorded(
-        &self,
-        connection: &mut PgConnection,
-        key: &str,
-    ) -> Result<Option<Recorded>, StoreError> {
-        let read = format!(
-            "SELECT fingerprint, status, content_type, body FROM {table} WHERE key = $1",
-            table = self.table
-        );
-        let row = sqlx::query(&read)
-            .bind(key)
-            .fetch_optional(connection)
-            .await
-            .map_err(StoreError::new)?;
-        row.as_ref().map(Recorded::from_row).transpose()
-    }
-
     pub(crate) fn table_name(&self) -> &str {
         &self.table
     }
@@ -450,6 +496,14 @@ pub(crate) enum Claim {
     Recorded(Recorded),
     /// Another copy still holds the key after the wait.
     StillRunning,
+}
+
+impl Claim {
+    /// The committed answer in `row`, the key's, read after its insert was refused.
+    fn recorded(row: Option<&PgRow>) -> Result<Self, StoreError> {
+        let row = row.ok_or_else(|| StoreError::new("the claim's row vanished"))?;
+        Recorded::from_row(row).map(Self::Recorded)
+    }
 }
 
 /// A committed record.
@@ -538,9 +592,9 @@ impl OpenTransaction {
         // `ROLLBACK` ended it) and in a transaction a statement of the handler's
         // aborted, where a bare `COMMIT` would roll back without an error; nothing
         // after it runs. `COMMIT AND CHAIN` leaves an empty transaction open, so that
-        // sqlx's count of open transactions stays true; dropping `self` queues its
-        // `ROLLBACK`, which goes with the ping sqlx sends when the connection returns
-        // to the pool.
+        // sqlx's count of open transactions stays true: the next delivery handed the
+        // connection claims in it, and a connection going back to the pool has its
+        // `ROLLBACK` queued, to go with the ping sqlx sends then.
         let recording;
         let statement = if is_acknowledgement(response) {
             store.statements.commit.as_str()
@@ -560,7 +614,7 @@ impl OpenTransaction {
         match connection.execute(statement).await {
             Ok(_) => {
                 // Its answer has just been read in full: the next delivery may use it.
-                if let Some(held) = self.end() {
+                if let Some(held) = self.committed() {
                     held.pass_on();
                 }
                 Ok(true)
@@ -577,6 +631,20 @@ impl OpenTransaction {
                 let _ = PgTransactionManager::rollback(connection).await;
             }
         })
+    }
+
+    /// The connection after its commit: in the empty transaction that `COMMIT AND
+    /// CHAIN` opened, when that is the one transaction sqlx counts; otherwise (a
+    /// savepoint the handler left open) as [`end`](Self::end) leaves it.
+    fn committed(&mut self) -> Option<Held> {
+        let depth = self
+            .connection()
+            .map(|c| PgTransactionManager::get_transaction_depth(c));
+        if depth == Some(1) {
+            self.held.take()
+        } else {
+            self.end()
+        }
     }
 
     /// The connection, with a `ROLLBACK` of every level still open (the handler's
@@ -636,6 +704,10 @@ struct Statements {
     check: String,
     /// The check and the commit, for an answer the claim's row holds already.
     commit: String,
+    /// The columns a duplicate is answered from, a `WHERE` to follow.
+    select: String,
+    /// Those of the row whose key is `$1`.
+    read: String,
 }
 
 impl Statements {
@@ -645,10 +717,14 @@ impl Statements {
         let prefix = format!("aghanim_webhook_{}", lower_hex(&digest[..8]));
         let check = format!("EXECUTE {prefix}_open; ");
         let commit = format!("{check}{COMMIT}");
+        let select = format!("SELECT fingerprint, status, content_type, body FROM {table}");
+        let read = format!("{select} WHERE key = $1");
         Self {
             prefix,
             check,
             commit,
+            select,
+            read,
         }
     }
 }

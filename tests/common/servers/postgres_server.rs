@@ -119,8 +119,10 @@ impl PostgresServer {
         // fsync=off only matters if the machine crashes; commits still reach the
         // operating system, so an immediate stop (a crash of PostgreSQL alone) loses
         // none of them, as in production.
+        // pg_stat_statements, for tests that count what the store sends.
         let options = format!(
-            "-c fsync=off -c listen_addresses='' -k {} -c max_connections=400",
+            "-c fsync=off -c listen_addresses='' -k {} -c max_connections=400 \
+             -c shared_preload_libraries=pg_stat_statements",
             self.dir.display()
         );
         let log = self.dir.join("server.log");
