@@ -982,6 +982,41 @@ async fn the_claims_lock_timeout_does_not_apply_to_the_handlers_statements() {
 }
 
 #[tokio::test]
+async fn the_claims_lock_timeout_does_not_apply_on_a_connection_handed_on_either() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default()
+        .then(Answer::SlowOk(Duration::from_millis(300)))
+        .then(Answer::AdvisoryLock);
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(pool(&db.url, 1).await))
+            .wait(Duration::from_millis(100)),
+        &handler,
+    );
+    let mut holder = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(42)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let first = tokio::spawn(send_owned(stack.clone(), item_add("ord_before_lock")));
+    while handler.runs() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Claims on the connection the first delivery hands on, then waits for the lock.
+    let waiting = tokio::spawn(send_owned(stack, item_add("ord_lock_handed")));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    holder.commit().await.unwrap();
+    for sent in [first, waiting] {
+        let sent = sent.await.unwrap().unwrap();
+        assert_eq!(
+            sent.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 1 }),
+            "{sent:?}"
+        );
+    }
+    assert_eq!(credits(&db.pool).await, 2);
+}
+
+#[tokio::test]
 async fn a_hung_handler_is_rolled_back_at_the_run_timeout() {
     let Some(db) = database().await else { return };
     let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(3600)));

@@ -322,12 +322,20 @@ impl PostgresStore {
         // query: PostgreSQL includes it in the transaction that `BEGIN` opens, and when
         // it fails (the key committed meanwhile, or still held when the lock wait ends)
         // the whole query rolls back and the connection stays outside any transaction,
-        // its settings untouched. sqlx begins the transaction with this statement, so
-        // it knows one is open: a handler's `begin()` on it is a savepoint.
+        // its settings untouched. The row is inserted answered with the
+        // acknowledgement, which most deliveries answer: committing it needs no other
+        // write. sqlx begins the transaction with this statement, so it knows one is
+        // open: a handler's `begin()` on it is a savepoint. The only values written
+        // into the statement's text are hex digests, which by their type can carry no
+        // SQL, and durations.
+        let [wait, run] = bounds.settings();
         let begin = || {
             format!(
-                "{}; BEGIN; SET LOCAL lock_timeout TO DEFAULT",
-                self.claim_statement(key, fingerprint, bounds)
+                "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}', '{run}'); \
+                 BEGIN; SET LOCAL lock_timeout TO DEFAULT",
+                prefix = self.statements.prefix,
+                key = key.as_str(),
+                fingerprint = fingerprint.as_str(),
             )
         };
         let mut claimed = PgTransactionManager::begin(connection, Some(begin().into())).await;
@@ -363,8 +371,9 @@ impl PostgresStore {
     }
 
     /// The claim on a connection handed on inside the empty transaction that the
-    /// commit of its last delivery chained: the insert goes into that transaction,
-    /// which saves the `ROLLBACK` and the `BEGIN` between them. The connection back,
+    /// commit of its last delivery chained: the insert goes into that transaction as
+    /// one statement sqlx has prepared, which saves the `ROLLBACK`, the `BEGIN` and the
+    /// `SET LOCAL` between them, and the parsing of the claim. The connection back,
     /// outside any transaction once its queued `ROLLBACK` is sent, when the insert
     /// failed for another reason than the key's (a copy committed it, or holds it
     /// still): the claim is then made as on any other connection.
@@ -375,11 +384,13 @@ impl PostgresStore {
         fingerprint: &HexDigest,
         bounds: Bounds,
     ) -> Result<Result<Claim, StoreError>, Held> {
-        let claim = format!(
-            "{}; SET LOCAL lock_timeout TO DEFAULT",
-            self.claim_statement(key, fingerprint, bounds)
-        );
-        let error = match held.connection.execute(claim.as_str()).await {
+        let [wait, run] = bounds.settings();
+        let claim = sqlx::query(&self.statements.chained_claim)
+            .bind(key.as_str())
+            .bind(fingerprint.as_str())
+            .bind(wait)
+            .bind(run);
+        let error = match claim.execute(&mut *held.connection).await {
             Ok(_) => return Ok(Ok(Claim::Claimed(OpenTransaction { held: Some(held) }))),
             Err(error) => error,
         };
@@ -409,40 +420,12 @@ impl PostgresStore {
         Err(held)
     }
 
-    /// The claim's insert, with the bounds of its transaction; the row is inserted
-    /// answered with the acknowledgement, which most deliveries answer, so that
-    /// committing it needs no other write. The only values written into the
-    /// statements' text are hex digests, which by their type can carry no SQL, and
-    /// numbers.
-    fn claim_statement(&self, key: &HexDigest, fingerprint: &HexDigest, bounds: Bounds) -> String {
-        format!(
-            "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}ms', '{run}ms')",
-            prefix = self.statements.prefix,
-            key = key.as_str(),
-            fingerprint = fingerprint.as_str(),
-            wait = bounds.wait.as_millis().max(1),
-            run = bounds.run.as_millis().max(1),
-        )
-    }
-
-    /// The statements each session prepares once: the claim's insert, with the bounds
-    /// of its transaction (`set_config(.., true)` is `SET LOCAL`, evaluated before the
-    /// row is inserted, so the lock timeout bounds the insert's wait for a copy that
-    /// holds the key and the other bounds hold for every statement after it), and the
-    /// check that the connection is still in the claim's transaction (the setting the
-    /// claim turns on reads '' outside it, which is no boolean).
+    /// The statements each session prepares once: the claim's insert, and the check
+    /// that the connection is still in the claim's transaction (the setting the claim
+    /// turns on reads '' outside it, which is no boolean).
     fn prepare_statements(&self) -> [String; 2] {
-        let prefix = &self.statements.prefix;
-        let claim = format!(
-            "PREPARE {prefix}_claim (text, text, text, text) AS \
-             INSERT INTO {table} (key, fingerprint, status, purged) \
-             SELECT $1, $2, {ACKNOWLEDGED}, true FROM (SELECT \
-             set_config('lock_timeout', $3, true), \
-             set_config('statement_timeout', $4, true), \
-             set_config('idle_in_transaction_session_timeout', $4, true), \
-             set_config('{CLAIM_OPEN}', 'on', true)) AS bounds",
-            table = self.table,
-        );
+        let Statements { prefix, insert, .. } = &*self.statements;
+        let claim = format!("PREPARE {prefix}_claim (text, text, text, text) AS {insert}");
         let open =
             format!("PREPARE {prefix}_open AS SELECT current_setting('{CLAIM_OPEN}')::boolean");
         [claim, open]
@@ -486,6 +469,13 @@ impl fmt::Debug for PostgresStore {
 pub(crate) struct Bounds {
     pub(crate) wait: Duration,
     pub(crate) run: Duration,
+}
+
+impl Bounds {
+    /// The wait and the run as the values of timeout settings.
+    fn settings(self) -> [String; 2] {
+        [self.wait, self.run].map(|bound| format!("{}ms", bound.as_millis().max(1)))
+    }
 }
 
 /// What claiming a key found.
@@ -700,6 +690,15 @@ struct Statements {
     /// The start of each name: one set per table, so that stores on other tables can
     /// share a pool.
     prefix: String,
+    /// The claim's insert, with the bounds of its transaction: `set_config(.., true)`
+    /// is `SET LOCAL`, evaluated before the row is inserted, so the lock timeout
+    /// bounds the insert's wait for a copy that holds the key and the other bounds
+    /// hold for every statement after it.
+    insert: String,
+    /// The claim in a transaction open already, by sqlx's statement cache, which
+    /// parses it once per connection: the insert, then the lock timeout back to its
+    /// default (`set_config` of NULL) in the same statement.
+    chained_claim: String,
     /// The check that the transaction is still the claim's, as a statement.
     check: String,
     /// The check and the commit, for an answer the claim's row holds already.
@@ -717,10 +716,21 @@ impl Statements {
         let prefix = format!("aghanim_webhook_{}", lower_hex(&digest[..8]));
         let check = format!("EXECUTE {prefix}_open; ");
         let commit = format!("{check}{COMMIT}");
+        let insert = format!(
+            "INSERT INTO {table} (key, fingerprint, status, purged) \
+             SELECT $1, $2, {ACKNOWLEDGED}, true FROM (SELECT \
+             set_config('lock_timeout', $3, true), \
+             set_config('statement_timeout', $4, true), \
+             set_config('idle_in_transaction_session_timeout', $4, true), \
+             set_config('{CLAIM_OPEN}', 'on', true)) AS bounds"
+        );
+        let chained_claim = format!("{insert} RETURNING set_config('lock_timeout', NULL, true)");
         let select = format!("SELECT fingerprint, status, content_type, body FROM {table}");
         let read = format!("{select} WHERE key = $1");
         Self {
             prefix,
+            insert,
+            chained_claim,
             check,
             commit,
             select,
