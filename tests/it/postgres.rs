@@ -278,6 +278,31 @@ async fn records(pool: &PgPool) -> i64 {
 }
 
 #[tokio::test]
+async fn an_acknowledged_row_is_the_claims_and_stays_out_of_the_purge_index() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default()
+        .then(Answer::RawThenAck("SELECT 1"))
+        .then(Answer::Ok);
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+        &handler,
+    );
+    for key in ["ord_acknowledged", "ord_answered"] {
+        let sent = send_owned(stack.clone(), item_add(key)).await.unwrap();
+        assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
+    }
+    let rows: Vec<(Option<i32>, bool, bool)> = sqlx::query_as(
+        "SELECT status, body IS NULL, purged FROM aghanim_idempotency ORDER BY recorded_at",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    // The acknowledgement is what the claim inserted (no body, out of the index that
+    // `purge_expired` reads); another answer is written into the row at the commit.
+    assert_eq!(rows, [(Some(200), true, true), (Some(200), false, false)]);
+}
+
+#[tokio::test]
 async fn a_delivery_credits_once_and_its_duplicates_are_replayed() {
     let Some(db) = database().await else { return };
     let handler = Handler::default();

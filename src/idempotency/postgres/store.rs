@@ -716,13 +716,16 @@ impl Statements {
         let prefix = format!("aghanim_webhook_{}", lower_hex(&digest[..8]));
         let check = format!("EXECUTE {prefix}_open; ");
         let commit = format!("{check}{COMMIT}");
+        // `purged` is true: `set_config` returns the value it set, never NULL (and a
+        // NULL would break the column's NOT NULL, not pass unseen). Setting the bounds
+        // in the row's own values, not in a subquery, spares a plan node.
         let insert = format!(
             "INSERT INTO {table} (key, fingerprint, status, purged) \
-             SELECT $1, $2, {ACKNOWLEDGED}, true FROM (SELECT \
-             set_config('lock_timeout', $3, true), \
-             set_config('statement_timeout', $4, true), \
-             set_config('idle_in_transaction_session_timeout', $4, true), \
-             set_config('{CLAIM_OPEN}', 'on', true)) AS bounds"
+             VALUES ($1, $2, {ACKNOWLEDGED}, \
+             set_config('lock_timeout', $3, true) IS NOT NULL \
+             AND set_config('statement_timeout', $4, true) IS NOT NULL \
+             AND set_config('idle_in_transaction_session_timeout', $4, true) IS NOT NULL \
+             AND set_config('{CLAIM_OPEN}', 'on', true) IS NOT NULL)"
         );
         let chained_claim = format!("{insert} RETURNING set_config('lock_timeout', NULL, true)");
         let select = format!("SELECT fingerprint, status, content_type, body FROM {table}");
