@@ -79,16 +79,14 @@ impl Handler {
         self.runs.load(Ordering::SeqCst)
     }
 
+    /// Waits, at most 10 s, until `runs` runs have started.
+    async fn until_running(&self, runs: usize) {
+        at_least(&self.runs, runs).await;
+    }
+
     /// Waits, at most 10 s, until `runs` runs have written their credit.
     async fn until_written(&self, runs: usize) {
-        let written = async {
-            while self.written.load(Ordering::SeqCst) < runs {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), written)
-            .await
-            .expect("the handler wrote in time");
+        at_least(&self.written, runs).await;
     }
 
     async fn handle(self, request: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, String> {
@@ -189,6 +187,18 @@ impl Handler {
     }
 }
 
+/// Waits, at most 10 s, until `count` is at least `least`.
+async fn at_least(count: &AtomicUsize, least: usize) {
+    let reached = async {
+        while count.load(Ordering::SeqCst) < least {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), reached)
+        .await
+        .expect("the handler got there in time");
+}
+
 /// A database of the test's own, with the credits table and the store's.
 struct Database {
     url: String,
@@ -220,6 +230,16 @@ async fn prepared(url: String, server: Option<PostgresServer>) -> Database {
     .unwrap();
     PostgresStore::new(pool.clone()).migrate().await.unwrap();
     Database { url, pool, server }
+}
+
+/// A transaction holding advisory lock 42, which `Answer::AdvisoryLock` waits for.
+async fn advisory_lock_42(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(42)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
 }
 
 /// How many `BEGIN` statements this database has run (pg_stat_statements, which the
@@ -966,9 +986,7 @@ async fn a_transaction_made_read_only_by_a_handler_does_not_reach_the_next_deliv
         &handler,
     );
     let first = tokio::spawn(send_owned(stack.clone(), item_add("ord_read_only")));
-    while handler.runs() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    handler.until_running(1).await;
     // Claimed while the first one runs: it waits for the connection handed on.
     let next = send_owned(stack, item_add("ord_after_read_only"))
         .await
@@ -992,11 +1010,7 @@ async fn the_claims_lock_timeout_does_not_apply_to_the_handlers_statements() {
             .wait(Duration::from_millis(100)),
         &handler,
     );
-    let mut holder = db.pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(42)")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = advisory_lock_42(&db.pool).await;
     let waiting = tokio::spawn(send_owned(stack, item_add("ord_lock")));
     tokio::time::sleep(Duration::from_millis(600)).await;
     holder.commit().await.unwrap();
@@ -1020,15 +1034,9 @@ async fn the_claims_lock_timeout_does_not_apply_on_a_connection_handed_on_either
             .wait(Duration::from_millis(100)),
         &handler,
     );
-    let mut holder = db.pool.begin().await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(42)")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = advisory_lock_42(&db.pool).await;
     let first = tokio::spawn(send_owned(stack.clone(), item_add("ord_before_lock")));
-    while handler.runs() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    handler.until_running(1).await;
     // Claims on the connection the first delivery hands on, then waits for the lock.
     let waiting = tokio::spawn(send_owned(stack, item_add("ord_lock_handed")));
     tokio::time::sleep(Duration::from_millis(900)).await;

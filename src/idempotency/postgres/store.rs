@@ -716,9 +716,8 @@ impl Statements {
         let prefix = format!("aghanim_webhook_{}", lower_hex(&digest[..8]));
         let check = format!("EXECUTE {prefix}_open; ");
         let commit = format!("{check}{COMMIT}");
-        // `purged` is true: `set_config` returns the value it set, never NULL (and a
-        // NULL would break the column's NOT NULL, not pass unseen). Setting the bounds
-        // in the row's own values, not in a subquery, spares a plan node.
+        // `purged` is true: `set_config` returns the value it set, never NULL. Setting
+        // the bounds in the row's own values, not in a subquery, spares a plan node.
         let insert = format!(
             "INSERT INTO {table} (key, fingerprint, status, purged) \
              VALUES ($1, $2, {ACKNOWLEDGED}, \
