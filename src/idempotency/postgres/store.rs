@@ -421,13 +421,11 @@ impl PostgresStore {
     }
 
     /// The statements each session prepares once: the claim's insert, and the check
-    /// that the connection is still in the claim's transaction (the setting the claim
-    /// turns on reads '' outside it, which is no boolean).
+    /// that the connection is still in the claim's transaction.
     fn prepare_statements(&self) -> [String; 2] {
         let Statements { prefix, insert, .. } = &*self.statements;
         let claim = format!("PREPARE {prefix}_claim (text, text, text, text) AS {insert}");
-        let open =
-            format!("PREPARE {prefix}_open AS SELECT current_setting('{CLAIM_OPEN}')::boolean");
+        let open = format!("PREPARE {prefix}_open AS SELECT {}", claim_is_open());
         [claim, open]
     }
 
@@ -578,7 +576,8 @@ impl OpenTransaction {
         response: &StoredResponse,
     ) -> Result<bool, StoreError> {
         // One simple query, whose statements run in order until one fails. The check
-        // fails outside the claim's transaction (the handler's own `COMMIT` or
+        // (the prepared one, or in the `UPDATE` that records another answer) fails
+        // outside the claim's transaction (the handler's own `COMMIT` or
         // `ROLLBACK` ended it) and in a transaction a statement of the handler's
         // aborted, where a bare `COMMIT` would roll back without an error; nothing
         // after it runs. `COMMIT AND CHAIN` leaves an empty transaction open, so that
@@ -589,12 +588,7 @@ impl OpenTransaction {
         let statement = if is_acknowledgement(response) {
             store.statements.commit.as_str()
         } else {
-            recording = format!(
-                "{}{}{}",
-                store.statements.check,
-                record_statement(&store.table, key, response),
-                COMMIT
-            );
+            recording = format!("{}{COMMIT}", record_statement(&store.table, key, response));
             recording.as_str()
         };
         let Some(connection) = self.connection() else {
@@ -665,7 +659,8 @@ fn is_acknowledgement(response: &StoredResponse) -> bool {
 }
 
 /// The `UPDATE` that records `response` in the claim's row, its values written in as
-/// hex digits and integers only, so that no byte of the answer is read as SQL.
+/// hex digits and integers only, so that no byte of the answer is read as SQL; it
+/// checks that the transaction is still the claim's, as the prepared check does.
 fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> String {
     let content_type = response.content_type.as_ref().map_or_else(
         || "NULL".to_owned(),
@@ -678,10 +673,12 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
     );
     format!(
         "UPDATE {table} SET status = {status}, content_type = {content_type}, \
-         body = decode('{body}', 'hex'), purged = false WHERE key = '{key}'; ",
+         body = decode('{body}', 'hex'), purged = false WHERE key = '{key}' \
+         AND {claim_is_open}; ",
         status = response.status,
         body = lower_hex(&response.body),
         key = key.as_str(),
+        claim_is_open = claim_is_open(),
     )
 }
 
@@ -699,8 +696,6 @@ struct Statements {
     /// parses it once per connection: the insert, then the lock timeout back to its
     /// default (`set_config` of NULL) in the same statement.
     chained_claim: String,
-    /// The check that the transaction is still the claim's, as a statement.
-    check: String,
     /// The check and the commit, for an answer the claim's row holds already.
     commit: String,
     /// The columns a duplicate is answered from, a `WHERE` to follow.
@@ -714,8 +709,7 @@ impl Statements {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(table.as_bytes());
         let prefix = format!("aghanim_webhook_{}", lower_hex(&digest[..8]));
-        let check = format!("EXECUTE {prefix}_open; ");
-        let commit = format!("{check}{COMMIT}");
+        let commit = format!("EXECUTE {prefix}_open; {COMMIT}");
         // `purged` is true: `set_config` returns the value it set, never NULL. Setting
         // the bounds in the row's own values, not in a subquery, spares a plan node.
         let insert = format!(
@@ -733,7 +727,6 @@ impl Statements {
             prefix,
             insert,
             chained_claim,
-            check,
             commit,
             select,
             read,
@@ -747,6 +740,12 @@ const COMMIT: &str = "COMMIT AND CHAIN";
 /// A setting `on` only inside a delivery's transaction: set with the claim, gone with
 /// the transaction however it ends.
 const CLAIM_OPEN: &str = "aghanim_webhook.claim_open";
+
+/// True in the claim's transaction; outside it the setting reads '', which is no
+/// boolean: `INVALID_TEXT_REPRESENTATION`.
+fn claim_is_open() -> String {
+    format!("current_setting('{CLAIM_OPEN}')::boolean")
+}
 
 /// Raised when `lock_timeout` passes.
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
