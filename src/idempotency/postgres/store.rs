@@ -425,7 +425,8 @@ impl PostgresStore {
     fn prepare_statements(&self) -> [String; 2] {
         let Statements { prefix, insert, .. } = &*self.statements;
         let claim = format!("PREPARE {prefix}_claim (text, text, text, text) AS {insert}");
-        let open = format!("PREPARE {prefix}_open AS SELECT {}", claim_is_open());
+        // No column to describe or send: what it checks is whether it raises.
+        let open = format!("PREPARE {prefix}_open AS SELECT WHERE {}", claim_is_open());
         [claim, open]
     }
 
