@@ -973,6 +973,33 @@ async fn a_connection_goes_from_delivery_to_delivery_and_back_to_the_pool_after_
 }
 
 #[tokio::test]
+async fn a_copy_on_a_connection_handed_on_is_replayed_the_answer_as_recorded() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default()
+        .then(Answer::SlowOk(Duration::from_millis(300)))
+        .then(Answer::SlowOk(Duration::from_millis(300)));
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(pool(&db.url, 1).await)),
+        &handler,
+    );
+    let original = tokio::spawn(send_owned(stack.clone(), item_add("ord_replayed")));
+    handler.until_running(1).await;
+    // Waits for the connection the original hands on, and hands it on in turn to the
+    // copy, which waits at the gate until the original has answered.
+    let other = tokio::spawn(send_owned(stack.clone(), item_add("ord_in_between")));
+    let copy = tokio::spawn(send_owned(stack, item_add("ord_replayed")));
+    let original = original.await.unwrap().unwrap();
+    let copy = copy.await.unwrap().unwrap();
+    assert_eq!(other.await.unwrap().unwrap().status, StatusCode::OK);
+    assert_eq!(
+        (copy.status, copy.replayed, &copy.body),
+        (StatusCode::OK, true, &original.body),
+        "{copy:?}"
+    );
+    assert_eq!(handler.runs(), 2);
+}
+
+#[tokio::test]
 async fn a_transaction_made_read_only_by_a_handler_does_not_reach_the_next_delivery() {
     let Some(db) = database().await else { return };
     // `COMMIT AND CHAIN` keeps the transaction's read-only mode for the transaction it

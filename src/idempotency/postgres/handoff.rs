@@ -139,6 +139,15 @@ impl State {
 }
 
 impl Held {
+    /// Queues a `ROLLBACK` of every level still open (a handler's savepoints
+    /// included), to go with whatever the connection sends next: it leaves outside any
+    /// transaction.
+    pub(crate) fn leave_transactions(&mut self) {
+        while PgTransactionManager::get_transaction_depth(&self.connection) > 0 {
+            PgTransactionManager::start_rollback(&mut self.connection);
+        }
+    }
+
     /// Passes the connection, whose last answer has just been read in full, to the
     /// longest-waiting delivery; back to the pool when none waits or it has served
     /// [`HANDOFFS_IN_A_ROW`] deliveries.
@@ -163,9 +172,7 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        while PgTransactionManager::get_transaction_depth(&self.connection) > 0 {
-            PgTransactionManager::start_rollback(&mut self.connection);
-        }
+        self.leave_transactions();
     }
 }
 

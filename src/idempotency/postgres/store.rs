@@ -426,7 +426,7 @@ impl PostgresStore {
         let Statements { prefix, insert, .. } = &*self.statements;
         let claim = format!("PREPARE {prefix}_claim (text, text, text, text) AS {insert}");
         // No column to describe or send: what it checks is whether it raises.
-        let open = format!("PREPARE {prefix}_open AS SELECT WHERE {}", claim_is_open());
+        let open = format!("PREPARE {prefix}_open AS SELECT WHERE {CLAIM_IS_OPEN}");
         [claim, open]
     }
 
@@ -632,22 +632,11 @@ impl OpenTransaction {
         }
     }
 
-    /// The connection, with a `ROLLBACK` of every level still open (the handler's
-    /// savepoints included) queued to go with whatever it sends next: it leaves outside
-    /// any transaction.
+    /// The connection, outside any transaction once its queued `ROLLBACK`s are sent.
     fn end(&mut self) -> Option<Held> {
         let mut held = self.held.take()?;
-        while PgTransactionManager::get_transaction_depth(&held.connection) > 0 {
-            PgTransactionManager::start_rollback(&mut held.connection);
-        }
+        held.leave_transactions();
         Some(held)
-    }
-}
-
-impl Drop for OpenTransaction {
-    fn drop(&mut self) {
-        // Back to the pool, whose ping sends the queued `ROLLBACK`.
-        drop(self.end());
     }
 }
 
@@ -675,11 +664,10 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
     format!(
         "UPDATE {table} SET status = {status}, content_type = {content_type}, \
          body = decode('{body}', 'hex'), purged = false WHERE key = '{key}' \
-         AND {claim_is_open}; ",
+         AND {CLAIM_IS_OPEN}; ",
         status = response.status,
         body = lower_hex(&response.body),
         key = key.as_str(),
-        claim_is_open = claim_is_open(),
     )
 }
 
@@ -738,15 +726,17 @@ impl Statements {
 /// Commits, leaving an empty transaction open (see `record_and_commit_now`).
 const COMMIT: &str = "COMMIT AND CHAIN";
 
-/// A setting `on` only inside a delivery's transaction: set with the claim, gone with
-/// the transaction however it ends.
-const CLAIM_OPEN: &str = "aghanim_webhook.claim_open";
-
+/// The name of a setting `on` only inside a delivery's transaction: set with the
+/// claim, gone with the transaction however it ends.
+macro_rules! claim_open {
+    () => {
+        "aghanim_webhook.claim_open"
+    };
+}
+const CLAIM_OPEN: &str = claim_open!();
 /// True in the claim's transaction; outside it the setting reads '', which is no
 /// boolean: `INVALID_TEXT_REPRESENTATION`.
-fn claim_is_open() -> String {
-    format!("current_setting('{CLAIM_OPEN}')::boolean")
-}
+const CLAIM_IS_OPEN: &str = concat!("current_setting('", claim_open!(), "')::boolean");
 
 /// Raised when `lock_timeout` passes.
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
