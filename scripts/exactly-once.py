@@ -20,7 +20,8 @@ marker).
 
 With `--store postgres` (a private PostgreSQL, `DATABASE_URL`, each instance with
 `RUN_TIMEOUT_SECONDS=3`): an instance is SIGKILLed and restarted at a quarter, a half and
-three quarters of the purchases, PostgreSQL itself is restarted with `pg_ctl restart -m
+three quarters of the purchases (the script waits until the new one answers, so that no
+restart of PostgreSQL falls into its start), PostgreSQL itself is restarted with `pg_ctl restart -m
 immediate` at 60 %, and at 40 % an instance is frozen with SIGSTOP for 15 s, then
 resumed with SIGCONT: the deliveries it held must get a 2xx elsewhere while it is still
 frozen (the server ends its transactions within the run timeout plus the store
@@ -183,11 +184,25 @@ async def deliver_until_2xx(serial: int, port_index: int, run: Run, deadline: fl
     counts["never 2xx"] += 1
 
 
-async def gems(port: int) -> int:
-    now = int(time.time())
+async def verify(port: int) -> tuple:
+    """(status, body) of a `player.verify` of the test player."""
     body = json.dumps({"event_type": "player.verify", "event_id": "whevt_check",
                        "event_data": {"player_id": "testplayer"}}).encode()
-    status, _, reply = await exchange(port, request(body, now))
+    status, _, reply = await exchange(port, request(body, int(time.time())))
+    return status, reply
+
+
+async def until_serving(port: int, deadline: float) -> None:
+    """Waits until a relaunched instance answers: it accepts connections before its
+    start (the store's migration among it) is done, and a PostgreSQL restart in the
+    middle of that would stop it, as it stops any server that cannot reach its
+    database at start."""
+    while time.time() < deadline and (await verify(port))[0] != 200:
+        await asyncio.sleep(0.05)
+
+
+async def gems(port: int) -> int:
+    status, reply = await verify(port)
     assert status == 200, f"player.verify on {port}: {status} {reply!r}"
     balances = json.loads(reply)["balances"]
     return sum(balance["quantity"] for balance in balances if balance["sku"] == "gems")
@@ -274,6 +289,7 @@ async def main() -> int:
                 os.killpg(servers[index].pid, 9)
                 servers[index].wait()
                 servers[index] = launch(index)
+                await until_serving(PORTS[index], deadline)
             if serial == restart_postgres_at:
                 await asyncio.to_thread(postgres.restart_immediate)
             if serial == freeze_at:
