@@ -8,6 +8,8 @@ use super::IdempotencyOutcome;
 #[cfg(feature = "metrics")]
 pub(crate) const DECISIONS: &str = "aghanim_webhook_idempotency_decisions_total";
 #[cfg(feature = "metrics")]
+pub(crate) const STORE_FAILURES: &str = "aghanim_webhook_idempotency_store_failures_total";
+#[cfg(feature = "metrics")]
 pub(crate) const STORE_DURATION: &str = "aghanim_webhook_idempotency_store_duration_seconds";
 
 /// The label of a decision: a bounded set.
@@ -60,4 +62,14 @@ pub(crate) fn store_call(store: &'static str, operation: &'static str, took: Dur
         .record(took.as_secs_f64());
     #[cfg(not(feature = "metrics"))]
     let _ = (store, operation, took);
+}
+
+/// A store failure that made the layer answer 503, by a bounded reason.
+#[inline]
+pub(crate) fn store_failure(store: &'static str, operation: &'static str, reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(STORE_FAILURES, "store" => store, "operation" => operation, "reason" => reason)
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (store, operation, reason);
 }

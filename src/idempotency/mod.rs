@@ -158,7 +158,9 @@ pub use outcome::{IdempotencyOutcome, REPLAYED_HEADER};
 pub use policy::Policy;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::{DeliveryTransaction, PostgresStore, DEFAULT_POSTGRES_TABLE};
+pub use postgres::{
+    DeliveryConnection, DeliveryTransaction, PostgresStore, DEFAULT_POSTGRES_TABLE,
+};
 #[cfg(any(feature = "redis", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "postgres"))))]
 pub use record::{Record, RecordState, StuckClaim};

@@ -68,3 +68,29 @@ pub(crate) fn claim(dedupe_key: &str, attempt: Option<u64>) {
     #[cfg(not(feature = "tracing"))]
     let _ = (dedupe_key, attempt);
 }
+
+/// A store failure that made the layer answer 503, once, with the store's own words
+/// and, from a database, its SQLSTATE.
+#[inline]
+pub(crate) fn store_failure(
+    dedupe_key: &str,
+    store: &'static str,
+    operation: &'static str,
+    reason: &'static str,
+    sqlstate: Option<String>,
+    cause: &dyn std::fmt::Display,
+) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        target: "aghanim_webhook::idempotency",
+        dedupe_key,
+        store,
+        operation,
+        reason,
+        sqlstate = sqlstate.as_deref().unwrap_or(""),
+        error = %cause,
+        "store failed: 503"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (dedupe_key, store, operation, reason, sqlstate, cause);
+}

@@ -242,23 +242,6 @@ async fn advisory_lock_42(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Pos
     holder
 }
 
-/// How many `BEGIN` statements this database has run (pg_stat_statements, which the
-/// test server loads).
-async fn begins(pool: &PgPool) -> i64 {
-    sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query_scalar(
-        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
-         WHERE query = 'BEGIN' AND dbid = \
-         (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
 async fn pool(url: &str, connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(connections)
@@ -845,187 +828,31 @@ async fn a_2xx_over_a_failed_statement_is_never_answered_2xx_and_the_retry_credi
     assert_eq!((credits(&db.pool).await, records(&db.pool).await), (1, 1));
 }
 
-/// The store prepares its statements at the first claim on a connection; one of them
-/// gone (a `DEALLOCATE` by someone else) is prepared again, and nothing is refused.
 #[tokio::test]
-async fn a_connection_that_lost_a_prepared_statement_prepares_it_again() {
+async fn a_transaction_made_read_only_by_a_handler_keeps_nothing_and_the_next_delivery_runs() {
     let Some(db) = database().await else { return };
-    // One connection, so every delivery and every statement here use the same session.
-    let single = pool(&db.url, 1).await;
-    let handler = Handler::default();
-    let stack = stack(
-        IdempotencyLayer::transactional(PostgresStore::new(single.clone())),
-        &handler,
-    );
-    let first = send_owned(stack.clone(), item_add("ord_p1")).await.unwrap();
-    assert_eq!(first.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
-    let prepared: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'aghanim_webhook_%' ORDER BY name",
-    )
-    .fetch_all(&single)
-    .await
-    .unwrap();
-    assert_eq!(prepared.len(), 2, "{prepared:?}");
-    let claim = prepared
-        .iter()
-        .find(|name| name.ends_with("_claim"))
-        .unwrap();
-    sqlx::raw_sql(&format!("DEALLOCATE {claim}"))
-        .execute(&single)
-        .await
-        .unwrap();
-    let second = send_owned(stack.clone(), item_add("ord_p2")).await.unwrap();
-    assert_eq!(second.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
-    let replayed = send_owned(stack, item_add("ord_p2")).await.unwrap();
-    assert_eq!((replayed.status, replayed.replayed), (StatusCode::OK, true));
-    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (2, 2));
-}
-
-#[tokio::test]
-async fn a_connection_goes_from_delivery_to_delivery_and_back_to_the_pool_after_a_run() {
-    let Some(db) = database().await else { return };
-    // One connection for fifty deliveries at once, ten of them copies: nearly every
-    // claim waits for the connection another delivery hands on.
-    let returned = Arc::new(AtomicUsize::new(0));
-    let small = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .after_release({
-            let returned = Arc::clone(&returned);
-            move |_, _| {
-                returned.fetch_add(1, Ordering::SeqCst);
-                Box::pin(async { Ok(true) })
-            }
-        })
-        .connect(&db.url)
-        .await
-        .unwrap();
-    let handler = Handler::default();
-    let stack = stack(
-        IdempotencyLayer::transactional(PostgresStore::new(small.clone())),
-        &handler,
-    );
-    let begun_before = begins(&db.pool).await;
-    let answered = Arc::new(AtomicUsize::new(0));
-    let sending: Vec<_> = (0..50)
-        .map(|n| {
-            let (stack, answered) = (stack.clone(), Arc::clone(&answered));
-            tokio::spawn(async move {
-                let sent = send_owned(stack, item_add(&format!("ord_h{}", n % 40))).await;
-                answered.fetch_add(1, Ordering::SeqCst);
-                sent
-            })
-        })
-        .collect();
-    // The pool's other user, once deliveries are under way, gets the connection when it
-    // comes back after a run of deliveries (the one under way, then at most one more
-    // whose first delivery was waiting in the pool already), not after all of them.
-    // Yielding, not sleeping, so that it asks as soon as the first one is answered.
-    while answered.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    let asked = answered.load(Ordering::SeqCst);
-    let other = tokio::time::timeout(
-        Duration::from_secs(10),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&small),
-    )
-    .await;
-    assert!(matches!(other, Ok(Ok(1))), "{other:?}");
-    let meanwhile = answered.load(Ordering::SeqCst) - asked;
-    assert!(
-        meanwhile <= 2 * 8 + 2,
-        "{meanwhile} deliveries answered while the pool's other user waited ({asked} before)"
-    );
-    let mut answers = Vec::new();
-    for sent in sending {
-        let sent = sent.await.unwrap().unwrap();
-        assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
-        answers.push(sent.body);
-    }
-    // Each copy is replayed its original's answer (`{"run":n}`), read back as it was.
-    for n in 40..50 {
-        assert_eq!(answers[n], answers[n - 40], "delivery {n}");
-    }
-    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (40, 40));
-    assert_eq!(handler.runs(), 40);
-    // Back to the pool once a run, not once a delivery (each return is a ping).
-    let returns = returned.load(Ordering::SeqCst);
-    assert!(
-        returns <= 50 / 4,
-        "{returns} returns to the pool for 50 deliveries"
-    );
-    // A delivery handed the connection claims in the transaction the last commit
-    // chained: a `BEGIN` only after the connection came from the pool, or a copy's
-    // answer was read.
-    let begun = begins(&db.pool).await - begun_before;
-    assert!(
-        begun <= returns as i64 + 10 + 1,
-        "{begun} BEGINs for 40 deliveries run, {returns} connections from the pool"
-    );
-    // None is kept out of the pool once the deliveries are done.
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while small.num_idle() < small.size() as usize {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("every connection back in the pool");
-}
-
-#[tokio::test]
-async fn a_copy_on_a_connection_handed_on_is_replayed_the_answer_as_recorded() {
-    let Some(db) = database().await else { return };
-    let handler = Handler::default()
-        .then(Answer::SlowOk(Duration::from_millis(300)))
-        .then(Answer::SlowOk(Duration::from_millis(300)));
-    let stack = stack(
-        IdempotencyLayer::transactional(PostgresStore::new(pool(&db.url, 1).await)),
-        &handler,
-    );
-    let original = tokio::spawn(send_owned(stack.clone(), item_add("ord_replayed")));
-    handler.until_running(1).await;
-    // Waits for the connection the original hands on, and hands it on in turn to the
-    // copy, which waits at the gate until the original has answered.
-    let other = tokio::spawn(send_owned(stack.clone(), item_add("ord_in_between")));
-    let copy = tokio::spawn(send_owned(stack, item_add("ord_replayed")));
-    let original = original.await.unwrap().unwrap();
-    let copy = copy.await.unwrap().unwrap();
-    assert_eq!(other.await.unwrap().unwrap().status, StatusCode::OK);
-    assert_eq!(
-        (copy.status, copy.replayed, &copy.body),
-        (StatusCode::OK, true, &original.body),
-        "{copy:?}"
-    );
-    assert_eq!(handler.runs(), 2);
-}
-
-#[tokio::test]
-async fn a_transaction_made_read_only_by_a_handler_does_not_reach_the_next_delivery() {
-    let Some(db) = database().await else { return };
-    // `COMMIT AND CHAIN` keeps the transaction's read-only mode for the transaction it
-    // opens, where the next delivery handed the connection claims.
     let small = pool(&db.url, 1).await;
-    let handler = Handler::default().then(Answer::RawThenAck(
-        "SET TRANSACTION READ ONLY; SELECT pg_sleep(0.3)",
-    ));
+    let handler = Handler::default().then(Answer::RawThenAck("SET TRANSACTION READ ONLY"));
     let stack = stack(
         IdempotencyLayer::transactional(PostgresStore::new(small)),
         &handler,
     );
-    let first = tokio::spawn(send_owned(stack.clone(), item_add("ord_read_only")));
-    handler.until_running(1).await;
-    // Claimed while the first one runs: it waits for the connection handed on.
+    // Its answer cannot be recorded in a read-only transaction: nothing is kept, and
+    // Aghanim retries.
+    let first = send_owned(stack.clone(), item_add("ord_read_only"))
+        .await
+        .unwrap();
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{first:?}");
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
     let next = send_owned(stack, item_add("ord_after_read_only"))
         .await
         .unwrap();
-    let first = first.await.unwrap().unwrap();
-    assert_eq!(first.status, StatusCode::OK, "{first:?}");
     assert_eq!(
         next.outcome,
         Some(IdempotencyOutcome::Ran { attempt: 1 }),
         "{next:?}"
     );
-    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (2, 2));
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (1, 1));
 }
 
 #[tokio::test]
@@ -1048,35 +875,6 @@ async fn the_claims_lock_timeout_does_not_apply_to_the_handlers_statements() {
         "{sent:?}"
     );
     assert_eq!(credits(&db.pool).await, 1);
-}
-
-#[tokio::test]
-async fn the_claims_lock_timeout_does_not_apply_on_a_connection_handed_on_either() {
-    let Some(db) = database().await else { return };
-    let handler = Handler::default()
-        .then(Answer::SlowOk(Duration::from_millis(300)))
-        .then(Answer::AdvisoryLock);
-    let stack = stack(
-        IdempotencyLayer::transactional(PostgresStore::new(pool(&db.url, 1).await))
-            .wait(Duration::from_millis(100)),
-        &handler,
-    );
-    let holder = advisory_lock_42(&db.pool).await;
-    let first = tokio::spawn(send_owned(stack.clone(), item_add("ord_before_lock")));
-    handler.until_running(1).await;
-    // Claims on the connection the first delivery hands on, then waits for the lock.
-    let waiting = tokio::spawn(send_owned(stack, item_add("ord_lock_handed")));
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    holder.commit().await.unwrap();
-    for sent in [first, waiting] {
-        let sent = sent.await.unwrap().unwrap();
-        assert_eq!(
-            sent.outcome,
-            Some(IdempotencyOutcome::Ran { attempt: 1 }),
-            "{sent:?}"
-        );
-    }
-    assert_eq!(credits(&db.pool).await, 2);
 }
 
 #[tokio::test]

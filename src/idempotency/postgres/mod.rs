@@ -1,13 +1,15 @@
 //! The transactional path (feature `postgres`): one database transaction per delivery
 //! holds the claim, the handler's writes and the recorded answer.
 
+mod connection;
+mod failure;
 mod gate;
-mod handoff;
 mod records;
 mod run;
 mod store;
 mod transaction;
 
+pub use connection::DeliveryConnection;
 pub(crate) use run::in_transaction;
 pub use store::{PostgresStore, DEFAULT_POSTGRES_TABLE};
 pub use transaction::DeliveryTransaction;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use sqlx::{postgres::PgRow, Row};
+use sqlx::{postgres::PgRow, AssertSqlSafe, Row};
 
 use super::{
     store::{answer_of, is_sqlstate, LOCK_NOT_AVAILABLE, UNIQUE_VIOLATION},
@@ -30,7 +30,7 @@ impl PostgresStore {
     /// When the database cannot be reached.
     pub async fn record(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
         let read = format!("SELECT {COLUMNS} FROM {} WHERE key = $1", self.table_name());
-        match self.one_row(&read, key).await? {
+        match self.one_row(read, key).await? {
             Some(row) => record_of(&row).map(Some),
             None => self.held(key).await,
         }
@@ -49,7 +49,7 @@ impl PostgresStore {
             "DELETE FROM {} WHERE key = $1 RETURNING {COLUMNS}",
             self.table_name()
         );
-        match self.one_row(&delete, key).await? {
+        match self.one_row(delete, key).await? {
             Some(row) => record_of(&row).map(Some),
             None => match self.held(key).await? {
                 Some(_) => Err(StoreError::new(format!(
@@ -79,7 +79,7 @@ impl PostgresStore {
              ORDER BY recorded_at"
         );
         let mut stuck = Vec::new();
-        for row in sqlx::query(&unanswered)
+        for row in sqlx::query(AssertSqlSafe(unanswered))
             .bind(age.as_secs_f64())
             .fetch_all(self.pool())
             .await
@@ -129,8 +129,12 @@ impl PostgresStore {
     }
 
     /// The row `statement` returns for `key` (bound as `$1`), if any.
-    async fn one_row(&self, statement: &str, key: &RecordKey) -> Result<Option<PgRow>, StoreError> {
-        sqlx::query(statement)
+    async fn one_row(
+        &self,
+        statement: String,
+        key: &RecordKey,
+    ) -> Result<Option<PgRow>, StoreError> {
+        sqlx::query(AssertSqlSafe(statement))
             .bind(key.as_str())
             .fetch_optional(self.pool())
             .await
@@ -148,7 +152,9 @@ impl PostgresStore {
             key = key.as_str(),
         );
         let mut transaction = self.pool().begin().await.map_err(StoreError::new)?;
-        let probed = sqlx::raw_sql(&probe).execute(&mut *transaction).await;
+        let probed = sqlx::raw_sql(AssertSqlSafe(probe))
+            .execute(&mut *transaction)
+            .await;
         let _ = transaction.rollback().await;
         match probed {
             Ok(_) => Ok(None),

@@ -10,7 +10,9 @@ use tokio::time::{timeout, Instant};
 use tower_service::Service;
 
 use super::{
-    store::{Bounds, Claim as PostgresClaim, OpenTransaction, Recorded},
+    failure::{CommitError, Failure},
+    store::{Bounds, Claim as PostgresClaim, Recorded},
+    transaction::OpenTransaction,
     DeliveryTransaction, PostgresStore,
 };
 use crate::idempotency::{
@@ -43,7 +45,8 @@ where
         fingerprint,
     } = delivery;
     let answer = |response, reported| marked(response, reported, &dedupe_key);
-    let unavailable = || {
+    let unavailable = |failure: Failure<'_>, operation| {
+        failure.report(operation, &dedupe_key);
         let response = outcome::store_unavailable();
         marked(response, IdempotencyOutcome::StoreUnavailable, &dedupe_key)
     };
@@ -60,11 +63,15 @@ where
         wait: config.wait.saturating_sub(waited.elapsed()),
         run: config.run_timeout + config.store_timeout,
     };
-    let claiming = store.claim(&key, &fingerprint, bounds);
+    // Dropped at the timeout, a claim in flight closes its connection.
     let started = Instant::now();
-    let claimed = timeout(config.store_timeout + config.wait, claiming).await;
+    let claimed = timeout(
+        config.store_timeout + config.wait,
+        store.claim(&key, &fingerprint, bounds),
+    )
+    .await;
     metrics::store_call("postgres", "claim", started.elapsed());
-    let open = match claimed {
+    let mut open = match claimed {
         Ok(Ok(PostgresClaim::Claimed(open))) => open,
         Ok(Ok(PostgresClaim::Recorded(recorded))) => {
             let (response, reported) = recorded_answer(recorded, &fingerprint);
@@ -74,7 +81,8 @@ where
             let busy = outcome::still_in_progress(STILL_RUNNING_RETRY);
             return Ok(answer(busy, IdempotencyOutcome::StillInProgress));
         }
-        Ok(Err(_)) | Err(_) => return Ok(unavailable()),
+        Ok(Err(error)) => return Ok(unavailable(Failure::Claim(&error), "claim")),
+        Err(_) => return Ok(unavailable(Failure::TimedOut, "claim")),
     };
 
     trace::claim(&dedupe_key, Some(1));
@@ -85,15 +93,16 @@ where
         dedupe_key: dedupe_key.clone(),
         attempt: 1,
     });
-    // A dropped request or a panic drops the transaction, and sqlx rolls back the
-    // claim with the handler's writes; the run timeout and a cancellation drop the
-    // handler's future here, and the transaction is rolled back below.
+    // A dropped request or a panic drops the transaction, which closes its connection;
+    // the run timeout and a cancellation drop the handler's future here, and the
+    // transaction is rolled back below.
     let mut in_flight = config.in_flight.enter();
     let handled = bounded(handle(inner, request), config.run_timeout, &mut in_flight).await;
     // The handler may have kept a copy of the transaction and its connection (in a task
     // of its own): waiting for it is bounded too.
-    let Ok(Some(open)) = timeout(config.store_timeout, transaction.end()).await else {
-        return Ok(unavailable());
+    open = match timeout(config.store_timeout, transaction.end()).await {
+        Ok(Some(open)) => open,
+        Ok(None) | Err(_) => return Ok(unavailable(Failure::HeldByHandler, "end")),
     };
     let released = IdempotencyOutcome::Released { attempt: 1 };
     let (response, reported) = match handled {
@@ -121,28 +130,35 @@ where
         return Ok(answer(response, reported));
     }
     let stored = config.stored(&response);
-    let committing = open.record_and_commit(&store, &key, &stored);
     let started = Instant::now();
-    let committed = timeout(config.store_timeout, committing).await;
+    let committed = timeout(
+        config.store_timeout,
+        store.record_and_commit(&mut open, &key, &stored),
+    )
+    .await;
     metrics::store_call("postgres", "commit", started.elapsed());
     match committed {
-        Ok(Ok(true)) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
-        // The handler ended the transaction itself: what it committed is out of reach,
-        // and duplicates are refused until an operator decides.
-        Ok(Ok(false)) => {
-            let _ = timeout(config.store_timeout, store.mark_unanswered(&key)).await;
-            let lost = outcome::store_unavailable();
-            Ok(answer(lost, IdempotencyOutcome::TransactionLost))
+        Ok(Ok(())) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
+        // Not committed, so nothing of the delivery's transaction happened: never a 2xx.
+        Ok(Err(error)) => {
+            Failure::Commit(&error).report("commit", &dedupe_key);
+            rollback(open, &config).await;
+            let reported = match error {
+                // What the handler committed itself is out of reach, and duplicates
+                // are refused until an operator decides.
+                CommitError::Ended => IdempotencyOutcome::TransactionLost,
+                _ => IdempotencyOutcome::StoreUnavailable,
+            };
+            Ok(answer(outcome::store_unavailable(), reported))
         }
-        // Not committed, so nothing happened: never a 2xx.
-        Ok(Err(_)) | Err(_) => Ok(unavailable()),
+        Err(_) => Ok(unavailable(Failure::TimedOut, "commit")),
     }
 }
 
-/// Rolls back, within the store timeout; past it the transaction is dropped, which
-/// rolls it back as well.
-async fn rollback(open: OpenTransaction, config: &Config) {
-    let _ = timeout(config.store_timeout, open.rollback()).await;
+/// Rolls back, within the store timeout; past it the connection is closed, which the
+/// server takes as a rollback.
+async fn rollback(mut open: OpenTransaction, config: &Config) {
+    let _ = timeout(config.store_timeout, PostgresStore::rollback(&mut open)).await;
 }
 
 /// A committed answer: replayed to the same payload, 422 to another.

@@ -1,15 +1,17 @@
-use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use sqlx::{
     postgres::{PgRow, PgTransactionManager},
-    Executor, PgConnection, PgPool, Row, TransactionManager,
+    AssertSqlSafe, PgPool, Row, SqlSafeStr,
 };
+use sqlx_core::transaction::TransactionManager;
 
+use super::failure::{ClaimError, CommitError};
 use super::gate::{Gate, Gates};
-use super::handoff::{Handoff, Held};
+use super::transaction::OpenTransaction;
 use crate::idempotency::key::HexDigest;
-use crate::idempotency::{StoreError, StoreFuture, StoredResponse};
+use crate::idempotency::{StoreError, StoredResponse};
 use crate::sign::lower_hex;
 
 /// The table unless configured otherwise.
@@ -19,6 +21,12 @@ pub const DEFAULT_POSTGRES_TABLE: &str = "aghanim_idempotency";
 /// [`PostgresStore::forget_older_than`] change per statement, so that neither ever
 /// holds many row locks at once.
 const PURGE_BATCH: i64 = 1_000;
+
+/// How long [`PostgresStore::migrate`] waits for a lock before it gives up and tries
+/// again, and how many times it tries: a migration queued behind a long delivery would
+/// otherwise hold every new claim behind it.
+const MIGRATION_LOCK_TIMEOUT: &str = "2s";
+const MIGRATION_TRIES: u32 = 10;
 
 /// Keeps idempotency records in the game's own PostgreSQL, in the same transaction as
 /// the handler's writes (feature `postgres`).
@@ -33,17 +41,18 @@ const PURGE_BATCH: i64 = 1_000;
 /// the claim's row (up to the layer's wait), then replays the committed answer or, if
 /// the original rolled back, runs. No lease, no renewal, no clock.
 ///
-/// The pool is sqlx 0.8's [`PgPool`], the line most users run, so the game's own pool
-/// fits. Within one process, copies of one delivery go to the database one at a time
-/// (the others wait in memory, up to the layer's wait), so a burst of copies holds one
-/// pooled connection, not one each. When the pool has no idle connection and no room
-/// for another, a connection whose delivery has just committed goes straight to the
-/// delivery that has waited longest, without the two pings sqlx sends when a connection
-/// goes back to the pool and when it comes out (its last answer has just arrived), and
-/// the next delivery claims inside the empty transaction the commit chained, without a
-/// `ROLLBACK` and a `BEGIN` between them; after 8 deliveries in a row it goes back to
-/// the pool, so that the pool's other users, and its `max_lifetime` and
-/// `idle_timeout`, get their turn.
+/// The pool is sqlx 0.9's [`PgPool`] (what `cargo add sqlx` gives), so the game's own
+/// pool fits; sqlx 0.9 needs Rust 1.94. Within one process, copies of one delivery go
+/// to the database one at a time (the others wait in memory, up to the layer's wait),
+/// so a burst of copies holds one pooled connection, not one each. Every delivery takes
+/// its connection from the pool and gives it back, outside any transaction, so the
+/// pool's `before_acquire` and `after_release` hooks run for each.
+///
+/// The store keeps nothing in a database session between transactions: its statements
+/// are simple queries (no prepared statement of its own, whatever sqlx's statement
+/// cache is set to) and its bounds are set with `SET LOCAL`, so it works behind a
+/// transaction pooler (PgBouncer in transaction mode, Supavisor, Neon's pooler):
+/// [poolers](#poolers-and-managed-postgresql).
 ///
 /// # What is kept, for how long
 ///
@@ -64,13 +73,15 @@ const PURGE_BATCH: i64 = 1_000;
 /// Each delivery's transaction carries the layer's
 /// [`run_timeout`](crate::idempotency::IdempotencyLayer::run_timeout) plus its store
 /// timeout (22 s by default) as `statement_timeout` and
-/// `idle_in_transaction_session_timeout`, set with `SET LOCAL` so they end with it:
-/// an instance frozen or cut off while it holds a claim has its transaction ended by
-/// the server within that time, and the next delivery runs elsewhere. The claim's
-/// `lock_timeout` (the layer's wait) applies to the claim alone, not to the handler's
-/// statements. A connection the server cannot reach any more (a host gone) is found
-/// by TCP keepalive: set the server's `tcp_keepalives_idle` short for the pool, as the
-/// example server does through its connection options.
+/// `idle_in_transaction_session_timeout`, set with `SET LOCAL` right after `BEGIN`, so
+/// they end with it: an instance frozen or cut off while it holds a claim has its
+/// transaction ended by the server within that time, and the next delivery runs
+/// elsewhere. The claim's `lock_timeout` (what is left of the layer's wait) is set
+/// before the claim takes its first lock, so a lock on the table bounds the claim too;
+/// it is set back to the session's own value before the handler's statements. A
+/// connection the server cannot reach any more (a host gone) is found by TCP
+/// keepalive: set the server's `tcp_keepalives_idle` short for the pool, as the example
+/// server does through its connection options.
 ///
 /// # Table
 ///
@@ -79,7 +90,7 @@ const PURGE_BATCH: i64 = 1_000;
 /// their bytes are the store format, pinned by `tests/vectors/idempotency.json` (whose
 /// script documents them), and a change to them is a breaking change of this table's
 /// format. [`migration`](Self::migration) gives the SQL and
-/// [`migrate`](Self::migrate) runs it:
+/// [`migrate`](Self::migrate) runs it when the table or one of its indexes is missing:
 ///
 /// ```sql
 /// CREATE TABLE IF NOT EXISTS aghanim_idempotency (
@@ -98,13 +109,13 @@ const PURGE_BATCH: i64 = 1_000;
 ///     ON aghanim_idempotency (recorded_at) WHERE NOT purged;
 /// ```
 ///
-/// A claim's row is inserted saying acknowledged: status 200, no body, `purged` (the
-/// acknowledgement `{"status":"ok"}` is what a purged 2xx row replays), so it stays out
-/// of the unpurged index, and committing a delivery answered with
-/// [`Ack`](crate::events::Ack) writes nothing more. Another final answer is written
-/// into the row at the commit, with `purged` false, for
-/// [`purge_expired`](Self::purge_expired) to find. A row whose status is null was
-/// committed without an answer (a handler's own `COMMIT`).
+/// A claim's row is inserted without a status; the layer writes the answer into it
+/// just before its own `COMMIT`. A row committed without a status was committed by
+/// something else (a handler's own `COMMIT`): its duplicates are answered 503 until an
+/// operator decides, and `aghanim-webhook records stuck` lists it. An acknowledgement
+/// is recorded as its status alone (a 2xx row without a body replays
+/// `{"status":"ok"}`), out of the unpurged index; another final answer with its
+/// bytes, for [`purge_expired`](Self::purge_expired) to find.
 ///
 /// # Example
 ///
@@ -124,9 +135,7 @@ const PURGE_BATCH: i64 = 1_000;
 pub struct PostgresStore {
     pool: PgPool,
     table: Arc<str>,
-    statements: Arc<Statements>,
     gates: Arc<Gates>,
-    handoff: Arc<Handoff>,
 }
 
 impl PostgresStore {
@@ -135,9 +144,7 @@ impl PostgresStore {
         Self {
             pool,
             table: DEFAULT_POSTGRES_TABLE.into(),
-            statements: Arc::new(Statements::of(DEFAULT_POSTGRES_TABLE)),
             gates: Arc::default(),
-            handoff: Arc::default(),
         }
     }
 
@@ -161,7 +168,6 @@ impl PostgresStore {
             )));
         }
         self.table = table.into();
-        self.statements = Arc::new(Statements::of(table));
         Ok(self)
     }
 
@@ -173,7 +179,9 @@ impl PostgresStore {
     /// The SQL that creates the table and its indexes, if they do not exist.
     pub fn migration(&self) -> String {
         let table = &self.table;
-        let index = table.rsplit('.').next().unwrap_or(table);
+        let [recorded_at, unpurged] = self.index_names();
+        let index = |name: &str| name.rsplit('.').next().unwrap_or(name).to_owned();
+        let (recorded_at, unpurged) = (index(&recorded_at), index(&unpurged));
         format!(
             "CREATE TABLE IF NOT EXISTS {table} (\n    \
                  key          text PRIMARY KEY,\n    \
@@ -185,28 +193,80 @@ impl PostgresStore {
                  purged       boolean NOT NULL DEFAULT false\n\
              );\n\
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS purged boolean NOT NULL DEFAULT false;\n\
-             CREATE INDEX IF NOT EXISTS {index}_recorded_at ON {table} (recorded_at);\n\
-             CREATE INDEX IF NOT EXISTS {index}_unpurged ON {table} (recorded_at) WHERE NOT purged;\n"
+             CREATE INDEX IF NOT EXISTS {recorded_at} ON {table} (recorded_at);\n\
+             CREATE INDEX IF NOT EXISTS {unpurged} ON {table} (recorded_at) WHERE NOT purged;\n"
         )
     }
 
-    /// Runs [`migration`](Self::migration), in a transaction that holds an advisory
-    /// lock: instances starting together would otherwise race in `CREATE TABLE IF NOT
-    /// EXISTS`, which PostgreSQL does not make safe against itself.
+    /// The indexes' names, in the table's schema when it names one.
+    fn index_names(&self) -> [String; 2] {
+        let table = &*self.table;
+        ["recorded_at", "unpurged"].map(|suffix| format!("{table}_{suffix}"))
+    }
+
+    /// Creates the table and its indexes when one of them is missing, and does nothing
+    /// else: an instance starting while deliveries run takes no lock that a claim
+    /// would wait for.
+    ///
+    /// It reads the catalog first; only when something is missing does it run
+    /// [`migration`](Self::migration), in a transaction that holds an advisory lock
+    /// (instances starting together would otherwise race in `CREATE TABLE IF NOT
+    /// EXISTS`) under a 2 s `lock_timeout`, tried again up to ten times when a lock is
+    /// not to be had: DDL queued behind a long delivery would hold every new claim
+    /// behind it.
     ///
     /// # Errors
     ///
-    /// When the database refuses it.
+    /// When the database refuses it, or a lock it needs stays held through every try.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let script = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtext('aghanim-webhook migration'));\n{}COMMIT;",
+        let mut tries = 0;
+        loop {
+            if self.schema_is_current().await? {
+                return Ok(());
+            }
+            match self.run_migration().await {
+                Ok(()) => return Ok(()),
+                Err(error) if is_sqlstate(&error, LOCK_NOT_AVAILABLE) => {
+                    tries += 1;
+                    if tries >= MIGRATION_TRIES {
+                        return Err(StoreError::new(error));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(tries))).await;
+                }
+                Err(error) => return Err(StoreError::new(error)),
+            }
+        }
+    }
+
+    /// Whether the table, its `purged` column and its indexes are all there; reading
+    /// the catalog takes no lock on the table.
+    async fn schema_is_current(&self) -> Result<bool, StoreError> {
+        let [recorded_at, unpurged] = self.index_names();
+        sqlx::query_scalar(
+            "SELECT to_regclass($1) IS NOT NULL \
+             AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                         AND attname = 'purged' AND NOT attisdropped) \
+             AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
+        )
+        .bind(&*self.table)
+        .bind(recorded_at)
+        .bind(unpurged)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::new)
+    }
+
+    async fn run_migration(&self) -> Result<(), sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        let lock = format!(
+            "SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'; \
+             SELECT pg_advisory_xact_lock(hashtext('aghanim-webhook migration'));\n{}",
             self.migration()
         );
-        sqlx::raw_sql(&script)
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(StoreError::new)
+        sqlx::raw_sql(AssertSqlSafe(lock))
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await
     }
 
     /// Frees the bytes of the 2xx answers recorded more than `retention` ago, a
@@ -229,7 +289,7 @@ impl PostgresStore {
     pub async fn purge_expired(&self, retention: Duration) -> Result<u64, StoreError> {
         let table = &self.table;
         self.in_batches(
-            &format!(
+            format!(
                 "UPDATE {table} SET body = NULL, content_type = NULL, purged = true WHERE key IN \
                  (SELECT key FROM {table} WHERE NOT purged AND status BETWEEN 200 AND 299 \
                  AND recorded_at < now() - make_interval(secs => $1) LIMIT $2)"
@@ -250,7 +310,7 @@ impl PostgresStore {
     pub async fn forget_older_than(&self, age: Duration) -> Result<u64, StoreError> {
         let table = &self.table;
         self.in_batches(
-            &format!(
+            format!(
                 "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
                  WHERE recorded_at < now() - make_interval(secs => $1) LIMIT $2)"
             ),
@@ -261,10 +321,11 @@ impl PostgresStore {
 
     /// Runs `statement` with `age` and the batch size until it changes fewer rows than
     /// a batch; how many it changed.
-    async fn in_batches(&self, statement: &str, age: Duration) -> Result<u64, StoreError> {
+    async fn in_batches(&self, statement: String, age: Duration) -> Result<u64, StoreError> {
+        let statement = AssertSqlSafe(statement).into_sql_str();
         let mut changed = 0;
         loop {
-            let done = sqlx::query(statement)
+            let done = sqlx::query(statement.clone())
                 .bind(age.as_secs_f64())
                 .bind(PURGE_BATCH)
                 .execute(&self.pool)
@@ -288,165 +349,116 @@ impl PostgresStore {
     /// when the key is committed already, its answer, read in one more. A copy running
     /// elsewhere holds the key's row: the insert waits for it, at most `bounds.wait`,
     /// then, if it committed, its answer is read; if it rolled back, the key is
-    /// claimed. Claiming first costs a duplicate one round trip more than reading
-    /// first would, and saves every first delivery one (`scripts/load-postgres.py`
-    /// measured both); PostgreSQL logs each duplicate's refused insert as an error.
-    pub(crate) fn claim<'a>(
-        &'a self,
-        key: &'a HexDigest,
-        fingerprint: &'a HexDigest,
-        bounds: Bounds,
-    ) -> StoreFuture<'a, Claim> {
-        Box::pin(self.claim_now(key, fingerprint, bounds))
-    }
-
-    async fn claim_now(
+    /// claimed. PostgreSQL logs each duplicate's refused insert as an error.
+    ///
+    /// Dropped at any point (a timeout around it, a client that hangs up), the
+    /// connection is closed, never given back to the pool with the claim's
+    /// transaction in an unknown state.
+    pub(crate) async fn claim(
         &self,
         key: &HexDigest,
         fingerprint: &HexDigest,
         bounds: Bounds,
-    ) -> Result<Claim, StoreError> {
-        let mut held = self
-            .handoff
-            .acquire(&self.pool)
-            .await
-            .map_err(StoreError::new)?;
-        if PgTransactionManager::get_transaction_depth(&held.connection) > 0 {
-            match self.claim_chained(held, key, fingerprint, bounds).await {
-                Ok(claimed) => return claimed,
-                Err(rolled_back) => held = rolled_back,
-            }
-        }
-        let connection = &mut held.connection;
-        // The insert (prepared, executed by name) comes before `BEGIN` in one simple
-        // query: PostgreSQL includes it in the transaction that `BEGIN` opens, and when
-        // it fails (the key committed meanwhile, or still held when the lock wait ends)
-        // the whole query rolls back and the connection stays outside any transaction,
-        // its settings untouched. The row is inserted answered with the
-        // acknowledgement, which most deliveries answer: committing it needs no other
-        // write. sqlx begins the transaction with this statement, so it knows one is
-        // open: a handler's `begin()` on it is a savepoint. The only values written
-        // into the statement's text are hex digests, which by their type can carry no
-        // SQL, and durations.
+    ) -> Result<Claim, ClaimError> {
+        let connection = self.pool.acquire().await.map_err(ClaimError::Acquire)?;
+        // From here until the reply says where the transaction stands, dropping the
+        // claim closes the connection.
+        let mut open = OpenTransaction::new(connection);
         let [wait, run] = bounds.settings();
-        let begin = || {
-            format!(
-                "EXECUTE {prefix}_claim('{key}', '{fingerprint}', '{wait}', '{run}'); \
-                 BEGIN; SET LOCAL lock_timeout TO DEFAULT",
-                prefix = self.statements.prefix,
-                key = key.as_str(),
-                fingerprint = fingerprint.as_str(),
-            )
-        };
-        let mut claimed = PgTransactionManager::begin(connection, Some(begin().into())).await;
-        if matches!(&claimed, Err(error) if is_sqlstate(error, INVALID_SQL_STATEMENT_NAME)) {
-            // The first claim on this connection: its statements are prepared once per
-            // session (each on its own, in case the other one is there already).
-            for prepare in self.prepare_statements() {
-                match connection.execute(prepare.as_str()).await {
-                    Err(error) if !is_sqlstate(&error, DUPLICATE_PREPARED_STATEMENT) => {
-                        return Err(StoreError::new(error))
-                    }
-                    _ => {}
-                }
-            }
-            claimed = PgTransactionManager::begin(connection, Some(begin().into())).await;
-        }
-        match claimed {
-            Ok(()) => Ok(Claim::Claimed(OpenTransaction { held: Some(held) })),
-            Err(error) if is_sqlstate(&error, LOCK_NOT_AVAILABLE) => Ok(Claim::StillRunning),
-            // The copy it waited for, or one just before it, committed: its answer, read
-            // on the same connection.
-            Err(error) if is_sqlstate(&error, UNIQUE_VIOLATION) => {
-                let read = sqlx::query(&self.statements.read).bind(key.as_str());
-                let row = read
-                    .fetch_optional(&mut *held.connection)
-                    .await
-                    .map_err(StoreError::new)?;
-                held.pass_on();
-                Claim::recorded(row.as_ref())
-            }
-            Err(error) => Err(StoreError::new(error)),
-        }
-    }
-
-    /// The claim on a connection handed on inside the empty transaction that the
-    /// commit of its last delivery chained: the insert goes into that transaction as
-    /// one statement sqlx has prepared, which saves the `ROLLBACK`, the `BEGIN` and the
-    /// `SET LOCAL` between them, and the parsing of the claim. The connection back,
-    /// outside any transaction once its queued `ROLLBACK` is sent, when the insert
-    /// failed for another reason than the key's (a copy committed it, or holds it
-    /// still): the claim is then made as on any other connection.
-    async fn claim_chained(
-        &self,
-        mut held: Held,
-        key: &HexDigest,
-        fingerprint: &HexDigest,
-        bounds: Bounds,
-    ) -> Result<Result<Claim, StoreError>, Held> {
-        let [wait, run] = bounds.settings();
-        let claim = sqlx::query(&self.statements.chained_claim)
-            .bind(key.as_str())
-            .bind(fingerprint.as_str())
-            .bind(wait)
-            .bind(run);
-        let error = match claim.execute(&mut *held.connection).await {
-            Ok(_) => return Ok(Ok(Claim::Claimed(OpenTransaction { held: Some(held) }))),
+        // The only values written into the text are hex digests, which by their type
+        // can carry no SQL, and durations. The lock timeout is in force before the
+        // insert takes its first lock (the table's), and the session's own is saved to
+        // be set back for the handler's statements.
+        let claim = format!(
+            "BEGIN; \
+             SELECT set_config('{CLAIM_OPEN}', 'on', true), \
+                    set_config('{SESSION_LOCK_TIMEOUT}', current_setting('lock_timeout'), true); \
+             SET LOCAL lock_timeout = '{wait}'; \
+             SET LOCAL statement_timeout = '{run}'; \
+             SET LOCAL idle_in_transaction_session_timeout = '{run}'; \
+             INSERT INTO {table} (key, fingerprint) VALUES ('{key}', '{fingerprint}'); \
+             SELECT set_config('lock_timeout', current_setting('{SESSION_LOCK_TIMEOUT}'), true)",
+            table = self.table,
+            key = key.as_str(),
+            fingerprint = fingerprint.as_str(),
+        );
+        let connection = open.connection_mut();
+        // sqlx counts the transaction as open from before the round trip, so a
+        // handler's `begin()` on this connection is a savepoint.
+        let begun =
+            PgTransactionManager::begin(connection, Some(AssertSqlSafe(claim).into_sql_str()))
+                .await;
+        let error = match begun {
+            Ok(()) => return Ok(Claim::Claimed(open)),
             Err(error) => error,
         };
-        if is_sqlstate(&error, UNIQUE_VIOLATION) {
-            // The failed transaction rolled back, the committed answer read, and an
-            // empty transaction begun again, in one round trip, so that sqlx's count of
-            // one open transaction stays true and the connection can go on as it came.
-            // Simple queries answer in text, which the row's decoding reads as well.
-            let read = format!(
-                "ROLLBACK; {} WHERE key = '{}'; BEGIN",
-                self.statements.select,
-                key.as_str()
-            );
-            let rows = held.connection.fetch_all(read.as_str()).await;
-            return Ok(match rows {
-                Ok(rows) => {
-                    held.pass_on();
-                    Claim::recorded(rows.first())
-                }
-                Err(error) => Err(StoreError::new(error)),
-            });
-        }
-        PgTransactionManager::start_rollback(&mut held.connection);
+        // sqlx has queued the `ROLLBACK` of the failed transaction: it goes with the
+        // next statement, or with the ping the pool sends when the connection returns.
         if is_sqlstate(&error, LOCK_NOT_AVAILABLE) {
-            return Ok(Ok(Claim::StillRunning));
+            open.ended();
+            return Ok(Claim::StillRunning);
         }
-        Err(held)
-    }
-
-    /// The statements each session prepares once: the claim's insert, and the check
-    /// that the connection is still in the claim's transaction.
-    fn prepare_statements(&self) -> [String; 2] {
-        let Statements { prefix, insert, .. } = &*self.statements;
-        let claim = format!("PREPARE {prefix}_claim (text, text, text, text) AS {insert}");
-        // No column to describe or send: what it checks is whether it raises.
-        let open = format!("PREPARE {prefix}_open AS SELECT WHERE {CLAIM_IS_OPEN}");
-        [claim, open]
-    }
-
-    /// Marks `key` committed without an answer, after a handler's own `COMMIT` ended
-    /// the delivery's transaction: its row was inserted saying acknowledged, and what
-    /// the handler did after its `COMMIT` is not known. A duplicate that reads the row
-    /// between that `COMMIT` and this mark (on another instance: this one's copies wait
-    /// at the gate) is replayed the acknowledgement.
-    pub(crate) async fn mark_unanswered(&self, key: &HexDigest) -> Result<(), StoreError> {
-        let mark = format!(
-            "UPDATE {table} SET status = NULL, content_type = NULL, body = NULL \
-             WHERE key = $1",
-            table = self.table
+        if !is_sqlstate(&error, UNIQUE_VIOLATION) {
+            return Err(ClaimError::Claim(error));
+        }
+        // The copy it waited for, or one just before it, committed: its answer, read on
+        // the same connection, after the `ROLLBACK`. Simple queries answer in text,
+        // which the row's decoding reads as well.
+        let read = format!(
+            "SELECT fingerprint, status, content_type, body FROM {} WHERE key = '{}'",
+            self.table,
+            key.as_str()
         );
-        sqlx::query(&mark)
-            .bind(key.as_str())
-            .execute(&self.pool)
+        let row = sqlx::raw_sql(AssertSqlSafe(read))
+            .fetch_optional(open.connection_mut())
             .await
-            .map(drop)
-            .map_err(StoreError::new)
+            .map_err(ClaimError::Claim)?;
+        open.ended();
+        let row = row.ok_or_else(|| ClaimError::Vanished)?;
+        Recorded::from_row(&row)
+            .map(Claim::Recorded)
+            .map_err(ClaimError::Read)
+    }
+
+    /// Records `response` under `key` in the delivery's transaction and commits it: one
+    /// statement that writes the answer only while the transaction is still the
+    /// claim's (not ended by the handler, not aborted by a failed statement), then
+    /// `COMMIT`.
+    pub(crate) async fn record_and_commit(
+        &self,
+        open: &mut OpenTransaction,
+        key: &HexDigest,
+        response: &StoredResponse,
+    ) -> Result<(), CommitError> {
+        let connection = open.connection_mut();
+        if PgTransactionManager::get_transaction_depth(connection) != 1 {
+            return Err(CommitError::SavepointLeftOpen);
+        }
+        let record = record_statement(&self.table, key, response);
+        match sqlx::raw_sql(AssertSqlSafe(record))
+            .execute(&mut *connection)
+            .await
+        {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => return Err(CommitError::RowMissing),
+            Err(error) => return Err(CommitError::of(error)),
+        }
+        PgTransactionManager::commit(connection)
+            .await
+            .map_err(CommitError::Commit)?;
+        open.ended();
+        Ok(())
+    }
+
+    /// Rolls the delivery's transaction back; a connection that cannot is closed.
+    pub(crate) async fn rollback(open: &mut OpenTransaction) {
+        let connection = open.connection_mut();
+        while PgTransactionManager::get_transaction_depth(connection) > 1 {
+            PgTransactionManager::start_rollback(connection);
+        }
+        if PgTransactionManager::rollback(connection).await.is_ok() {
+            open.ended();
+        }
     }
 
     pub(crate) fn table_name(&self) -> &str {
@@ -487,14 +499,6 @@ pub(crate) enum Claim {
     StillRunning,
 }
 
-impl Claim {
-    /// The committed answer in `row`, the key's, read after its insert was refused.
-    fn recorded(row: Option<&PgRow>) -> Result<Self, StoreError> {
-        let row = row.ok_or_else(|| StoreError::new("the claim's row vanished"))?;
-        Recorded::from_row(row).map(Self::Recorded)
-    }
-}
-
 /// A committed record.
 pub(crate) struct Recorded {
     pub(crate) fingerprint: String,
@@ -505,8 +509,12 @@ impl Recorded {
     fn from_row(row: &PgRow) -> Result<Self, StoreError> {
         Ok(Self {
             fingerprint: row.try_get("fingerprint").map_err(StoreError::new)?,
-            response: answer_of(row)?
-                .ok_or_else(|| StoreError::new("a record without an answer"))?,
+            response: answer_of(row)?.ok_or_else(|| {
+                StoreError::new(
+                    "the key was committed without an answer (a handler's own COMMIT): \
+                     refused until an operator decides (aghanim-webhook records stuck)",
+                )
+            })?,
         })
     }
 }
@@ -529,8 +537,8 @@ pub(super) fn answer_of(row: &PgRow) -> Result<Option<StoredResponse>, StoreErro
             content_type: row.try_get("content_type").map_err(StoreError::new)?,
             body: Bytes::from(body),
         },
-        // The acknowledgement, which the row says from its claim on, or a 2xx answer
-        // purged past the retention: the delivery was applied, and that is what it says.
+        // The acknowledgement, recorded as its status alone, or a 2xx answer purged
+        // past the retention: the delivery was applied, and that is what it says.
         None => StoredResponse {
             status,
             content_type: Some(APPLIED_CONTENT_TYPE.to_owned()),
@@ -543,115 +551,26 @@ pub(super) fn answer_of(row: &PgRow) -> Result<Option<StoredResponse>, StoreErro
 /// with its recorded status.
 const APPLIED_BODY: &str = r#"{"status":"ok"}"#;
 const APPLIED_CONTENT_TYPE: &str = "application/json";
-/// The status a claim's row is inserted with: the acknowledgement's.
-const ACKNOWLEDGED: u16 = 200;
 
-/// The delivery's transaction, begun with its claim. Dropped before it ends (a panic,
-/// a dropped request), it is rolled back before the connection is used again.
-pub(crate) struct OpenTransaction {
-    /// There until the transaction ends.
-    held: Option<Held>,
-}
-
-impl OpenTransaction {
-    pub(crate) fn connection(&mut self) -> Option<&mut PgConnection> {
-        self.held.as_mut().map(|held| &mut *held.connection)
-    }
-
-    /// Records `response` under `key` and commits, in one round trip; `false`, rolling
-    /// back what it can, when the transaction is no longer the claim's: the handler
-    /// ended it itself (a raw `COMMIT` or `ROLLBACK`).
-    pub(crate) fn record_and_commit<'a>(
-        self,
-        store: &'a PostgresStore,
-        key: &'a HexDigest,
-        response: &'a StoredResponse,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(self.record_and_commit_now(store, key, response))
-    }
-
-    async fn record_and_commit_now(
-        mut self,
-        store: &PostgresStore,
-        key: &HexDigest,
-        response: &StoredResponse,
-    ) -> Result<bool, StoreError> {
-        // One simple query, whose statements run in order until one fails. The check
-        // (the prepared one, or in the `UPDATE` that records another answer) fails
-        // outside the claim's transaction (the handler's own `COMMIT` or
-        // `ROLLBACK` ended it) and in a transaction a statement of the handler's
-        // aborted, where a bare `COMMIT` would roll back without an error; nothing
-        // after it runs. `COMMIT AND CHAIN` leaves an empty transaction open, so that
-        // sqlx's count of open transactions stays true: the next delivery handed the
-        // connection claims in it, and a connection going back to the pool has its
-        // `ROLLBACK` queued, to go with the ping sqlx sends then.
-        let recording;
-        let statement = if is_acknowledgement(response) {
-            store.statements.commit.as_str()
-        } else {
-            recording = format!("{}{COMMIT}", record_statement(&store.table, key, response));
-            recording.as_str()
-        };
-        let Some(connection) = self.connection() else {
-            return Err(StoreError::new("the delivery's transaction has ended"));
-        };
-        // A query without arguments goes as a simple query, several statements in one.
-        match connection.execute(statement).await {
-            Ok(_) => {
-                // Its answer has just been read in full: the next delivery may use it.
-                if let Some(held) = self.committed() {
-                    held.pass_on();
-                }
-                Ok(true)
-            }
-            Err(error) if is_sqlstate(&error, INVALID_TEXT_REPRESENTATION) => Ok(false),
-            Err(error) => Err(StoreError::new(error)),
-        }
-    }
-
-    /// Rolls back; a connection that cannot is closed when it returns to the pool.
-    pub(crate) fn rollback(mut self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            if let Some(connection) = self.connection() {
-                let _ = PgTransactionManager::rollback(connection).await;
-            }
-        })
-    }
-
-    /// The connection after its commit: in the empty transaction that `COMMIT AND
-    /// CHAIN` opened, when that is the one transaction sqlx counts; otherwise (a
-    /// savepoint the handler left open) as [`end`](Self::end) leaves it.
-    fn committed(&mut self) -> Option<Held> {
-        let depth = self
-            .connection()
-            .map(|c| PgTransactionManager::get_transaction_depth(c));
-        if depth == Some(1) {
-            self.held.take()
-        } else {
-            self.end()
-        }
-    }
-
-    /// The connection, outside any transaction once its queued `ROLLBACK`s are sent.
-    fn end(&mut self) -> Option<Held> {
-        let mut held = self.held.take()?;
-        held.leave_transactions();
-        Some(held)
-    }
-}
-
-/// Whether `response` is what the claim's row already says: 200, JSON,
-/// `{"status":"ok"}`.
+/// Whether `response` is the acknowledgement: 200, JSON, `{"status":"ok"}`.
 fn is_acknowledgement(response: &StoredResponse) -> bool {
-    response.status == ACKNOWLEDGED
+    response.status == 200
         && response.content_type.as_deref() == Some(APPLIED_CONTENT_TYPE)
         && response.body == APPLIED_BODY.as_bytes()
 }
 
 /// The `UPDATE` that records `response` in the claim's row, its values written in as
-/// hex digits and integers only, so that no byte of the answer is read as SQL; it
-/// checks that the transaction is still the claim's, as the prepared check does.
+/// hex digits and integers only, so that no byte of the answer is read as SQL. It
+/// raises outside the claim's transaction and in an aborted one, so nothing is
+/// recorded unless the claim is still open.
 fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> String {
+    let key = key.as_str();
+    if is_acknowledgement(response) {
+        // Out of the unpurged index: there are no bytes to purge.
+        return format!(
+            "UPDATE {table} SET status = 200, purged = true WHERE key = '{key}' AND {CLAIM_IS_OPEN}"
+        );
+    }
     let content_type = response.content_type.as_ref().map_or_else(
         || "NULL".to_owned(),
         |content_type| {
@@ -663,68 +582,11 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
     );
     format!(
         "UPDATE {table} SET status = {status}, content_type = {content_type}, \
-         body = decode('{body}', 'hex'), purged = false WHERE key = '{key}' \
-         AND {CLAIM_IS_OPEN}; ",
+         body = decode('{body}', 'hex') WHERE key = '{key}' AND {CLAIM_IS_OPEN}",
         status = response.status,
         body = lower_hex(&response.body),
-        key = key.as_str(),
     )
 }
-
-/// The names of the statements each session prepares, and the commit built on them.
-struct Statements {
-    /// The start of each name: one set per table, so that stores on other tables can
-    /// share a pool.
-    prefix: String,
-    /// The claim's insert, with the bounds of its transaction: `set_config(.., true)`
-    /// is `SET LOCAL`, evaluated before the row is inserted, so the lock timeout
-    /// bounds the insert's wait for a copy that holds the key and the other bounds
-    /// hold for every statement after it.
-    insert: String,
-    /// The claim in a transaction open already, by sqlx's statement cache, which
-    /// parses it once per connection: the insert, then the lock timeout back to its
-    /// default (`set_config` of NULL) in the same statement.
-    chained_claim: String,
-    /// The check and the commit, for an answer the claim's row holds already.
-    commit: String,
-    /// The columns a duplicate is answered from, a `WHERE` to follow.
-    select: String,
-    /// Those of the row whose key is `$1`.
-    read: String,
-}
-
-impl Statements {
-    fn of(table: &str) -> Self {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(table.as_bytes());
-        let prefix = format!("aghanim_webhook_{}", lower_hex(&digest[..8]));
-        let commit = format!("EXECUTE {prefix}_open; {COMMIT}");
-        // `purged` is true: `set_config` returns the value it set, never NULL. Setting
-        // the bounds in the row's own values, not in a subquery, spares a plan node.
-        let insert = format!(
-            "INSERT INTO {table} (key, fingerprint, status, purged) \
-             VALUES ($1, $2, {ACKNOWLEDGED}, \
-             set_config('lock_timeout', $3, true) IS NOT NULL \
-             AND set_config('statement_timeout', $4, true) IS NOT NULL \
-             AND set_config('idle_in_transaction_session_timeout', $4, true) IS NOT NULL \
-             AND set_config('{CLAIM_OPEN}', 'on', true) IS NOT NULL)"
-        );
-        let chained_claim = format!("{insert} RETURNING set_config('lock_timeout', NULL, true)");
-        let select = format!("SELECT fingerprint, status, content_type, body FROM {table}");
-        let read = format!("{select} WHERE key = $1");
-        Self {
-            prefix,
-            insert,
-            chained_claim,
-            commit,
-            select,
-            read,
-        }
-    }
-}
-
-/// Commits, leaving an empty transaction open (see `record_and_commit_now`).
-const COMMIT: &str = "COMMIT AND CHAIN";
 
 /// The name of a setting `on` only inside a delivery's transaction: set with the
 /// claim, gone with the transaction however it ends.
@@ -734,20 +596,30 @@ macro_rules! claim_open {
     };
 }
 const CLAIM_OPEN: &str = claim_open!();
-/// True in the claim's transaction; outside it the setting reads '', which is no
-/// boolean: `INVALID_TEXT_REPRESENTATION`.
+/// True in the claim's transaction. Outside it the setting reads '' on this session,
+/// which is no boolean (`INVALID_TEXT_REPRESENTATION`), or is unknown on a server
+/// session that never saw a claim, behind a pooler (`UNDEFINED_OBJECT`); in an aborted
+/// transaction nothing runs (`IN_FAILED_SQL_TRANSACTION`).
 const CLAIM_IS_OPEN: &str = concat!("current_setting('", claim_open!(), "')::boolean");
+/// The check alone, before each statement of the handler's.
+pub(super) const CLAIM_CHECK: &str =
+    concat!("SELECT current_setting('", claim_open!(), "')::boolean");
+/// The session's own `lock_timeout`, kept while the claim's is in force.
+const SESSION_LOCK_TIMEOUT: &str = "aghanim_webhook.session_lock_timeout";
 
 /// Raised when `lock_timeout` passes.
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
 pub(super) const UNIQUE_VIOLATION: &str = "23505";
-/// Raised by the check outside the claim's transaction.
 const INVALID_TEXT_REPRESENTATION: &str = "22P02";
-/// Raised by `PREPARE` of a name the session has prepared already.
-const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
-/// Raised by `EXECUTE` of a statement the session has not prepared.
-const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+const UNDEFINED_OBJECT: &str = "42704";
+pub(super) const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 
 pub(super) fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
     matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some(code))
+}
+
+/// Whether the check of [`CLAIM_IS_OPEN`] failed because the claim's transaction is
+/// no longer the connection's.
+pub(super) fn is_transaction_ended(error: &sqlx::Error) -> bool {
+    is_sqlstate(error, INVALID_TEXT_REPRESENTATION) || is_sqlstate(error, UNDEFINED_OBJECT)
 }

@@ -1,9 +1,11 @@
 use std::{fmt, sync::Arc};
 
-use sqlx::PgConnection;
+use sqlx::{pool::PoolConnection, PgConnection, Postgres};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
-use super::store::OpenTransaction;
+use super::DeliveryConnection;
+#[cfg(doc)]
+use super::PostgresStore;
 use crate::idempotency::StoreError;
 
 /// The delivery's database transaction, in the request's extensions when the layer is
@@ -20,15 +22,20 @@ use crate::idempotency::StoreError;
 /// `connection.begin()`, opens a **savepoint** inside it: its `commit()` releases the
 /// savepoint and its `rollback()` rolls back to it, and neither ends the delivery's
 /// transaction; what the handler keeps still commits with the claim and the answer,
-/// or not at all. A raw `COMMIT` or `ROLLBACK` of the handler's own (through
-/// `sqlx::raw_sql`, say) does end it: the layer finds that out before answering, rolls
-/// back what it still can and answers 503, never a 2xx
-/// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost));
-/// a key the handler committed that way is marked without an answer once the layer
-/// finds out, and its duplicates are refused until an operator forgets it (one that
-/// reached another instance in between is replayed the acknowledgement the claim's row
-/// holds until then). A statement that failed aborts the
-/// transaction: a 2xx answered after it is answered 503, and nothing is kept.
+/// or not at all.
+///
+/// Nothing the handler writes through the [`DeliveryConnection`] commits outside the
+/// delivery's transaction: each statement is preceded by a check that the transaction
+/// is still the claim's, and refused when it is not. So after a raw `ROLLBACK` or
+/// `COMMIT` of the handler's own (through `sqlx::raw_sql`, say), or a failed statement
+/// the handler went on from, its later statements fail, and the layer answers 503,
+/// never a 2xx
+/// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost)).
+/// A key the handler committed itself that way was committed without an answer: its
+/// duplicates are answered 503 until an operator decides (`aghanim-webhook records
+/// stuck` lists it). A statement that failed aborts the transaction: a 2xx answered
+/// after it is answered 503, nothing is kept, and the retry runs again. The check
+/// costs one round trip per statement: [the cost](PostgresStore#what-it-costs).
 ///
 /// # Example
 ///
@@ -78,12 +85,10 @@ impl DeliveryTransaction {
     ///
     /// When the layer has already ended the transaction (the handler answered, and
     /// this is a copy kept past it).
-    pub async fn connection(&self) -> Result<MappedMutexGuard<'_, PgConnection>, StoreError> {
+    pub async fn connection(&self) -> Result<MappedMutexGuard<'_, DeliveryConnection>, StoreError> {
         let open = self.open.lock().await;
-        MutexGuard::try_map(open, |open| {
-            open.as_mut().and_then(OpenTransaction::connection)
-        })
-        .map_err(|_| StoreError::new("the delivery's transaction has ended"))
+        MutexGuard::try_map(open, |open| open.as_mut().map(|open| &mut open.connection))
+            .map_err(|_| StoreError::new("the delivery's transaction has ended"))
     }
 
     /// Takes the transaction back from the handler, to commit or roll it back.
@@ -96,5 +101,41 @@ impl fmt::Debug for DeliveryTransaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeliveryTransaction")
             .finish_non_exhaustive()
+    }
+}
+
+/// A delivery's pooled connection from its claim on. Dropped before a reply has said
+/// that its transaction ended (a timeout, a client that hangs up, a panic, at any
+/// await), it is closed, never given back to the pool: the server then rolls back
+/// whatever the connection had begun.
+pub(crate) struct OpenTransaction {
+    connection: DeliveryConnection,
+    ended: bool,
+}
+
+impl OpenTransaction {
+    pub(crate) fn new(connection: PoolConnection<Postgres>) -> Self {
+        Self {
+            connection: DeliveryConnection::new(connection),
+            ended: false,
+        }
+    }
+
+    pub(crate) fn connection_mut(&mut self) -> &mut PgConnection {
+        self.connection.pooled_mut()
+    }
+
+    /// The transaction has ended (or its `ROLLBACK` is queued, to go with the ping the
+    /// pool sends): the connection may go back to the pool.
+    pub(crate) fn ended(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.connection.close_on_drop();
+        }
     }
 }
