@@ -5,10 +5,10 @@ mod executor;
 mod frames;
 #[cfg(feature = "idempotency")]
 mod servers;
-#[cfg(feature = "postgres")]
-pub use servers::postgres_server;
 #[cfg(feature = "idempotency")]
 pub use servers::redis_server;
+#[cfg(feature = "postgres")]
+pub use servers::{pgbouncer, postgres_server};
 #[cfg(feature = "idempotency")]
 pub mod sent;
 #[cfg(feature = "idempotency")]

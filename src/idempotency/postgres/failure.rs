@@ -113,6 +113,8 @@ pub(crate) enum Failure<'a> {
     TimedOut,
     /// The handler kept the transaction past its answer, longer than the store timeout.
     HeldByHandler,
+    /// A duplicate found its key committed without an answer.
+    Unanswered,
 }
 
 impl Failure<'_> {
@@ -126,6 +128,12 @@ impl Failure<'_> {
                 "held_by_handler",
                 None,
                 &"the handler kept the delivery's transaction past its answer",
+            ),
+            Self::Unanswered => (
+                "committed_without_answer",
+                None,
+                &"the key was committed without an answer (a handler's own COMMIT): \
+                  refused until an operator decides (aghanim-webhook records stuck)",
             ),
         };
         trace::store_failure(dedupe_key, "postgres", operation, reason, sqlstate, cause);

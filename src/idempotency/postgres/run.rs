@@ -81,6 +81,11 @@ where
             let busy = outcome::still_in_progress(STILL_RUNNING_RETRY);
             return Ok(answer(busy, IdempotencyOutcome::StillInProgress));
         }
+        Ok(Ok(PostgresClaim::Unanswered)) => {
+            Failure::Unanswered.report("claim", &dedupe_key);
+            let lost = outcome::store_unavailable();
+            return Ok(answer(lost, IdempotencyOutcome::TransactionLost));
+        }
         Ok(Err(error)) => return Ok(unavailable(Failure::Claim(&error), "claim")),
         Err(_) => return Ok(unavailable(Failure::TimedOut, "claim")),
     };
@@ -112,8 +117,15 @@ where
             (response, Some(released))
         }
         Ended::Done(Err(error)) => {
-            rollback(open, &config).await;
-            report(released, &dedupe_key);
+            let lost = !rollback(open, &config, &dedupe_key).await;
+            report(
+                if lost {
+                    IdempotencyOutcome::TransactionLost
+                } else {
+                    released
+                },
+                &dedupe_key,
+            );
             return Err(error);
         }
         Ended::TimedOut => (
@@ -126,7 +138,10 @@ where
         ),
     };
     if let Some(reported) = reported {
-        rollback(open, &config).await;
+        if !rollback(open, &config, &dedupe_key).await {
+            let lost = outcome::store_unavailable();
+            return Ok(answer(lost, IdempotencyOutcome::TransactionLost));
+        }
         return Ok(answer(response, reported));
     }
     let stored = config.stored(&response);
@@ -142,7 +157,7 @@ where
         // Not committed, so nothing of the delivery's transaction happened: never a 2xx.
         Ok(Err(error)) => {
             Failure::Commit(&error).report("commit", &dedupe_key);
-            rollback(open, &config).await;
+            rollback(open, &config, &dedupe_key).await;
             let reported = match error {
                 // What the handler committed itself is out of reach, and duplicates
                 // are refused until an operator decides.
@@ -156,9 +171,16 @@ where
 }
 
 /// Rolls back, within the store timeout; past it the connection is closed, which the
-/// server takes as a rollback.
-async fn rollback(mut open: OpenTransaction, config: &Config) {
-    let _ = timeout(config.store_timeout, PostgresStore::rollback(&mut open)).await;
+/// server takes as a rollback. `false` when the handler had ended the transaction
+/// itself, which is reported.
+async fn rollback(mut open: OpenTransaction, config: &Config, dedupe_key: &str) -> bool {
+    match timeout(config.store_timeout, PostgresStore::rollback(&mut open)).await {
+        Ok(Ok(true)) | Ok(Err(_)) | Err(_) => true,
+        Ok(Ok(false)) => {
+            Failure::Commit(&CommitError::Ended).report("rollback", dedupe_key);
+            false
+        }
+    }
 }
 
 /// A committed answer: replayed to the same payload, 422 to another.

@@ -3,7 +3,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use bytes::Bytes;
 use sqlx::{
     postgres::{PgRow, PgTransactionManager},
-    AssertSqlSafe, PgPool, Row, SqlSafeStr,
+    AssertSqlSafe, Executor, PgPool, Row, SqlSafeStr,
 };
 use sqlx_core::transaction::TransactionManager;
 
@@ -414,10 +414,14 @@ impl PostgresStore {
             .await
             .map_err(ClaimError::Claim)?;
         open.ended();
-        let row = row.ok_or_else(|| ClaimError::Vanished)?;
-        Recorded::from_row(&row)
-            .map(Claim::Recorded)
-            .map_err(ClaimError::Read)
+        let row = row.ok_or(ClaimError::Vanished)?;
+        match answer_of(&row).map_err(ClaimError::Read)? {
+            Some(response) => Ok(Claim::Recorded(Recorded {
+                fingerprint: row.try_get("fingerprint").map_err(ClaimError::Claim)?,
+                response,
+            })),
+            None => Ok(Claim::Unanswered),
+        }
     }
 
     /// Records `response` under `key` in the delivery's transaction and commits it: one
@@ -450,15 +454,24 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Rolls the delivery's transaction back; a connection that cannot is closed.
-    pub(crate) async fn rollback(open: &mut OpenTransaction) {
+    /// Rolls the delivery's transaction back, and says whether it was still the
+    /// claim's: `false` when the handler had ended it itself (its own `COMMIT` may have
+    /// committed the claim's row without an answer). A connection that cannot roll back
+    /// is closed.
+    pub(crate) async fn rollback(open: &mut OpenTransaction) -> Result<bool, sqlx::Error> {
         let connection = open.connection_mut();
+        let claim_was_open = match connection.execute(sqlx::raw_sql(CLAIM_CHECK)).await {
+            Ok(_) => true,
+            Err(error) if is_transaction_ended(&error) => false,
+            Err(error) if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) => true,
+            Err(error) => return Err(error),
+        };
         while PgTransactionManager::get_transaction_depth(connection) > 1 {
             PgTransactionManager::start_rollback(connection);
         }
-        if PgTransactionManager::rollback(connection).await.is_ok() {
-            open.ended();
-        }
+        PgTransactionManager::rollback(connection).await?;
+        open.ended();
+        Ok(claim_was_open)
     }
 
     pub(crate) fn table_name(&self) -> &str {
@@ -497,26 +510,16 @@ pub(crate) enum Claim {
     Recorded(Recorded),
     /// Another copy still holds the key after the wait.
     StillRunning,
+    /// The key was committed without an answer, by something other than the layer (a
+    /// handler's own `COMMIT`): what happened is not known, so it is neither run nor
+    /// replayed until an operator decides.
+    Unanswered,
 }
 
 /// A committed record.
 pub(crate) struct Recorded {
     pub(crate) fingerprint: String,
     pub(crate) response: StoredResponse,
-}
-
-impl Recorded {
-    fn from_row(row: &PgRow) -> Result<Self, StoreError> {
-        Ok(Self {
-            fingerprint: row.try_get("fingerprint").map_err(StoreError::new)?,
-            response: answer_of(row)?.ok_or_else(|| {
-                StoreError::new(
-                    "the key was committed without an answer (a handler's own COMMIT): \
-                     refused until an operator decides (aghanim-webhook records stuck)",
-                )
-            })?,
-        })
-    }
 }
 
 /// The answer a duplicate gets from a row's `status`, `content_type` and `body`;

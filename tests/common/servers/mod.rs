@@ -2,6 +2,8 @@
 //! benchmark (which includes this folder with `#[path]`).
 
 #[cfg(feature = "postgres")]
+pub mod pgbouncer;
+#[cfg(feature = "postgres")]
 pub mod postgres_server;
 pub mod redis_server;
 

@@ -85,6 +85,20 @@ impl PostgresServer {
             .as_ref()
     }
 
+    /// The directory of the server's unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The name of a new, empty database on this server.
+    pub fn database_name(&self) -> String {
+        static SERIAL: AtomicU32 = AtomicU32::new(0);
+        let name = format!("test_{}", SERIAL.fetch_add(1, Ordering::Relaxed));
+        let socket = self.dir.display().to_string();
+        self.pg("createdb", &["-h", &socket, "-U", "postgres", &name]);
+        name
+    }
+
     /// A URL for sqlx: the `postgres` database over the unix socket.
     pub fn url(&self) -> String {
         self.url_of("postgres")
@@ -92,14 +106,12 @@ impl PostgresServer {
 
     /// A new, empty database on this server; its URL.
     pub fn database(&self) -> String {
-        static SERIAL: AtomicU32 = AtomicU32::new(0);
-        let name = format!("test_{}", SERIAL.fetch_add(1, Ordering::Relaxed));
-        let socket = self.dir.display().to_string();
-        self.pg("createdb", &["-h", &socket, "-U", "postgres", &name]);
+        let name = self.database_name();
         self.url_of(&name)
     }
 
-    fn url_of(&self, database: &str) -> String {
+    /// A URL for sqlx: `database` over the unix socket.
+    pub fn url_of(&self, database: &str) -> String {
         format!(
             "postgres://postgres@localhost/{database}?host={}",
             self.dir.display()

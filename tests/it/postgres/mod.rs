@@ -21,7 +21,10 @@ use aghanim_webhook::{
     },
 };
 use bytes::Bytes;
-use common::{keyed, layer, postgres_server::PostgresServer, sent::send_owned, signed_text};
+use common::{
+    keyed, layer, pgbouncer::PgBouncer, postgres_server::PostgresServer, sent::send_owned,
+    signed_text,
+};
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use sqlx::{postgres::PgPoolOptions, Connection, PgPool};
@@ -32,6 +35,44 @@ type Stack = BoxCloneService<
     Response<ResponseBody<ResponseBody<Full<Bytes>>>>,
     String,
 >;
+
+/// Each test on a database reached straight, and through PgBouncer in transaction
+/// mode.
+macro_rules! straight_and_pooled {
+    ($($name:ident),* $(,)?) => {
+        mod straight {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = super::database().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+        mod behind_pgbouncer {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = super::database_behind_pgbouncer().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+straight_and_pooled!(
+    a_delivery_credits_once_and_its_duplicates_are_replayed,
+    thirty_copies_through_three_instances_credit_once,
+    a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx,
+    a_duplicate_waits_for_the_running_copy_then_replays_or_gets_503,
+    a_nested_begin_committed_then_a_500_leaves_nothing_and_the_retry_credits_once,
+    a_nested_begin_rolled_back_keeps_the_credit_and_the_duplicate_is_replayed,
+    a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2xx,
+    a_2xx_over_a_failed_statement_is_never_answered_2xx_and_the_retry_credits_once,
+);
 
 #[derive(Clone, Copy, Debug)]
 enum Answer {
@@ -57,6 +98,18 @@ enum Answer {
     FailedStatementThenAck,
     /// Credits, then takes advisory lock 42, waiting for whoever holds it; then 200.
     AdvisoryLock,
+    /// Credits, then runs this SQL itself, then answers this status.
+    RawThenStatus(&'static str, u16),
+    /// Credits, rolls back itself (raw `ROLLBACK`), then credits again, ignoring any
+    /// error, and answers the acknowledgement.
+    RollbackThenCredit,
+    /// Runs a statement that fails and ignores it, opens a nested `begin()` and ignores
+    /// its failure, then credits, ignoring any error, and answers the acknowledgement;
+    /// no credit before.
+    SwallowedErrorThenBegin,
+    /// Notes the session's `app.tenant`, sets it to the run's number for the session,
+    /// credits, answers 200.
+    Tenant,
 }
 
 /// Credits one row in `credits` through the delivery's transaction, then answers as
@@ -64,6 +117,8 @@ enum Answer {
 #[derive(Clone, Default)]
 struct Handler {
     script: Arc<Mutex<VecDeque<Answer>>>,
+    /// The tenants `Answer::Tenant` found set when its run began.
+    tenants: Arc<Mutex<Vec<String>>>,
     runs: Arc<AtomicUsize>,
     /// Runs that have written their credit (not yet committed).
     written: Arc<AtomicUsize>,
@@ -77,11 +132,6 @@ impl Handler {
 
     fn runs(&self) -> usize {
         self.runs.load(Ordering::SeqCst)
-    }
-
-    /// Waits, at most 10 s, until `runs` runs have started.
-    async fn until_running(&self, runs: usize) {
-        at_least(&self.runs, runs).await;
     }
 
     /// Waits, at most 10 s, until `runs` runs have written their credit.
@@ -116,7 +166,13 @@ impl Handler {
             let failed = |e: sqlx::Error| e.to_string();
             let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
             let key = claim.dedupe_key().to_owned();
-            if let Answer::NestedCommitThen(_) = answer {
+            if let Answer::SwallowedErrorThenBegin = answer {
+                let _ = sqlx::query("SELECT 1 / 0").execute(&mut *connection).await;
+                let _ = connection.begin().await;
+                let _ = credit(key.clone(), run as i32)
+                    .execute(&mut *connection)
+                    .await;
+            } else if let Answer::NestedCommitThen(_) = answer {
                 let mut nested = connection.begin().await.map_err(failed)?;
                 credit(key.clone(), run as i32)
                     .execute(&mut *nested)
@@ -138,7 +194,7 @@ impl Handler {
                         .map_err(failed)?;
                     bonus.rollback().await.map_err(failed)?;
                 }
-                Answer::Raw(sql) | Answer::RawThenAck(sql) => {
+                Answer::Raw(sql) | Answer::RawThenAck(sql) | Answer::RawThenStatus(sql, _) => {
                     // Through `Executor`, whose future is `Send` (`RawSql::execute`'s
                     // is not provably so inside a service).
                     sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql))
@@ -151,6 +207,28 @@ impl Handler {
                 }
                 Answer::AdvisoryLock => {
                     sqlx::query("SELECT pg_advisory_xact_lock(42)")
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(failed)?;
+                }
+                Answer::RollbackThenCredit => {
+                    sqlx::Executor::execute(&mut *connection, sqlx::raw_sql("ROLLBACK"))
+                        .await
+                        .map_err(failed)?;
+                    let _ = credit(key, run as i32).execute(&mut *connection).await;
+                }
+                Answer::Tenant => {
+                    let tenant: Option<String> =
+                        sqlx::query_scalar("SELECT current_setting('app.tenant', true)")
+                            .fetch_one(&mut *connection)
+                            .await
+                            .map_err(failed)?;
+                    self.tenants
+                        .lock()
+                        .unwrap()
+                        .push(tenant.unwrap_or_default());
+                    sqlx::query("SELECT set_config('app.tenant', $1, false)")
+                        .bind(format!("player {run}"))
                         .execute(&mut *connection)
                         .await
                         .map_err(failed)?;
@@ -171,9 +249,12 @@ impl Handler {
                 tokio::time::sleep(after).await;
                 status
             }
-            Answer::NestedCommitThen(status) => status,
-            Answer::BonusRolledBack | Answer::Raw(_) | Answer::AdvisoryLock => 200,
-            Answer::RawThenAck(_) | Answer::FailedStatementThenAck => {
+            Answer::NestedCommitThen(status) | Answer::RawThenStatus(_, status) => status,
+            Answer::BonusRolledBack | Answer::Raw(_) | Answer::AdvisoryLock | Answer::Tenant => 200,
+            Answer::RawThenAck(_)
+            | Answer::FailedStatementThenAck
+            | Answer::RollbackThenCredit
+            | Answer::SwallowedErrorThenBegin => {
                 return Ok(acknowledgement());
             }
         };
@@ -201,8 +282,12 @@ async fn at_least(count: &AtomicUsize, least: usize) {
 
 /// A database of the test's own, with the credits table and the store's.
 struct Database {
+    /// How the store reaches it: straight, or through PgBouncer.
     url: String,
     pool: PgPool,
+    /// Straight to the server, for what a pooler does not pass (locks held across
+    /// statements, `pg_stat_activity`).
+    admin: PgPool,
     /// The server, when the test has one of its own (to stop it).
     server: Option<PostgresServer>,
 }
@@ -211,6 +296,18 @@ struct Database {
 async fn database() -> Option<Database> {
     let url = PostgresServer::shared()?.database();
     Some(prepared(url, None).await)
+}
+
+/// A new database on the server the tests share, reached through PgBouncer in
+/// transaction mode with fewer server connections than the pool's.
+async fn database_behind_pgbouncer() -> Option<Database> {
+    let server = PostgresServer::shared()?;
+    let bouncer = PgBouncer::shared()?;
+    let name = server.database_name();
+    let mut db = prepared(server.url_of(&name), None).await;
+    db.url = bouncer.url(&name);
+    db.pool = pool(&db.url, 10).await;
+    Some(db)
 }
 
 /// A server of the test's own.
@@ -229,7 +326,12 @@ async fn prepared(url: String, server: Option<PostgresServer>) -> Database {
     .await
     .unwrap();
     PostgresStore::new(pool.clone()).migrate().await.unwrap();
-    Database { url, pool, server }
+    Database {
+        url,
+        admin: pool.clone(),
+        pool,
+        server,
+    }
 }
 
 /// A transaction holding advisory lock 42, which `Answer::AdvisoryLock` waits for.
@@ -305,9 +407,7 @@ async fn an_acknowledged_row_is_the_claims_and_stays_out_of_the_purge_index() {
     assert_eq!(rows, [(Some(200), true, true), (Some(200), false, false)]);
 }
 
-#[tokio::test]
-async fn a_delivery_credits_once_and_its_duplicates_are_replayed() {
-    let Some(db) = database().await else { return };
+async fn a_delivery_credits_once_and_its_duplicates_are_replayed(db: Database) {
     let handler = Handler::default();
     let stack = stack(
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
@@ -326,9 +426,7 @@ async fn a_delivery_credits_once_and_its_duplicates_are_replayed() {
     assert_eq!(records(&db.pool).await, 1);
 }
 
-#[tokio::test]
-async fn thirty_copies_through_three_instances_credit_once() {
-    let Some(db) = database().await else { return };
+async fn thirty_copies_through_three_instances_credit_once(db: Database) {
     let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(200)));
     let mut instances = Vec::new();
     for _ in 0..3 {
@@ -410,9 +508,7 @@ async fn a_failed_run_leaves_nothing_and_the_next_delivery_runs_at_once() {
     assert_eq!(credits(&db.pool).await, 1);
 }
 
-#[tokio::test]
-async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx() {
-    let Some(db) = database().await else { return };
+async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx(db: Database) {
     let handler = Handler::default().then(Answer::SlowOk(Duration::from_millis(500)));
     let stack = stack(
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
@@ -425,7 +521,7 @@ async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx() {
          WHERE state = 'idle in transaction' AND datname = current_database() \
          AND pid <> pg_backend_pid()",
     )
-    .fetch_one(&db.pool)
+    .fetch_one(&db.admin)
     .await
     .unwrap();
     assert_eq!(killed, 1);
@@ -438,9 +534,7 @@ async fn a_killed_connection_mid_handler_rolls_back_and_never_answers_2xx() {
     assert_eq!(credits(&db.pool).await, 1);
 }
 
-#[tokio::test]
-async fn a_duplicate_waits_for_the_running_copy_then_replays_or_gets_503() {
-    let Some(db) = database().await else { return };
+async fn a_duplicate_waits_for_the_running_copy_then_replays_or_gets_503(db: Database) {
     let handler = Handler::default()
         .then(Answer::SlowOk(Duration::from_millis(300)))
         .then(Answer::SlowOk(Duration::from_secs(2)));
@@ -684,9 +778,9 @@ async fn a_purged_record_costs_under_320_bytes_with_its_indexes() {
     assert!(per_row < 320, "{per_row} bytes per purged record");
 }
 
-#[tokio::test]
-async fn a_nested_begin_committed_then_a_500_leaves_nothing_and_the_retry_credits_once() {
-    let Some(db) = database().await else { return };
+async fn a_nested_begin_committed_then_a_500_leaves_nothing_and_the_retry_credits_once(
+    db: Database,
+) {
     let handler = Handler::default()
         .then(Answer::NestedCommitThen(500))
         .then(Answer::NestedCommitThen(200));
@@ -713,9 +807,7 @@ async fn a_nested_begin_committed_then_a_500_leaves_nothing_and_the_retry_credit
     assert_eq!(credits(&db.pool).await, 1);
 }
 
-#[tokio::test]
-async fn a_nested_begin_rolled_back_keeps_the_credit_and_the_duplicate_is_replayed() {
-    let Some(db) = database().await else { return };
+async fn a_nested_begin_rolled_back_keeps_the_credit_and_the_duplicate_is_replayed(db: Database) {
     let handler = Handler::default().then(Answer::BonusRolledBack);
     let stack = stack(
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
@@ -740,9 +832,7 @@ async fn a_nested_begin_rolled_back_keeps_the_credit_and_the_duplicate_is_replay
     assert_eq!((credits(&db.pool).await, records(&db.pool).await), (1, 1));
 }
 
-#[tokio::test]
-async fn a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2xx() {
-    let Some(db) = database().await else { return };
+async fn a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2xx(db: Database) {
     // Answering the acknowledgement or anything else, which the store records at the
     // commit in different ways.
     for (answer, sql, credits_left) in [
@@ -808,9 +898,9 @@ async fn a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2
     }
 }
 
-#[tokio::test]
-async fn a_2xx_over_a_failed_statement_is_never_answered_2xx_and_the_retry_credits_once() {
-    let Some(db) = database().await else { return };
+async fn a_2xx_over_a_failed_statement_is_never_answered_2xx_and_the_retry_credits_once(
+    db: Database,
+) {
     let handler = Handler::default().then(Answer::FailedStatementThenAck);
     let stack = stack(
         IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
@@ -1200,3 +1290,5 @@ fn acknowledgement() -> Response<Full<Bytes>> {
     use aghanim_webhook::events::{Ack, IntoWebhookResponse};
     Ack.into_webhook_response().map(Full::new)
 }
+
+mod faults;

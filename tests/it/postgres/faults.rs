@@ -1,0 +1,401 @@
+//! The store under the database's everyday behaviour: a request dropped at every await,
+//! a lock on the table, a handler that ignores an error or ends the transaction itself,
+//! a deploy's `migrate()`, session state and the pool's hooks. Each on a pool of one
+//! connection, where a connection left inside a transaction is the next delivery's.
+
+use super::*;
+
+/// The credits written for the delivery of `key`.
+async fn credits_of(db: &Database, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM credits WHERE dedupe_key LIKE '%:' || $1")
+        .bind(key)
+        .fetch_one(&db.admin)
+        .await
+        .unwrap()
+}
+
+/// Waits, at most 5 s, until no session on the database but this one is inside a
+/// transaction or running a statement; panics with those that still are.
+async fn settled(db: &Database) {
+    let busy = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT format('%s %s: %s', pid, state, query) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND (state LIKE 'idle in transaction%' OR state = 'active')",
+        )
+        .fetch_all(&db.admin)
+        .await
+        .unwrap()
+    };
+    for _ in 0..100 {
+        if busy().await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("sessions left busy: {:?}", busy().await);
+}
+
+/// A lock on the store's table, held by another session until the transaction drops.
+async fn table_locked(db: &Database) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut lock = db.admin.begin().await.unwrap();
+    sqlx::raw_sql("LOCK TABLE aghanim_idempotency IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
+}
+
+/// Sends `key`'s delivery and drops it, unanswered, after `after`.
+async fn dropped_after(stack: &Stack, key: &str, after: Duration) {
+    let sent = tokio::time::timeout(after, send_owned(stack.clone(), item_add(key))).await;
+    assert!(
+        sent.is_err(),
+        "{key} was answered before it was dropped: {sent:?}"
+    );
+}
+
+async fn a_delivery_dropped_at_any_point_leaves_no_transaction_and_its_retry_credits_once(
+    db: Database,
+) {
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON credits \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW \
+         WHEN (NEW.dedupe_key LIKE '%:ord_drop_commit') EXECUTE FUNCTION slow_commit()",
+    )
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let single = pool(&db.url, 1).await;
+    let handler = Handler::default();
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(single.clone()))
+            .wait(Duration::from_secs(5)),
+        &handler,
+    );
+    let settle = Duration::from_millis(300);
+
+    // Waiting for the pool's one connection.
+    let hog = single.acquire().await.unwrap();
+    dropped_after(&stack, "ord_drop_acquire", settle).await;
+    drop(hog);
+    settled(&db).await;
+
+    // The claim sent, waiting for a lock on the table.
+    let lock = table_locked(&db).await;
+    dropped_after(&stack, "ord_drop_claim", settle).await;
+    lock.rollback().await.unwrap();
+    settled(&db).await;
+    // The next purchase on the pool's one connection commits only its own claim.
+    let next = send_owned(stack.clone(), item_add("ord_drop_next"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{next:?}"
+    );
+
+    // In the handler, its credit written.
+    let slow = Handler::default().then(Answer::SlowOk(Duration::from_secs(30)));
+    let slow_stack = stack_on(&single, &slow);
+    let running = tokio::spawn({
+        let slow_stack = slow_stack.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                send_owned(slow_stack, item_add("ord_drop_handler")),
+            )
+            .await
+        }
+    });
+    slow.until_written(1).await;
+    running.abort();
+    let _ = running.await;
+    settled(&db).await;
+
+    // In the commit, held by a deferred trigger.
+    let committing = tokio::spawn({
+        let stack = stack.clone();
+        async move { send_owned(stack, item_add("ord_drop_commit")).await }
+    });
+    handler.until_written(2).await;
+    tokio::time::sleep(settle).await;
+    committing.abort();
+    let _ = committing.await;
+    settled(&db).await;
+
+    for key in [
+        "ord_drop_acquire",
+        "ord_drop_claim",
+        "ord_drop_handler",
+        "ord_drop_commit",
+        "ord_drop_next",
+    ] {
+        let retry = send_owned(stack.clone(), item_add(key)).await.unwrap();
+        assert_eq!(retry.status, StatusCode::OK, "{key}: {retry:?}");
+        assert_eq!(credits_of(&db, key).await, 1, "{key}");
+    }
+    settled(&db).await;
+}
+
+async fn a_table_lock_during_a_claim_ends_it_at_the_wait_and_its_retry_credits_once(db: Database) {
+    let single = pool(&db.url, 1).await;
+    let handler = Handler::default();
+    let stack = stack(
+        IdempotencyLayer::transactional(PostgresStore::new(single))
+            .wait(Duration::from_millis(300)),
+        &handler,
+    );
+    let lock = table_locked(&db).await;
+    // The claim's lock timeout is in force before its insert asks for the table: the
+    // server ends the wait, and the delivery is answered while the lock is held.
+    let locked_out = tokio::time::timeout(
+        Duration::from_secs(10),
+        send_owned(stack.clone(), item_add("ord_table_lock")),
+    )
+    .await
+    .expect("answered while the table is locked")
+    .unwrap();
+    assert_eq!(locked_out.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        locked_out.outcome,
+        Some(IdempotencyOutcome::StillInProgress),
+        "{locked_out:?}"
+    );
+    lock.rollback().await.unwrap();
+    settled(&db).await;
+    let next = send_owned(stack.clone(), item_add("ord_after_lock"))
+        .await
+        .unwrap();
+    assert_eq!(next.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    let retry = send_owned(stack, item_add("ord_table_lock")).await.unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!(credits_of(&db, "ord_table_lock").await, 1);
+    assert_eq!(credits_of(&db, "ord_after_lock").await, 1);
+}
+
+async fn a_failed_savepoint_after_a_swallowed_error_never_credits_outside_the_delivery(
+    db: Database,
+) {
+    let single = pool(&db.url, 1).await;
+    let handler = Handler::default()
+        .then(Answer::SwallowedErrorThenBegin)
+        .then(Answer::SwallowedErrorThenBegin)
+        .then(Answer::SwallowedErrorThenBegin);
+    let stack = stack_on(&single, &handler);
+    for attempt in 1..=3 {
+        let sent = send_owned(stack.clone(), item_add("ord_swallowed"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sent.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{attempt}: {sent:?}"
+        );
+        assert_eq!(
+            credits_of(&db, "ord_swallowed").await,
+            0,
+            "attempt {attempt}"
+        );
+    }
+    // The handler fixed, the next retry credits once.
+    let fixed = send_owned(stack.clone(), item_add("ord_swallowed"))
+        .await
+        .unwrap();
+    assert_eq!(fixed.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!(credits_of(&db, "ord_swallowed").await, 1);
+    settled(&db).await;
+}
+
+async fn a_handlers_own_rollback_then_writes_keeps_nothing_and_the_retry_credits_once(
+    db: Database,
+) {
+    let single = pool(&db.url, 1).await;
+    let handler = Handler::default().then(Answer::RollbackThenCredit);
+    let stack = stack_on(&single, &handler);
+    let lost = send_owned(stack.clone(), item_add("ord_own_rollback"))
+        .await
+        .unwrap();
+    assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE, "{lost:?}");
+    assert_eq!(lost.outcome, Some(IdempotencyOutcome::TransactionLost));
+    // The write after its ROLLBACK was refused, not committed on its own.
+    assert_eq!(credits_of(&db, "ord_own_rollback").await, 0);
+    let retry = send_owned(stack, item_add("ord_own_rollback"))
+        .await
+        .unwrap();
+    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    assert_eq!(credits_of(&db, "ord_own_rollback").await, 1);
+    settled(&db).await;
+}
+
+async fn a_handlers_own_commit_then_an_error_is_answered_503_and_never_replayed_as_done(
+    db: Database,
+) {
+    let single = pool(&db.url, 1).await;
+    for (key, answer) in [
+        ("ord_commit_500", Answer::RawThenStatus("COMMIT", 500)),
+        ("ord_commit_404", Answer::RawThenStatus("COMMIT", 404)),
+        ("ord_commit_panic", Answer::Raw("COMMIT; SELECT 1 / 0")),
+    ] {
+        let handler = Handler::default().then(answer);
+        let stack = stack_on(&single, &handler);
+        let first = send_owned(stack.clone(), item_add(key)).await;
+        if let Ok(first) = &first {
+            assert_eq!(
+                first.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{key}: {first:?}"
+            );
+            assert_eq!(
+                first.outcome,
+                Some(IdempotencyOutcome::TransactionLost),
+                "{key}"
+            );
+        }
+        // Its credit went with its own COMMIT; every retry is refused, not replayed.
+        for _ in 0..2 {
+            let retry = send_owned(stack.clone(), item_add(key)).await.unwrap();
+            assert_eq!(
+                retry.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{key}: {retry:?}"
+            );
+            assert!(!retry.replayed, "{key}");
+            assert_eq!(
+                retry.outcome,
+                Some(IdempotencyOutcome::TransactionLost),
+                "{key}"
+            );
+        }
+        assert_eq!(handler.runs(), 1, "{key}");
+        assert_eq!(credits_of(&db, key).await, 1, "{key}");
+        // An operator sees it as stuck.
+        let stuck = PostgresStore::new(db.admin.clone())
+            .stuck(Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            stuck.iter().filter(|claim| claim.key.is_some()).count() >= 1,
+            "{stuck:?}"
+        );
+    }
+    settled(&db).await;
+}
+
+straight_and_pooled!(
+    a_delivery_dropped_at_any_point_leaves_no_transaction_and_its_retry_credits_once,
+    a_table_lock_during_a_claim_ends_it_at_the_wait_and_its_retry_credits_once,
+    a_failed_savepoint_after_a_swallowed_error_never_credits_outside_the_delivery,
+    a_handlers_own_rollback_then_writes_keeps_nothing_and_the_retry_credits_once,
+    a_handlers_own_commit_then_an_error_is_answered_503_and_never_replayed_as_done,
+);
+
+fn stack_on(pool: &PgPool, handler: &Handler) -> Stack {
+    stack(
+        IdempotencyLayer::transactional(PostgresStore::new(pool.clone())),
+        handler,
+    )
+}
+
+#[tokio::test]
+async fn migrate_on_a_current_schema_waits_for_no_delivery() {
+    let Some(db) = database().await else { return };
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(3)));
+    let store = PostgresStore::new(db.pool.clone());
+    let stack = stack_on(&db.pool, &handler);
+    let running = tokio::spawn(send_owned(stack.clone(), item_add("ord_during_deploy")));
+    handler.until_written(1).await;
+    // A deploy's instances start while the delivery holds its row and the table.
+    let starting: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(1), store.migrate()).await
+            })
+        })
+        .collect();
+    for started in starting {
+        let migrated = started.await.unwrap();
+        assert!(matches!(migrated, Ok(Ok(()))), "{migrated:?}");
+    }
+    // New claims are not queued behind a migration.
+    let next = tokio::time::timeout(
+        Duration::from_secs(1),
+        send_owned(stack, item_add("ord_after_deploy")),
+    )
+    .await
+    .expect("claimed while the first delivery runs")
+    .unwrap();
+    assert_eq!(next.status, StatusCode::OK);
+    assert_eq!(running.await.unwrap().unwrap().status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn instances_starting_together_migrate_a_new_table_once() {
+    let Some(db) = database().await else { return };
+    let starting: Vec<_> = (0..6)
+        .map(|_| {
+            let store = PostgresStore::new(db.pool.clone())
+                .table("fresh_records")
+                .unwrap();
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    for started in starting {
+        started.await.unwrap().unwrap();
+    }
+    let indexes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'fresh_records'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(indexes, 3);
+}
+
+#[tokio::test]
+async fn session_state_a_handler_sets_is_never_seen_by_the_next_delivery() {
+    let Some(db) = database().await else { return };
+    // The game's pool resets what its code may set on a session when a connection
+    // comes back; the store gives every delivery's connection back to it.
+    let released = Arc::new(AtomicUsize::new(0));
+    let single = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_release({
+            let released = Arc::clone(&released);
+            move |connection, _| {
+                released.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    sqlx::query("SELECT set_config('app.tenant', '', false)")
+                        .execute(connection)
+                        .await?;
+                    Ok(true)
+                })
+            }
+        })
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let handler = Handler::default();
+    for _ in 0..6 {
+        handler.script.lock().unwrap().push_back(Answer::Tenant);
+    }
+    let stack = stack_on(&single, &handler);
+    let sending: Vec<_> = (0..6)
+        .map(|n| {
+            tokio::spawn(send_owned(
+                stack.clone(),
+                item_add(&format!("ord_tenant_{n}")),
+            ))
+        })
+        .collect();
+    for sent in sending {
+        assert_eq!(sent.await.unwrap().unwrap().status, StatusCode::OK);
+    }
+    let tenants = handler.tenants.lock().unwrap().clone();
+    assert_eq!(tenants, vec![String::new(); 6]);
+    assert!(released.load(Ordering::SeqCst) >= 6);
+}
