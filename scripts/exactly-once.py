@@ -2,7 +2,7 @@
 """Exactly-once credit across instances: a private store, three example-server
 processes sharing it, and deliveries the way Aghanim's retries would send them.
 
-    python3 scripts/exactly-once.py [--store redis|postgres] [--purchases 300] [--copies 3] [--seconds-limit 120]
+    python3 scripts/exactly-once.py [--store redis|postgres] [--pgbouncer] [--purchases 300] [--copies 3] [--seconds-limit 120]
 
 Each of K distinct `item.add` deliveries (one gem each, for `testplayer`) is sent
 --copies times at once to different instances, each copy written by another serializer
@@ -30,6 +30,10 @@ instance restarted, which purges the answers at start: the late retries must be
 replayed, not credited again. Runs cut by any of these roll back, so handler runs are
 not checked; the credits are, in the database as well.
 
+With `--pgbouncer` as well, the instances reach PostgreSQL through a private PgBouncer
+1.18 in transaction mode with 4 server connections (`statement-cache-capacity=0`, as
+sqlx advises behind such a pooler); the rest is the same.
+
 At the end, `player.verify` on every instance must show exactly K gems. For each
 SIGKILL it reports how long the deliveries it held took to get a 2xx elsewhere.
 
@@ -51,7 +55,7 @@ import sys
 import tempfile
 import time
 
-from common import Postgres, build_example, signature, start, stop
+from common import PgBouncer, Postgres, build_example, signature, start, stop
 
 CLAIMED = re.compile(r'claimed dedupe_key="[^"]*:item\.add:ord_once_(\d+)" attempt=(\d+)')
 
@@ -226,6 +230,8 @@ async def main() -> int:
     parser.add_argument("--store", choices=["redis", "postgres"], default="redis")
     parser.add_argument("--purchases", type=int, default=300)
     parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--pgbouncer", action="store_true",
+                        help="with --store postgres: through PgBouncer in transaction mode")
     parser.add_argument("--seconds-limit", type=float, default=120)
     args = parser.parse_args()
     if args.store == "redis" and shutil.which("redis-server") is None:
@@ -235,6 +241,7 @@ async def main() -> int:
         print("no PostgreSQL: apt-get install postgresql")
         return 2
 
+    bouncer = None
     binary = build_example("server")
     directory = tempfile.mkdtemp(prefix="aghanim-exactly-once-")
     os.chmod(directory, 0o755)
@@ -244,7 +251,11 @@ async def main() -> int:
         postgres = None
     else:
         postgres = Postgres(directory)
-        env = {"DATABASE_URL": postgres.url(), "RUN_TIMEOUT_SECONDS": "3"}
+        url = postgres.url()
+        if args.pgbouncer:
+            bouncer = PgBouncer(os.path.join(directory, "pgbouncer"), postgres)
+            url = bouncer.url()
+        env = {"DATABASE_URL": url, "RUN_TIMEOUT_SECONDS": "3"}
         redis = None
     logs = []
     current_log = {}
@@ -320,6 +331,8 @@ async def main() -> int:
         if redis:
             redis.kill()
             redis.wait()
+        if bouncer:
+            bouncer.stop()
         if postgres:
             postgres.stop()
     claims = {}

@@ -37,7 +37,10 @@ use redis::{
     AsyncCommands, RedisResult, Script,
 };
 use serde_json::json;
-use sqlx::{postgres::PgConnectOptions, PgPool};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
 use tower_http::timeout::TimeoutLayer;
 
 /// How long a whole request may take, body included: a client that stalls mid-body gets
@@ -123,13 +126,23 @@ pub async fn on_postgres(
 ) -> Result<App, Box<dyn Error>> {
     // The server probes each connection after 10 s of silence, so a host that is gone
     // (not merely frozen: the transactions' own timeouts cover that) is noticed in
-    // about 25 s instead of the 2 h default.
-    let options = PgConnectOptions::from_str(url)?.options([
-        ("tcp_keepalives_idle", "10"),
-        ("tcp_keepalives_interval", "5"),
-        ("tcp_keepalives_count", "3"),
-    ]);
-    let pool = PgPool::connect_with(options).await?;
+    // about 25 s instead of the 2 h default. Set once a connection is made, not as
+    // startup options, which a transaction pooler (PgBouncer) refuses.
+    let options = PgConnectOptions::from_str(url)?;
+    let pool = PgPoolOptions::new()
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                sqlx::raw_sql(
+                    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+                     SET tcp_keepalives_count = 3",
+                )
+                .execute(connection)
+                .await
+                .map(drop)
+            })
+        })
+        .connect_with(options)
+        .await?;
     let store = PostgresStore::new(pool.clone());
     store.migrate().await?;
     sqlx::raw_sql(INVENTORY_TABLE).execute(&pool).await?;
