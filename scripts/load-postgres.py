@@ -2,7 +2,7 @@
 """The PostgreSQL path under load, against a receiver written by hand; on loopback,
 bounded in time.
 
-    python3 scripts/load-postgres.py [--rounds 3] [--duration 10] [--connections 64]
+    python3 scripts/load-postgres.py [--rounds 3] [--duration 10] [--connections 64] [--pgbouncer]
 
 A private PostgreSQL (fsync off, pg_stat_statements loaded), and two servers, each on a
 database of its own made fresh for each run:
@@ -15,7 +15,9 @@ both with sqlx's default pool (10 connections). Each is driven for --duration se
 over --connections keep-alive connections with signed 1 KiB `item.add` deliveries, all
 distinct ("unique"), then with one in ten a re-send of an earlier one ("10% dups"),
 the servers alternating within each round; medians over the rounds. A last run at twice
-the connections shows what more offered load does.
+the connections shows what more offered load does. With --pgbouncer, both servers reach
+the database through the same private PgBouncer 1.18 in transaction mode (10 server
+connections, `statement-cache-capacity=0` as sqlx advises behind such a pooler).
 
 Reported per server and mix: 2xx per second, p50/p99 latency, the server's CPU per
 delivery (user + system, /proc/<pid>/stat) and PostgreSQL's (all its processes),
@@ -39,7 +41,7 @@ import sys
 import tempfile
 import time
 
-from common import SECRET, Postgres, build_example, start, stop
+from common import SECRET, PgBouncer, Postgres, build_example, start, stop
 
 PORTS = {"ours": 8150, "handwritten": 8151}
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -160,11 +162,12 @@ async def sample_pool(postgres: Postgres, database: str, deadline: float, sample
         await asyncio.sleep(0.5)
 
 
-async def run(name: str, binary, postgres: Postgres, serial: int, duplicates: float,
+async def run(name: str, binary, postgres: Postgres, bouncer, serial: int, duplicates: float,
               connections: int, duration: float) -> dict:
     database = f"{name}_{serial}"
     postgres.pg("createdb", "-h", postgres.dir, "-U", "postgres", database)
-    server = start(binary, PORTS[name], env={"DATABASE_URL": postgres.url(database)})
+    url = (bouncer or postgres).url(database)
+    server = start(binary, PORTS[name], env={"DATABASE_URL": url})
     try:
         await asyncio.sleep(0.5)
         before_statements = statements(postgres, database)
@@ -226,6 +229,8 @@ async def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--pgbouncer", action="store_true",
+                        help="both servers through PgBouncer in transaction mode")
     args = parser.parse_args()
     binaries = {"ours": build_example("server"), "handwritten": build_example("handwritten_postgres")}
     directory = tempfile.mkdtemp(prefix="aghanim-load-postgres-")
@@ -233,6 +238,8 @@ async def main() -> int:
     postgres = Postgres(directory, "-c shared_preload_libraries=pg_stat_statements "
                                    "-c max_connections=100")
     postgres.sql("CREATE EXTENSION pg_stat_statements")
+    bouncer = (PgBouncer(os.path.join(directory, "pgbouncer"), postgres, server_connections=10)
+               if args.pgbouncer else None)
     serial = 0
     try:
         for title, duplicates, connections, rounds in (
@@ -245,10 +252,13 @@ async def main() -> int:
                 order = ["ours", "handwritten"] if round_ % 2 == 0 else ["handwritten", "ours"]
                 for name in order:
                     serial += 1
-                    results[name].append(await run(name, binaries[name], postgres, serial,
-                                                   duplicates, connections, args.duration))
+                    results[name].append(await run(name, binaries[name], postgres, bouncer,
+                                                   serial, duplicates, connections,
+                                                   args.duration))
             report(f"{title}: {rounds} round(s) of {args.duration:.0f} s each", results)
     finally:
+        if bouncer:
+            bouncer.stop()
         postgres.stop()
     return 0
 

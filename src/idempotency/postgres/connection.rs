@@ -19,10 +19,13 @@ use super::store::{is_transaction_ended, CLAIM_CHECK};
 /// [`Executor`] whose every statement runs inside the delivery's transaction, or not
 /// at all (feature `postgres`).
 ///
-/// Before each statement it checks, in one round trip, that the connection is still in
-/// the claim's transaction; when the handler ended it (a raw `COMMIT` or `ROLLBACK`) or
-/// a failed statement aborted it, the statement is refused with an error and never
-/// runs, so nothing is ever written outside the delivery. It dereferences to sqlx's
+/// Before each statement but the first it checks, in one round trip, that the
+/// connection is still in the claim's transaction; when the handler ended it (a raw
+/// `COMMIT` or `ROLLBACK`) or a failed statement aborted it, the statement is refused
+/// with an error and never runs, so nothing is ever written outside the delivery. (The
+/// first needs no check: nothing but the claim ran before it. A single query string
+/// that ends the transaction and writes after, such as `ROLLBACK; INSERT ...` through
+/// `raw_sql`, is out of its reach.) It dereferences to sqlx's
 /// [`PgConnection`] for everything else: `connection.begin()` opens a savepoint, as on
 /// any connection in a transaction (statements on that savepoint's own
 /// [`Transaction`](sqlx::Transaction) go to the connection directly, unchecked).
@@ -43,11 +46,30 @@ use super::store::{is_transaction_ended, CLAIM_CHECK};
 /// ```
 pub struct DeliveryConnection {
     pooled: PoolConnection<Postgres>,
+    /// Known to be in the claim's transaction: nothing has run on the connection since
+    /// the claim, or since the last check. Only a statement, or a use of the connection
+    /// as sqlx's own, can end the transaction, so a check is needed only after one.
+    in_claim: bool,
 }
 
 impl DeliveryConnection {
+    /// The connection, its claim's transaction just begun.
     pub(super) fn new(pooled: PoolConnection<Postgres>) -> Self {
-        Self { pooled }
+        Self {
+            pooled,
+            in_claim: true,
+        }
+    }
+
+    /// The connection, checked before this statement unless nothing ran since the
+    /// last check; then marked unchecked, since the statement may end the transaction.
+    async fn checked(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        if !std::mem::replace(&mut self.in_claim, false) {
+            ensure_open(&mut self.pooled).await?;
+        } else if PgTransactionManager::get_transaction_depth(&self.pooled) == 0 {
+            return Err(transaction_ended());
+        }
+        Ok(&mut self.pooled)
     }
 
     pub(super) fn pooled_mut(&mut self) -> &mut PgConnection {
@@ -69,6 +91,8 @@ impl Deref for DeliveryConnection {
 
 impl DerefMut for DeliveryConnection {
     fn deref_mut(&mut self) -> &mut PgConnection {
+        // Used as sqlx's own (a savepoint, say): anything may have run.
+        self.in_claim = false;
         &mut self.pooled
     }
 }
@@ -116,10 +140,9 @@ impl<'c> Executor<'c> for &'c mut DeliveryConnection {
         'q: 'e,
         E: 'q,
     {
-        let connection = &mut *self.pooled;
         futures_util::stream::once(async move {
-            match ensure_open(connection).await {
-                Ok(()) => connection.fetch_many(query),
+            match self.checked().await {
+                Ok(connection) => connection.fetch_many(query),
                 Err(error) => futures_util::stream::once(async { Err(error) }).boxed(),
             }
         })
@@ -137,12 +160,7 @@ impl<'c> Executor<'c> for &'c mut DeliveryConnection {
         'q: 'e,
         E: 'q,
     {
-        let connection = &mut *self.pooled;
-        async move {
-            ensure_open(connection).await?;
-            connection.fetch_optional(query).await
-        }
-        .boxed()
+        async move { self.checked().await?.fetch_optional(query).await }.boxed()
     }
 
     fn prepare_with<'e>(

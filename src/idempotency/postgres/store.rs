@@ -369,15 +369,18 @@ impl PostgresStore {
         // can carry no SQL, and durations. The lock timeout is in force before the
         // insert takes its first lock (the table's), and the session's own is saved to
         // be set back for the handler's statements.
+        // The settings are one statement: its `WHERE` reads the session's lock timeout,
+        // saved, before the row's values set the claim's.
         let claim = format!(
             "BEGIN; \
-             SELECT set_config('{CLAIM_OPEN}', 'on', true), \
-                    set_config('{SESSION_LOCK_TIMEOUT}', current_setting('lock_timeout'), true); \
-             SET LOCAL lock_timeout = '{wait}'; \
-             SET LOCAL statement_timeout = '{run}'; \
-             SET LOCAL idle_in_transaction_session_timeout = '{run}'; \
-             INSERT INTO {table} (key, fingerprint) VALUES ('{key}', '{fingerprint}'); \
-             SELECT set_config('lock_timeout', current_setting('{SESSION_LOCK_TIMEOUT}'), true)",
+             SELECT set_config('lock_timeout', '{wait}', true), \
+                    set_config('statement_timeout', '{run}', true), \
+                    set_config('idle_in_transaction_session_timeout', '{run}', true), \
+                    set_config('{CLAIM_OPEN}', 'on', true) \
+             FROM (SELECT set_config('{SESSION_LOCK_TIMEOUT}', current_setting('lock_timeout'), \
+                                     true) AS saved) AS session WHERE saved IS NOT NULL; \
+             INSERT INTO {table} (key, fingerprint) VALUES ('{key}', '{fingerprint}') \
+             RETURNING set_config('lock_timeout', current_setting('{SESSION_LOCK_TIMEOUT}'), true)",
             table = self.table,
             key = key.as_str(),
             fingerprint = fingerprint.as_str(),

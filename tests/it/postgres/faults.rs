@@ -214,20 +214,35 @@ async fn a_handlers_own_rollback_then_writes_keeps_nothing_and_the_retry_credits
     db: Database,
 ) {
     let single = pool(&db.url, 1).await;
-    let handler = Handler::default().then(Answer::RollbackThenCredit);
-    let stack = stack_on(&single, &handler);
-    let lost = send_owned(stack.clone(), item_add("ord_own_rollback"))
-        .await
-        .unwrap();
-    assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE, "{lost:?}");
-    assert_eq!(lost.outcome, Some(IdempotencyOutcome::TransactionLost));
-    // The write after its ROLLBACK was refused, not committed on its own.
-    assert_eq!(credits_of(&db, "ord_own_rollback").await, 0);
-    let retry = send_owned(stack, item_add("ord_own_rollback"))
-        .await
-        .unwrap();
-    assert_eq!(retry.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
-    assert_eq!(credits_of(&db, "ord_own_rollback").await, 1);
+    // Rolled back after a statement, or first thing, by a helper that takes sqlx's own
+    // connection type.
+    for (key, answer) in [
+        ("ord_own_rollback", Answer::RollbackThenCredit),
+        ("ord_helper_rollback", Answer::HelperRollsBackFirst),
+    ] {
+        let handler = Handler::default().then(answer);
+        let stack = stack_on(&single, &handler);
+        let lost = send_owned(stack.clone(), item_add(key)).await.unwrap();
+        assert_eq!(
+            lost.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{key}: {lost:?}"
+        );
+        assert_eq!(
+            lost.outcome,
+            Some(IdempotencyOutcome::TransactionLost),
+            "{key}"
+        );
+        // The write after its ROLLBACK was refused, not committed on its own.
+        assert_eq!(credits_of(&db, key).await, 0, "{key}");
+        let retry = send_owned(stack, item_add(key)).await.unwrap();
+        assert_eq!(
+            retry.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 1 }),
+            "{key}"
+        );
+        assert_eq!(credits_of(&db, key).await, 1, "{key}");
+    }
     settled(&db).await;
 }
 

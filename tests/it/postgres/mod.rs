@@ -107,6 +107,10 @@ enum Answer {
     /// its failure, then credits, ignoring any error, and answers the acknowledgement;
     /// no credit before.
     SwallowedErrorThenBegin,
+    /// Before anything else, hands the connection to a helper taking sqlx's own
+    /// `&mut PgConnection`, which rolls back; then credits, ignoring any error, and
+    /// answers the acknowledgement.
+    HelperRollsBackFirst,
     /// Notes the session's `app.tenant`, sets it to the run's number for the session,
     /// credits, answers 200.
     Tenant,
@@ -166,7 +170,12 @@ impl Handler {
             let failed = |e: sqlx::Error| e.to_string();
             let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
             let key = claim.dedupe_key().to_owned();
-            if let Answer::SwallowedErrorThenBegin = answer {
+            if let Answer::HelperRollsBackFirst = answer {
+                roll_back(&mut connection).await.map_err(failed)?;
+                let _ = credit(key.clone(), run as i32)
+                    .execute(&mut *connection)
+                    .await;
+            } else if let Answer::SwallowedErrorThenBegin = answer {
                 let _ = sqlx::query("SELECT 1 / 0").execute(&mut *connection).await;
                 let _ = connection.begin().await;
                 let _ = credit(key.clone(), run as i32)
@@ -254,6 +263,7 @@ impl Handler {
             Answer::RawThenAck(_)
             | Answer::FailedStatementThenAck
             | Answer::RollbackThenCredit
+            | Answer::HelperRollsBackFirst
             | Answer::SwallowedErrorThenBegin => {
                 return Ok(acknowledgement());
             }
@@ -266,6 +276,13 @@ impl Handler {
         );
         Ok(response)
     }
+}
+
+/// A helper of the game's, written for any connection.
+async fn roll_back(connection: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(connection, sqlx::raw_sql("ROLLBACK"))
+        .await
+        .map(drop)
 }
 
 /// Waits, at most 10 s, until `count` is at least `least`.
