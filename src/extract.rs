@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     events::{
-        from_json, peek_event_type, Ack, ErrorCode, Event, EventData, IntoWebhookResponse,
+        from_json, peek_event_type, Ack, Event, EventData, IntoWebhookResponse,
         PlayerVerifyResponse, StoreGetResponse, WebhookError,
     },
     VerifiedBody,
@@ -68,10 +68,7 @@ where
         // The type first, so a mismatch is named as such even if the data would not fit.
         let event_type = peek_event_type(verified)?;
         if !D::is_for(&event_type) {
-            return Err(WebhookError::new(
-                ErrorCode::UnknownEventType,
-                format!("event_type {event_type} is not handled here"),
-            ));
+            return Err(WebhookError::not_handled_here(&event_type));
         }
         from_json(verified).map(AghanimEvent)
     }

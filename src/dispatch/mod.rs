@@ -62,7 +62,9 @@ mod delivery;
 mod future;
 mod handler;
 mod metrics;
+mod refusal;
 mod service;
+mod trace;
 
 pub use delivery::FromDelivery;
 pub use future::{DispatchFuture, IntoResponseFuture};

@@ -4,8 +4,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    CouponRedeemed, EventType, FraudReported, IngameMessage, ItemChange, MarketingConsentUpdated,
-    Order, PlayerUpdate, PlayerVerify, StoreGet,
+    CouponRedeemed, EventType, FraudReported, IngameMessage, Item, ItemChange,
+    MarketingConsentUpdated, Order, PlayerUpdate, PlayerVerify, StoreGet,
 };
 
 /// An `event_data` type that names the event types it belongs to.
@@ -29,9 +29,13 @@ use super::{
 /// | [`FraudReported`] | `fraud.reported` |
 /// | [`serde_json::Value`] | any |
 ///
-/// [`Dispatch`](crate::dispatch::Dispatch) does not consult it: there the event type a
-/// handler is registered for decides, so one `ItemChange` handler can serve both
-/// `item.add` and `item.remove`.
+/// [`Dispatch`](crate::dispatch::Dispatch) uses the same table: `Dispatch::on` panics,
+/// when the dispatcher is built, for a handler whose data is not for the event type it is
+/// registered with, and a fallback must take data that is for every type. A credit and
+/// a revoke are two handlers, one on `Event<ItemChange>`, one on `Event<ItemRemove>`.
+///
+/// Data of your own (say for `payment.succeeded`, which has no type here) implements it
+/// in one line: its `is_for` names the types it is for.
 ///
 /// # Example
 ///
@@ -42,6 +46,19 @@ use super::{
 /// assert!(!ItemChange::is_for(&EventType::ItemRemove));
 /// assert!(ItemRemove::is_for(&EventType::ItemRemove));
 /// assert!(serde_json::Value::is_for(&EventType::Other("quest.done".into())));
+///
+/// // Data of your own, for the events it reads.
+/// #[derive(serde::Deserialize)]
+/// struct Payment {
+///     id: String,
+/// }
+///
+/// impl EventData for Payment {
+///     fn is_for(event_type: &EventType) -> bool {
+///         event_type.as_str().starts_with("payment.")
+///     }
+/// }
+/// assert!(Payment::is_for(&EventType::PaymentSucceeded));
 /// ```
 pub trait EventData: DeserializeOwned {
     /// Whether events of `event_type` carry this data.
@@ -94,6 +111,20 @@ impl EventData for Value {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ItemRemove(pub ItemChange);
+
+impl ItemRemove {
+    /// `items` to take back from `player_id`.
+    ///
+    /// ```
+    /// use aghanim_webhook::events::{Item, ItemRemove};
+    ///
+    /// let refund = ItemRemove::new("p1", vec![Item::new("sword")]);
+    /// assert_eq!(refund.player_id, "p1");
+    /// ```
+    pub fn new(player_id: impl Into<String>, items: Vec<Item>) -> Self {
+        Self(ItemChange::new(player_id, items))
+    }
+}
 
 impl Deref for ItemRemove {
     type Target = ItemChange;
