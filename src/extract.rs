@@ -76,8 +76,14 @@ where
 
 /// An axum handler behind the idempotency layer takes the delivery's
 /// [`Claim`](crate::idempotency::Claim) (and, with the transactional layer, its
-/// [`DeliveryTransaction`](crate::idempotency::DeliveryTransaction)) as an argument, as a
-/// `Dispatch` handler does; 500 when the layer is not there.
+/// [`DeliveryTransaction`]) as an argument, as a `Dispatch` handler does; 500 when the
+/// layer is not there.
+///
+#[cfg_attr(feature = "postgres", doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction")]
+#[cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`DeliveryTransaction`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.DeliveryTransaction.html"
+)]
 #[cfg(feature = "idempotency")]
 impl<S: Send + Sync> FromRequestParts<S> for crate::idempotency::Claim {
     type Rejection = WebhookError;

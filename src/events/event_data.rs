@@ -10,7 +10,7 @@ use super::{
 
 /// An `event_data` type that names the event types it belongs to.
 ///
-/// [`AghanimEvent<D>`](crate::AghanimEvent) refuses an event whose `event_type` is not
+/// [`AghanimEvent<D>`] refuses an event whose `event_type` is not
 /// one of `D`'s, so that a route for purchases can never take a refund, nor a route for
 /// `player.verify` any event that merely has a `player_id`. [`serde_json::Value`]
 /// belongs to every type: it is the untyped form.
@@ -60,6 +60,12 @@ use super::{
 /// }
 /// assert!(Payment::is_for(&EventType::PaymentSucceeded));
 /// ```
+///
+#[cfg_attr(feature = "axum", doc = "[`AghanimEvent<D>`]: crate::AghanimEvent")]
+#[cfg_attr(
+    not(feature = "axum"),
+    doc = "[`AghanimEvent<D>`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/struct.AghanimEvent.html"
+)]
 pub trait EventData: DeserializeOwned {
     /// Whether events of `event_type` carry this data.
     fn is_for(event_type: &EventType) -> bool;
@@ -96,8 +102,9 @@ impl EventData for Value {
 
 /// `event_data` of `item.remove`: the [`ItemChange`] to take back after a refund.
 ///
-/// A type of its own so that [`AghanimEvent<ItemChange>`](crate::AghanimEvent), a
-/// credit, never accepts a removal; it dereferences to the [`ItemChange`].
+/// A type of its own so that [`AghanimEvent<ItemChange>`], a credit, and a
+/// `Dispatch` handler of `Event<ItemChange>`, never accept a removal; it dereferences to
+/// the [`ItemChange`].
 ///
 /// # Example
 ///
@@ -108,6 +115,12 @@ impl EventData for Value {
 /// ).unwrap();
 /// assert_eq!(data.items[0].sku, "gems_100");
 /// ```
+///
+#[cfg_attr(feature = "axum", doc = "[`AghanimEvent<ItemChange>`]: crate::AghanimEvent")]
+#[cfg_attr(
+    not(feature = "axum"),
+    doc = "[`AghanimEvent<ItemChange>`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/struct.AghanimEvent.html"
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ItemRemove(pub ItemChange);
