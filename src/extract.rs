@@ -79,7 +79,10 @@ where
 /// [`DeliveryTransaction`]) as an argument, as a `Dispatch` handler does; 500 when the
 /// layer is not there.
 ///
-#[cfg_attr(feature = "postgres", doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction")]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction"
+)]
 #[cfg_attr(
     not(feature = "postgres"),
     doc = "[`DeliveryTransaction`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.DeliveryTransaction.html"

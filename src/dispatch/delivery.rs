@@ -28,12 +28,18 @@ use crate::events::WebhookError;
     not(feature = "idempotency"),
     doc = "[`Claim`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.Claim.html"
 )]
-#[cfg_attr(feature = "postgres", doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction")]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction"
+)]
 #[cfg_attr(
     not(feature = "postgres"),
     doc = "[`DeliveryTransaction`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.DeliveryTransaction.html"
 )]
-#[cfg_attr(feature = "postgres", doc = "[`IdempotencyLayer::transactional`]: crate::idempotency::IdempotencyLayer::transactional")]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`IdempotencyLayer::transactional`]: crate::idempotency::IdempotencyLayer::transactional"
+)]
 #[cfg_attr(
     not(feature = "postgres"),
     doc = "[`IdempotencyLayer::transactional`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.IdempotencyLayer.html#method.transactional"

@@ -116,7 +116,10 @@ impl EventData for Value {
 /// assert_eq!(data.items[0].sku, "gems_100");
 /// ```
 ///
-#[cfg_attr(feature = "axum", doc = "[`AghanimEvent<ItemChange>`]: crate::AghanimEvent")]
+#[cfg_attr(
+    feature = "axum",
+    doc = "[`AghanimEvent<ItemChange>`]: crate::AghanimEvent"
+)]
 #[cfg_attr(
     not(feature = "axum"),
     doc = "[`AghanimEvent<ItemChange>`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/struct.AghanimEvent.html"

@@ -119,12 +119,18 @@ fn scope(game: &str, environment: &str, event_type: &EventType, id: &str) -> Sha
 /// assert_eq!(from_ids.as_str().len(), 64);
 /// ```
 ///
-#[cfg_attr(feature = "redis", doc = "[`RedisStore`]: crate::idempotency::RedisStore")]
+#[cfg_attr(
+    feature = "redis",
+    doc = "[`RedisStore`]: crate::idempotency::RedisStore"
+)]
 #[cfg_attr(
     not(feature = "redis"),
     doc = "[`RedisStore`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.RedisStore.html"
 )]
-#[cfg_attr(feature = "postgres", doc = "[`PostgresStore`]: crate::idempotency::PostgresStore")]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore`]: crate::idempotency::PostgresStore"
+)]
 #[cfg_attr(
     not(feature = "postgres"),
     doc = "[`PostgresStore`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html"

@@ -6,12 +6,18 @@ use bytes::Bytes;
 /// it: [`RedisStore::record`], [`PostgresStore::record`], or `aghanim-webhook records
 /// show`.
 ///
-#[cfg_attr(feature = "redis", doc = "[`RedisStore::record`]: super::RedisStore::record")]
+#[cfg_attr(
+    feature = "redis",
+    doc = "[`RedisStore::record`]: super::RedisStore::record"
+)]
 #[cfg_attr(
     not(feature = "redis"),
     doc = "[`RedisStore::record`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.RedisStore.html#method.record"
 )]
-#[cfg_attr(feature = "postgres", doc = "[`PostgresStore::record`]: super::PostgresStore::record")]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore::record`]: super::PostgresStore::record"
+)]
 #[cfg_attr(
     not(feature = "postgres"),
     doc = "[`PostgresStore::record`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html#method.record"
@@ -69,12 +75,18 @@ pub enum RecordState {
 /// A claim in progress for longer than asked, from [`RedisStore::stuck`] or
 /// [`PostgresStore::stuck`].
 ///
-#[cfg_attr(feature = "redis", doc = "[`RedisStore::stuck`]: super::RedisStore::stuck")]
+#[cfg_attr(
+    feature = "redis",
+    doc = "[`RedisStore::stuck`]: super::RedisStore::stuck"
+)]
 #[cfg_attr(
     not(feature = "redis"),
     doc = "[`RedisStore::stuck`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.RedisStore.html#method.stuck"
 )]
-#[cfg_attr(feature = "postgres", doc = "[`PostgresStore::stuck`]: super::PostgresStore::stuck")]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore::stuck`]: super::PostgresStore::stuck"
+)]
 #[cfg_attr(
     not(feature = "postgres"),
     doc = "[`PostgresStore::stuck`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html#method.stuck"

@@ -351,7 +351,11 @@ fn dispatch_refusals_are_counted_by_reason_and_event_type() {
         assert_eq!(send("not json".to_owned()), StatusCode::BAD_REQUEST);
         // The handler's own refusal is its answer, not one of Dispatch's.
         assert_eq!(
-            send(keyed("item.add", r#"{"player_id":"p1","items":[]}"#, "ord_fail")),
+            send(keyed(
+                "item.add",
+                r#"{"player_id":"p1","items":[]}"#,
+                "ord_fail"
+            )),
             StatusCode::BAD_REQUEST
         );
         let unverified = Request::post("/webhook")

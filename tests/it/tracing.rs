@@ -158,11 +158,18 @@ async fn dispatch_lines(request: Request<Full<Bytes>>, behind_the_layer: bool) -
     let (captured, _guard) = capture();
     let dispatch = Dispatch::new().on(EventType::ItemAdd, |_: Event<ItemChange>| async { Ack });
     let status = if behind_the_layer {
-        tower::Layer::layer(&layer(), dispatch).oneshot(request).await.unwrap().status()
+        tower::Layer::layer(&layer(), dispatch)
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
     } else {
         dispatch.oneshot(request).await.unwrap().status()
     };
-    assert!(status.is_client_error() || status.is_server_error(), "{status}");
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status}"
+    );
     captured
         .text()
         .lines()
@@ -220,7 +227,11 @@ async fn an_event_type_without_a_handler_is_logged_once_at_warn_with_its_ids() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn dispatch_outside_the_layer_is_logged_as_misconfigured_reading_nothing_of_the_body() {
-    let body = common::keyed("item.add", r#"{"player_id":"p1","items":[]}"#, "ord_refused");
+    let body = common::keyed(
+        "item.add",
+        r#"{"player_id":"p1","items":[]}"#,
+        "ord_refused",
+    );
     let unverified = Request::post("/webhook")
         .body(Full::<Bytes>::from(body))
         .unwrap();
