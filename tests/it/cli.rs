@@ -200,3 +200,52 @@ async fn every_command_has_help_and_bad_arguments_are_clear() {
     let (ok, _, err) = tool(&["send"]).await;
     assert!(!ok && err.contains("required"), "{err}");
 }
+
+/// A real `item.add` as Aghanim documents it, keys in its own (unsorted) order.
+const REAL_ITEM_ADD: &str = r#"{"event_id":"whevt_eSeXmERbUGh","game_id":"gm_exoqPsmvqRu","event_type":"item.add","event_time":1725548450,"event_data":{"player_id":"2D2R-OP3C","items":[{"id":"itm_eSeXmERbUGh","name":"Crystals","description":"A pouch of crystals","sku":"crystals_100","quantity":1,"price":199,"price_decimal":1.99,"currency":"USD","type":"item","nested_items":null}],"reason":"Order paid ord_eSeXmERbUGh"},"idempotency_key":"ord_eSeXmERbUGh","request_id":null,"sandbox":false,"trigger":null,"transaction_id":"whtx_eSeXmERbUGh","context":null}"#;
+
+/// The same, pretty-printed by something that kept the key order (Python's `json.dumps(..,
+/// indent=2)`, a proxy's logger, a pasted copy).
+const REAL_ITEM_ADD_PRETTY: &str = r#"{
+  "event_id": "whevt_eSeXmERbUGh",
+  "game_id": "gm_exoqPsmvqRu",
+  "event_type": "item.add",
+  "event_time": 1725548450,
+  "event_data": {
+    "player_id": "2D2R-OP3C",
+    "items": [
+      {
+        "id": "itm_eSeXmERbUGh",
+        "name": "Crystals",
+        "description": "A pouch of crystals",
+        "sku": "crystals_100",
+        "quantity": 1,
+        "price": 199,
+        "price_decimal": 1.99,
+        "currency": "USD",
+        "type": "item",
+        "nested_items": null
+      }
+    ],
+    "reason": "Order paid ord_eSeXmERbUGh"
+  },
+  "idempotency_key": "ord_eSeXmERbUGh",
+  "request_id": null,
+  "sandbox": false,
+  "trigger": null,
+  "transaction_id": "whtx_eSeXmERbUGh",
+  "context": null
+}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diagnose_recognises_a_real_delivery_pretty_printed_in_its_own_key_order() {
+    let now = unix_now();
+    let request = captured(REAL_ITEM_ADD_PRETTY, now, REAL_ITEM_ADD, SECRET);
+    let (ok, out) = diagnose(&request, &[]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the JSON was re-serialized (whitespace changed, key order kept)"),
+        "{out}"
+    );
+    assert!(!out.contains("the secret is not the one"), "{out}");
+}
