@@ -346,10 +346,11 @@ fn delivery_ids(body: &[u8]) -> Vec<String> {
             }
         },
         Policy::DeduplicateAllowingChanges => {
-            lines.push(format!(
+            lines.push(
                 "record     keyed by its payload under the default policy: aghanim-webhook records show \
                  --body FILE --per-payload, FILE holding the body sent"
-            ));
+                    .into(),
+            );
             return lines;
         }
         _ => {
