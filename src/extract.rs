@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     events::{
-        from_json, peek_event_type, Ack, ErrorCode, Event, EventData, IntoWebhookResponse,
+        from_json, peek_event_type, Ack, Event, EventData, IntoWebhookResponse,
         PlayerVerifyResponse, StoreGetResponse, WebhookError,
     },
     VerifiedBody,
@@ -68,10 +68,7 @@ where
         // The type first, so a mismatch is named as such even if the data would not fit.
         let event_type = peek_event_type(verified)?;
         if !D::is_for(&event_type) {
-            return Err(WebhookError::new(
-                ErrorCode::UnknownEventType,
-                format!("event_type {event_type} is not handled here"),
-            ));
+            return Err(WebhookError::not_handled_here(&event_type));
         }
         from_json(verified).map(AghanimEvent)
     }
@@ -79,8 +76,17 @@ where
 
 /// An axum handler behind the idempotency layer takes the delivery's
 /// [`Claim`](crate::idempotency::Claim) (and, with the transactional layer, its
-/// [`DeliveryTransaction`](crate::idempotency::DeliveryTransaction)) as an argument, as a
-/// `Dispatch` handler does; 500 when the layer is not there.
+/// [`DeliveryTransaction`]) as an argument, as a `Dispatch` handler does; 500 when the
+/// layer is not there.
+///
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction"
+)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`DeliveryTransaction`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.DeliveryTransaction.html"
+)]
 #[cfg(feature = "idempotency")]
 impl<S: Send + Sync> FromRequestParts<S> for crate::idempotency::Claim {
     type Rejection = WebhookError;

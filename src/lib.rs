@@ -75,12 +75,31 @@
 #![doc = include_str!("../docs/logs.md")]
 //!
 #![doc = include_str!("../docs/security.md")]
+//!
+// Links to the modules of the default feature `events` open without it too.
+#![cfg_attr(feature = "events", doc = "[`events`]: mod@events")]
+#![cfg_attr(
+    not(feature = "events"),
+    doc = "[`events`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/events/index.html"
+)]
+#![cfg_attr(feature = "events", doc = "[`dispatch`]: mod@dispatch")]
+#![cfg_attr(
+    not(feature = "events"),
+    doc = "[`dispatch`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/dispatch/index.html"
+)]
+#![cfg_attr(feature = "events", doc = "[`dispatch::Dispatch`]: dispatch::Dispatch")]
+#![cfg_attr(
+    not(feature = "events"),
+    doc = "[`dispatch::Dispatch`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/dispatch/struct.Dispatch.html"
+)]
 #![warn(missing_docs, rust_2018_idioms)]
 #![deny(unsafe_code)]
 #![deny(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+#[cfg(feature = "tracing")]
+mod delivery_ids;
 #[cfg(feature = "events")]
 #[cfg_attr(docsrs, doc(cfg(feature = "events")))]
 pub mod dispatch;

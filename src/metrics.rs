@@ -14,6 +14,7 @@
 /// | `aghanim_webhook_bodies_reading` | gauge | |
 /// | `aghanim_webhook_buffer_budget_bytes_in_use` | gauge | |
 /// | `aghanim_webhook_events_total` | counter | `event_type` (documented types, else `other`), `class` (`2xx`, `4xx`, `5xx`) |
+/// | `aghanim_webhook_dispatch_refusals_total` | counter | `reason` (`validation_error`, `unknown_event_type`, `misconfigured`), `event_type` |
 /// | `aghanim_webhook_idempotency_decisions_total` | counter | `decision` |
 /// | `aghanim_webhook_idempotency_store_duration_seconds` | histogram | `store`, `operation` |
 ///
@@ -62,6 +63,11 @@ pub fn describe_metrics() {
         "aghanim_webhook_events_total",
         Unit::Count,
         "Events Dispatch answered, by type and answer class"
+    );
+    describe_counter!(
+        "aghanim_webhook_dispatch_refusals_total",
+        Unit::Count,
+        "Events Dispatch refused itself (not a handler's answer), by reason and type"
     );
     describe_counter!(
         "aghanim_webhook_idempotency_decisions_total",

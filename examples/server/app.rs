@@ -18,8 +18,8 @@ use std::{
 use aghanim_webhook::{
     dispatch::Dispatch,
     events::{
-        Ack, ErrorCode, Event, EventType, ItemChange, PlayerVerify, PlayerVerifyResponse, StoreGet,
-        StoreGetResponse, StoreItem, WebhookError,
+        Ack, ErrorCode, Event, EventType, ItemChange, ItemRemove, PlayerVerify,
+        PlayerVerifyResponse, StoreGet, StoreGetResponse, StoreItem, WebhookError,
     },
     idempotency::{
         DeliveryTransaction, IdempotencyLayer, PostgresStore, RedisStore, DEFAULT_RETENTION,
@@ -263,8 +263,11 @@ fn router_with(secret: &str, game: Game, idempotency: IdempotencyLayer) -> Route
         )
         .on(
             EventType::ItemRemove,
-            |game: Arc<Game>, transaction: Option<DeliveryTransaction>, event| async move {
-                game.apply(event, -1, transaction).await
+            |game: Arc<Game>,
+             transaction: Option<DeliveryTransaction>,
+             event: Event<ItemRemove>| async move {
+                game.apply(event.map_data(|removal| removal.0), -1, transaction)
+                    .await
             },
         )
         .on(EventType::StoreGet, store)

@@ -174,6 +174,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     servers.push(tokio::spawn(serve(listener, webhook, stopped)));
     println!("Listening on http://{address}/webhook\nTry a signed player.verify:\n");
     println!("{}", sample_curl(&secret, address));
+    println!(
+        "It is signed now, and stays valid for {} s (the layer's timestamp tolerance): later it \
+         gets 403 as stale. For a fresh one: cargo run --features cli -- send player.verify\n",
+        aghanim_webhook::DEFAULT_TOLERANCE.as_secs()
+    );
 
     shutdown_signal().await?;
     println!(

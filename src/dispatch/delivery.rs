@@ -8,8 +8,8 @@ use crate::events::WebhookError;
 ///
 /// | `A` | from | missing |
 /// |---|---|---|
-/// | [`Claim`](crate::idempotency::Claim) | the idempotency layer, for a deduplicated delivery | 500: the stack is put together wrongly, or the type passes through |
-/// | [`DeliveryTransaction`](crate::idempotency::DeliveryTransaction) | [`IdempotencyLayer::transactional`](crate::idempotency::IdempotencyLayer::transactional) | 500, likewise |
+/// | [`Claim`] | the idempotency layer, for a deduplicated delivery | 500: the stack is put together wrongly, or the type passes through |
+/// | [`DeliveryTransaction`] | [`IdempotencyLayer::transactional`] | 500, likewise |
 /// | `Option<A>` | either | `None` |
 ///
 /// # Example
@@ -22,6 +22,28 @@ use crate::events::WebhookError;
 ///     Ack
 /// });
 /// ```
+///
+#[cfg_attr(feature = "idempotency", doc = "[`Claim`]: crate::idempotency::Claim")]
+#[cfg_attr(
+    not(feature = "idempotency"),
+    doc = "[`Claim`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.Claim.html"
+)]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction"
+)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`DeliveryTransaction`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.DeliveryTransaction.html"
+)]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`IdempotencyLayer::transactional`]: crate::idempotency::IdempotencyLayer::transactional"
+)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`IdempotencyLayer::transactional`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.IdempotencyLayer.html#method.transactional"
+)]
 pub trait FromDelivery: Sized + Send + 'static {
     /// Takes the argument from the request's extensions.
     ///

@@ -7,6 +7,8 @@ use crate::events::EventType;
 
 #[cfg(feature = "metrics")]
 pub(crate) const EVENTS: &str = "aghanim_webhook_events_total";
+#[cfg(feature = "metrics")]
+pub(crate) const REFUSALS: &str = "aghanim_webhook_dispatch_refusals_total";
 
 /// The label of an event type: its name if documented, else `other`, so that no label
 /// value comes from the request.
@@ -38,4 +40,13 @@ pub(crate) fn answered(event: EventLabel, status: StatusCode) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (event, status);
+}
+
+/// A refusal `Dispatch` made itself, by reason and event type.
+#[inline]
+pub(crate) fn refused(event: EventLabel, refusal: super::refusal::Refusal) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(REFUSALS, "reason" => refusal.as_str(), "event_type" => event).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (event, refusal);
 }

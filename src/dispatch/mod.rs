@@ -57,12 +57,37 @@
 //! ```
 
 #![doc = include_str!("../../docs/dispatch.md")]
+//!
+//! [`VerifiedBody`]: crate::VerifiedBody
+//! [`EventData`]: crate::events::EventData
+// Links to items of features that may be off point at docs.rs, so that no build of the
+// docs has a link that does not open.
+#![cfg_attr(feature = "axum", doc = "[`AghanimEvent<D>`]: crate::AghanimEvent")]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "[`AghanimEvent<D>`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/struct.AghanimEvent.html"
+)]
+#![cfg_attr(feature = "idempotency", doc = "[`Claim`]: crate::idempotency::Claim")]
+#![cfg_attr(
+    not(feature = "idempotency"),
+    doc = "[`Claim`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.Claim.html"
+)]
+#![cfg_attr(
+    feature = "postgres",
+    doc = "[`DeliveryTransaction`]: crate::idempotency::DeliveryTransaction"
+)]
+#![cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`DeliveryTransaction`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.DeliveryTransaction.html"
+)]
 
 mod delivery;
 mod future;
 mod handler;
 mod metrics;
+mod refusal;
 mod service;
+mod trace;
 
 pub use delivery::FromDelivery;
 pub use future::{DispatchFuture, IntoResponseFuture};

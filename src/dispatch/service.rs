@@ -10,7 +10,8 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{
-    handler::{Erased, Route},
+    handler::{assert_data_is_for, assert_data_is_for_any, Erased, Route},
+    refusal::Refusal,
     DispatchFuture, Handler,
 };
 use crate::{
@@ -118,19 +119,74 @@ where
 
     /// Handles events of `event_type` with `handler`, deserializing their `event_data`
     /// into the handler's data type. A second handler for the same type replaces the first.
+    ///
+    /// The handler's data type must be the data of `event_type`
+    /// ([`EventData::is_for`](crate::events::EventData::is_for)): `item.add` takes
+    /// [`ItemChange`](crate::events::ItemChange), `item.remove`
+    /// [`ItemRemove`](crate::events::ItemRemove), `player.verify`
+    /// [`PlayerVerify`](crate::events::PlayerVerify), and so on; `serde_json::Value`
+    /// (`Event` with no parameter) goes with any type.
+    ///
+    /// # Panics
+    ///
+    /// When the handler's data type is not the data of `event_type`, naming both: a
+    /// credit registered for refunds, a revoke for purchases or a `player.verify`
+    /// handler for purchases is a mistake in the program, caught when the `Dispatch` is
+    /// built rather than answered 200 at a delivery.
+    ///
+    /// ```should_panic
+    /// use aghanim_webhook::{dispatch::Dispatch, events::{Ack, Event, EventType, ItemChange}};
+    ///
+    /// async fn credit(_event: Event<ItemChange>) -> Ack {
+    ///     Ack
+    /// }
+    ///
+    /// // Panics: "the handler takes ItemChange, which is not the event_data of item.remove".
+    /// let dispatch = Dispatch::new().on(EventType::ItemRemove, credit);
+    /// ```
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::{dispatch::Dispatch, events::{Ack, Event, EventType, ItemChange, ItemRemove}};
+    ///
+    /// async fn credit(_event: Event<ItemChange>) -> Ack {
+    ///     Ack
+    /// }
+    ///
+    /// async fn revoke(_event: Event<ItemRemove>) -> Ack {
+    ///     Ack
+    /// }
+    ///
+    /// let dispatch = Dispatch::new()
+    ///     .on(EventType::ItemAdd, credit)
+    ///     .on(EventType::ItemRemove, revoke);
+    /// ```
     #[must_use]
+    #[track_caller]
     pub fn on<H, T>(mut self, event_type: impl Into<EventType>, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
     {
+        let event_type = event_type.into();
+        assert_data_is_for::<H::Data>(&event_type);
         let route: Arc<dyn Route<S>> = Arc::new(Erased::new(handler));
-        self.routes_mut().handlers.insert(event_type.into(), route);
+        self.routes_mut().handlers.insert(event_type, route);
         self
     }
 
     /// Handles events whose type has no handler; by default they get 400
     /// `{"status":"error","code":"unknown_event_type",...}`.
+    ///
+    /// The fallback gets any event type, so its data must be the data of every type:
+    /// `serde_json::Value` (`Event` with no parameter), or data of your own whose
+    /// [`EventData::is_for`](crate::events::EventData::is_for) accepts every type.
+    ///
+    /// # Panics
+    ///
+    /// When the handler's data type is not the data of every event type (say
+    /// `Event<ItemChange>`), naming the data type and a type it is not for.
     ///
     /// # Example
     ///
@@ -147,11 +203,13 @@ where
     /// });
     /// ```
     #[must_use]
+    #[track_caller]
     pub fn fallback<H, T>(mut self, handler: H) -> Self
     where
         H: Handler<T, S>,
         T: 'static,
     {
+        assert_data_is_for_any::<H::Data>();
         self.routes_mut().fallback = Some(Arc::new(Erased::new(handler)));
         self
     }
@@ -165,7 +223,7 @@ where
     fn start(&self, extensions: &http::Extensions, verified: &[u8]) -> DispatchFuture {
         let event_type = match peek_event_type(verified) {
             Ok(event_type) => event_type,
-            Err(error) => return DispatchFuture::ready(OTHER, error.into_webhook_response()),
+            Err(error) => return refuse(OTHER, &error, Some(verified)),
         };
         let event = super::metrics::event_label(&event_type);
         let route = self
@@ -174,7 +232,7 @@ where
             .get(&event_type)
             .or(self.routes.fallback.as_ref());
         let started = match route {
-            Some(route) => route.start(self.state.clone(), extensions, verified),
+            Some(route) => route.start(self.state.clone(), extensions, &event_type, verified),
             None => Err(WebhookError::new(
                 ErrorCode::UnknownEventType,
                 format!("No handler for event_type {event_type}"),
@@ -182,9 +240,22 @@ where
         };
         match started {
             Ok(future) => DispatchFuture::handler(event, future),
-            Err(error) => DispatchFuture::ready(event, error.into_webhook_response()),
+            Err(error) => refuse(event, &error, Some(verified)),
         }
     }
+}
+
+/// Answers `error` for `Dispatch` itself: logged once at `warn` with the delivery's ids
+/// (feature `tracing`) and counted by reason (feature `metrics`).
+fn refuse(
+    event: super::metrics::EventLabel,
+    error: &WebhookError,
+    verified: Option<&[u8]>,
+) -> DispatchFuture {
+    let refusal = Refusal::of(error);
+    super::trace::refused(refusal, error, verified);
+    super::metrics::refused(event, refusal);
+    DispatchFuture::ready(event, error.clone().into_webhook_response())
 }
 
 /// The event label of a body whose type could not be read.
@@ -211,8 +282,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> DispatchFuture {
         let Some(verified) = request.extensions().get::<VerifiedBody>() else {
-            let error = WebhookError::missing_layer("Dispatch");
-            return DispatchFuture::ready(OTHER, error.into_webhook_response());
+            return refuse(OTHER, &WebhookError::missing_layer("Dispatch"), None);
         };
         self.start(request.extensions(), verified)
     }

@@ -104,6 +104,25 @@ impl<D> Event<D> {
         }
     }
 
+    /// The same envelope with its data transformed, e.g. a removal's [`ItemRemove`](super::ItemRemove)
+    /// to the [`ItemChange`](super::ItemChange) it holds, for code shared with credits.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use aghanim_webhook::events::{Event, EventType, ItemChange, ItemRemove};
+    ///
+    /// let removal = Event::new(EventType::ItemRemove, ItemRemove(ItemChange::new("p1", vec![])));
+    /// let change: Event<ItemChange> = removal.map_data(|removal| removal.0);
+    /// assert_eq!(change.event_type, EventType::ItemRemove);
+    /// ```
+    pub fn map_data<T>(self, map: impl FnOnce(D) -> T) -> Event<T> {
+        match self.try_map_data(|data| Ok::<T, std::convert::Infallible>(map(data))) {
+            Ok(event) => event,
+            Err(never) => match never {},
+        }
+    }
+
     /// The same envelope with its data transformed.
     ///
     /// # Errors

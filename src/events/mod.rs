@@ -7,7 +7,8 @@
 //! | `event_type` | `event_data` | answer |
 //! |---|---|---|
 //! | `player.verify` | [`PlayerVerify`] | [`PlayerVerifyResponse`], or a 4xx [`WebhookError`] (`not_found`, `banned`) |
-//! | `item.add`, `item.remove` | [`ItemChange`] ([`ItemRemove`] for the extractor) | [`Ack`] once per `idempotency_key`; `item.add` may answer [`WebhookError::declined`] |
+//! | `item.add` (a credit) | [`ItemChange`] | [`Ack`] once per `idempotency_key`, or [`WebhookError::declined`] |
+//! | `item.remove` (take back after a refund) | [`ItemRemove`] | [`Ack`] once per `idempotency_key` |
 //! | `store.get` | [`StoreGet`] | [`StoreGetResponse`] |
 //! | `player.update` | [`PlayerUpdate`] | [`Ack`] |
 //! | `player.marketing_consent.updated` | [`MarketingConsentUpdated`] | [`Ack`] |
@@ -16,6 +17,10 @@
 //! | `ingame.popup`, `ingame.push` | [`IngameMessage`] | [`Ack`] |
 //! | `fraud.reported` | [`FraudReported`] | [`Ack`] |
 //! | any other | [`serde_json::Value`] | [`Ack`] |
+//!
+//! A data type belongs to its event types only ([`EventData`]): `Dispatch` refuses, when it
+//! is built, a handler registered for a type its data is not for, and the axum extractor
+//! refuses such an event, so a credit on `Event<ItemChange>` never runs on a refund.
 //!
 //! The answers for notification events are a convention (any 2xx is success); Aghanim
 //! retries on any 4xx or 5xx, so never answer an error for a duplicate.

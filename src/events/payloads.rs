@@ -58,6 +58,24 @@ pub struct PlayerUpdate {
     pub avatar_url: Option<String>,
 }
 
+impl PlayerUpdate {
+    /// An update of `player_id` that changes nothing yet: set the fields that change.
+    ///
+    /// ```
+    /// # use aghanim_webhook::events::PlayerUpdate;
+    /// let mut update = PlayerUpdate::new("p1");
+    /// update.email = Some("a@b.c".into());
+    /// ```
+    pub fn new(player_id: impl Into<String>) -> Self {
+        Self {
+            player_id: player_id.into(),
+            name: None,
+            email: None,
+            avatar_url: None,
+        }
+    }
+}
+
 /// `event_data` of `player.marketing_consent.updated`.
 ///
 /// # Example
@@ -79,6 +97,22 @@ pub struct MarketingConsentUpdated {
     pub email: Option<EmailConsent>,
 }
 
+impl MarketingConsentUpdated {
+    /// `player_id`'s consent to email marketing.
+    ///
+    /// ```
+    /// # use aghanim_webhook::events::{EmailConsent, MarketingConsentUpdated};
+    /// let consent = MarketingConsentUpdated::new("p1", EmailConsent::new("a@b.c").granted_at(1_700_000_000));
+    /// assert_eq!(consent.email.unwrap().granted_at, Some(1_700_000_000));
+    /// ```
+    pub fn new(player_id: impl Into<String>, email: EmailConsent) -> Self {
+        Self {
+            player_id: player_id.into(),
+            email: Some(email),
+        }
+    }
+}
+
 /// Email marketing consent in [`MarketingConsentUpdated`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -92,6 +126,31 @@ pub struct EmailConsent {
     /// When consent was withdrawn, Unix seconds.
     #[serde(default)]
     pub revoked_at: Option<i64>,
+}
+
+impl EmailConsent {
+    /// Consent for `address`, neither granted nor revoked yet.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: Some(address.into()),
+            granted_at: None,
+            revoked_at: None,
+        }
+    }
+
+    /// Granted at `unix_seconds`.
+    #[must_use]
+    pub fn granted_at(mut self, unix_seconds: i64) -> Self {
+        self.granted_at = Some(unix_seconds);
+        self
+    }
+
+    /// Revoked at `unix_seconds`.
+    #[must_use]
+    pub fn revoked_at(mut self, unix_seconds: i64) -> Self {
+        self.revoked_at = Some(unix_seconds);
+        self
+    }
 }
 
 /// `event_data` of `item.add` (credit the items) and `item.remove` (take them back).
@@ -129,6 +188,36 @@ pub struct ItemChange {
     /// Deprecated by Aghanim in favour of `items`.
     #[serde(default)]
     pub sku: Option<String>,
+}
+
+impl ItemChange {
+    /// `items` credited to (or, inside an [`ItemRemove`](super::ItemRemove), taken back
+    /// from) `player_id`.
+    ///
+    /// ```
+    /// use aghanim_webhook::events::{Item, ItemChange};
+    ///
+    /// let purchase = ItemChange::new("p1", vec![Item::new("sword").quantity(2).price(499, "USD")])
+    ///     .reason("Order paid ord_1");
+    /// assert_eq!(purchase.items[0].quantity, 2);
+    /// assert_eq!(purchase.reason.as_deref(), Some("Order paid ord_1"));
+    /// ```
+    pub fn new(player_id: impl Into<String>, items: Vec<Item>) -> Self {
+        Self {
+            player_id: player_id.into(),
+            items,
+            reason: None,
+            item_id: None,
+            sku: None,
+        }
+    }
+
+    /// With the human-readable cause, e.g. `Order paid ord_1`.
+    #[must_use]
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
 }
 
 /// An item in [`ItemChange`], [`Order`] or [`CouponRedeemed`].
@@ -169,6 +258,69 @@ pub struct Item {
     pub image_url: Option<String>,
 }
 
+impl Item {
+    /// One of `sku`, with no other field set.
+    ///
+    /// ```
+    /// use aghanim_webhook::events::Item;
+    ///
+    /// let item = Item::new("gems_500").quantity(3).price(999, "EUR").id("itm_1").name("500 gems");
+    /// assert_eq!((item.sku.as_str(), item.quantity, item.price), ("gems_500", 3, Some(999)));
+    /// assert_eq!(item.currency.as_deref(), Some("EUR"));
+    /// ```
+    pub fn new(sku: impl Into<String>) -> Self {
+        Self {
+            sku: sku.into(),
+            quantity: 1,
+            id: None,
+            name: None,
+            description: None,
+            price: None,
+            currency: None,
+            item_type: None,
+            nested_items: None,
+            source: None,
+            image_url: None,
+        }
+    }
+
+    /// How many.
+    #[must_use]
+    pub fn quantity(mut self, quantity: i64) -> Self {
+        self.quantity = quantity;
+        self
+    }
+
+    /// The price, in minor units of the ISO 4217 `currency` (`199`, `"USD"` is 1.99).
+    #[must_use]
+    pub fn price(mut self, minor_units: i64, currency: impl Into<String>) -> Self {
+        self.price = Some(minor_units);
+        self.currency = Some(currency.into());
+        self
+    }
+
+    /// Aghanim's item id.
+    #[must_use]
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The display name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The items inside this bundle.
+    #[must_use]
+    pub fn nested_items(mut self, items: Vec<Item>) -> Self {
+        self.nested_items = Some(items);
+        self
+    }
+}
+
 fn one() -> i64 {
     1
 }
@@ -203,6 +355,20 @@ pub struct StoreGet {
     /// The visitor's locale.
     #[serde(default)]
     pub locale: Option<String>,
+}
+
+impl StoreGet {
+    /// A store asked for by `player_id`; the other fields unset.
+    pub fn new(player_id: impl Into<String>) -> Self {
+        Self {
+            player_id: Some(player_id.into()),
+            is_anonymous: None,
+            placement_keys: None,
+            category_slugs: None,
+            current_page_path: None,
+            locale: None,
+        }
+    }
 }
 
 /// `event_data` of `order.created`, `order.paid`, `order.canceled` and `order.refunded`.
@@ -259,6 +425,35 @@ pub struct Order {
     pub fees: Option<Value>,
 }
 
+impl Order {
+    /// The order `id` (`ord_…`) with no other field set: set the ones a test needs.
+    ///
+    /// ```
+    /// use aghanim_webhook::events::{Item, Order};
+    ///
+    /// let mut order = Order::new("ord_1");
+    /// order.amount = Some(499);
+    /// order.items = Some(vec![Item::new("sword")]);
+    /// ```
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            amount: None,
+            currency: None,
+            payment_currency: None,
+            country: None,
+            items: None,
+            player_id: None,
+            status: None,
+            created_at: None,
+            modified_at: None,
+            receipt_number: None,
+            revenue_usd: None,
+            fees: None,
+        }
+    }
+}
+
 /// `event_data` of `coupon.redeemed`.
 ///
 /// # Example
@@ -285,6 +480,18 @@ pub struct CouponRedeemed {
     pub items: Option<Vec<Item>>,
 }
 
+impl CouponRedeemed {
+    /// `player_id` redeemed `coupon`, granting `items`.
+    pub fn new(player_id: impl Into<String>, coupon: Coupon, items: Vec<Item>) -> Self {
+        Self {
+            player_id: player_id.into(),
+            coupon,
+            item: None,
+            items: Some(items),
+        }
+    }
+}
+
 /// The coupon in [`CouponRedeemed`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -297,6 +504,17 @@ pub struct Coupon {
     /// Unix seconds.
     #[serde(default)]
     pub redeemed_at: Option<i64>,
+}
+
+impl Coupon {
+    /// The coupon `code`.
+    pub fn new(code: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            sku: None,
+            redeemed_at: None,
+        }
+    }
 }
 
 /// `event_data` of `ingame.popup` and `ingame.push`: a message to show in the game.
@@ -325,6 +543,19 @@ pub struct IngameMessage {
     /// Link to open.
     #[serde(default)]
     pub url: Option<String>,
+}
+
+impl IngameMessage {
+    /// A message to `player_id` with `title`.
+    pub fn new(player_id: impl Into<String>, title: impl Into<String>) -> Self {
+        Self {
+            player_id: player_id.into(),
+            title: Some(title.into()),
+            body: None,
+            icon: None,
+            url: None,
+        }
+    }
 }
 
 /// `event_data` of `fraud.reported`.
@@ -367,4 +598,21 @@ pub struct FraudReported {
     /// Unix seconds.
     #[serde(default)]
     pub reported_at: Option<i64>,
+}
+
+impl FraudReported {
+    /// The report `id` (`frd_…`) with no other field set.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            player_id: None,
+            order_id: None,
+            payment_id: None,
+            fraud_type: None,
+            amount: None,
+            currency: None,
+            payment_method: None,
+            reported_at: None,
+        }
+    }
 }

@@ -299,6 +299,15 @@ impl WebhookError {
         Self::new(ErrorCode::Declined, message)
     }
 
+    /// 400 `unknown_event_type` for an event whose type the handler or extractor at hand
+    /// does not take.
+    pub(crate) fn not_handled_here(event_type: &super::EventType) -> Self {
+        Self::new(
+            ErrorCode::UnknownEventType,
+            format!("event_type {event_type} is not handled here"),
+        )
+    }
+
     /// 500 for a request that reached `what` without passing the signature layer: a
     /// stack built wrong, shown at once rather than handling unverified events.
     pub(crate) fn missing_layer(what: &str) -> Self {

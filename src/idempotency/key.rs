@@ -104,8 +104,7 @@ fn scope(game: &str, environment: &str, event_type: &EventType, id: &str) -> Sha
 ///
 /// The layer keys a delivery by its `game_id` (empty when absent), sandbox or live,
 /// `event_type`, and its `idempotency_key`, or its `event_id` when it has no
-/// idempotency key. [`RedisStore`](crate::idempotency::RedisStore) and
-/// [`PostgresStore`](crate::idempotency::PostgresStore) look a record up by it; the
+/// idempotency key. [`RedisStore`] and [`PostgresStore`] look a record up by it; the
 /// `aghanim-webhook records` command does it for you.
 ///
 /// # Example
@@ -119,6 +118,23 @@ fn scope(game: &str, environment: &str, event_type: &EventType, id: &str) -> Sha
 /// assert_eq!(RecordKey::of_delivery(delivery, false), Some(from_ids.clone()));
 /// assert_eq!(from_ids.as_str().len(), 64);
 /// ```
+///
+#[cfg_attr(
+    feature = "redis",
+    doc = "[`RedisStore`]: crate::idempotency::RedisStore"
+)]
+#[cfg_attr(
+    not(feature = "redis"),
+    doc = "[`RedisStore`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.RedisStore.html"
+)]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore`]: crate::idempotency::PostgresStore"
+)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`PostgresStore`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html"
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordKey(HexDigest);
 

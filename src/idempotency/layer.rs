@@ -144,7 +144,13 @@ impl IdempotencyLayer {
 
     /// How long the memory and Redis stores keep records: a duplicate arriving later
     /// runs the handler again. The transactional store keeps every key it completed
-    /// whatever this says; see [`PostgresStore`](super::PostgresStore)'s retention.
+    /// whatever this says; see [`PostgresStore`]'s retention.
+    ///
+    #[cfg_attr(feature = "postgres", doc = "[`PostgresStore`]: super::PostgresStore")]
+    #[cfg_attr(
+        not(feature = "postgres"),
+        doc = "[`PostgresStore`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html"
+    )]
     ///
     /// # Panics
     ///

@@ -125,6 +125,15 @@
 //! ```
 
 #![doc = include_str!("../../docs/idempotency.md")]
+//!
+#![cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore::purge_expired`]: PostgresStore::purge_expired"
+)]
+#![cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`PostgresStore::purge_expired`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html#method.purge_expired"
+)]
 
 mod answer;
 mod config;

@@ -3,9 +3,25 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 /// What a store holds under one [`RecordKey`](super::RecordKey), as an operator reads
-/// it: [`RedisStore::record`](super::RedisStore::record),
-/// [`PostgresStore::record`](super::PostgresStore::record), or `aghanim-webhook
-/// records show`.
+/// it: [`RedisStore::record`], [`PostgresStore::record`], or `aghanim-webhook records
+/// show`.
+///
+#[cfg_attr(
+    feature = "redis",
+    doc = "[`RedisStore::record`]: super::RedisStore::record"
+)]
+#[cfg_attr(
+    not(feature = "redis"),
+    doc = "[`RedisStore::record`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.RedisStore.html#method.record"
+)]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore::record`]: super::PostgresStore::record"
+)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`PostgresStore::record`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html#method.record"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
@@ -56,9 +72,25 @@ pub enum RecordState {
     Unanswered,
 }
 
-/// A claim in progress for longer than asked, from
-/// [`RedisStore::stuck`](super::RedisStore::stuck) or
-/// [`PostgresStore::stuck`](super::PostgresStore::stuck).
+/// A claim in progress for longer than asked, from [`RedisStore::stuck`] or
+/// [`PostgresStore::stuck`].
+///
+#[cfg_attr(
+    feature = "redis",
+    doc = "[`RedisStore::stuck`]: super::RedisStore::stuck"
+)]
+#[cfg_attr(
+    not(feature = "redis"),
+    doc = "[`RedisStore::stuck`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.RedisStore.html#method.stuck"
+)]
+#[cfg_attr(
+    feature = "postgres",
+    doc = "[`PostgresStore::stuck`]: super::PostgresStore::stuck"
+)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    doc = "[`PostgresStore::stuck`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/idempotency/struct.PostgresStore.html#method.stuck"
+)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StuckClaim {

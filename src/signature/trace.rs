@@ -3,7 +3,7 @@
 
 use crate::Rejection;
 #[cfg(feature = "tracing")]
-use crate::RejectionKind;
+use crate::{delivery_ids::DeliveryIds, RejectionKind};
 
 /// [`rejection_read`] for a request refused before its body was read.
 #[inline]
@@ -59,29 +59,4 @@ pub(crate) fn rejection_read(
     }
     #[cfg(not(feature = "tracing"))]
     let _ = (rejection, parts, body_read, verified);
-}
-
-/// The ids an operator needs to find a refused purchase again; all `None` without the
-/// feature `events` or when the verified bytes are not an event.
-#[cfg(feature = "tracing")]
-#[derive(Default)]
-#[cfg_attr(feature = "events", derive(serde::Deserialize))]
-struct DeliveryIds {
-    event_type: Option<String>,
-    event_id: Option<String>,
-    idempotency_key: Option<String>,
-    game_id: Option<String>,
-}
-
-#[cfg(feature = "tracing")]
-impl DeliveryIds {
-    fn read(verified: &[u8]) -> Self {
-        #[cfg(feature = "events")]
-        return serde_json::from_slice(verified).unwrap_or_default();
-        #[cfg(not(feature = "events"))]
-        {
-            let _ = verified;
-            Self::default()
-        }
-    }
 }

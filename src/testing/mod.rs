@@ -4,13 +4,19 @@
 //! concurrent copies, retries and hang-ups, so a test can assert that a handler
 //! credits once.
 //!
-//! Enable it for tests only:
+//! Enable it for tests only, with what the examples here use beside it:
 //!
 //! ```toml
 //! [dev-dependencies]
 //! aghanim-webhook = { version = "0.1", features = ["testing"] }
-//! tokio = { version = "1", features = ["macros", "rt"] }
+//! tokio = { version = "1", features = ["macros", "rt"] }  # #[tokio::test]
+//! tower = { version = "0.5", features = ["util"] }        # ServiceExt::oneshot, service_fn
+//! http = "1"                                              # Request, Response, StatusCode
+//! http-body-util = "0.1"                                  # reading an answer's body
 //! ```
+//!
+//! ([`SignedRequest`] builds an `http::Request<http_body_util::Full<Bytes>>`; with axum,
+//! `axum::body::to_bytes` reads an answer's body instead of `http-body-util`.)
 //!
 //! # Example
 //!
@@ -43,5 +49,5 @@ mod sample;
 mod sender;
 
 pub use request::{reserialize, signed_request, SignedRequest};
-pub use sample::{Sample, SAMPLE_GAME_ID};
+pub use sample::{Sample, SAMPLE_GAME_ID, SAMPLE_SKU};
 pub use sender::{Answer, Answers, Reply, Sender};

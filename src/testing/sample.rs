@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 
 use crate::events::{
-    CouponRedeemed, Event, EventType, FraudReported, IngameMessage, ItemChange,
+    CouponRedeemed, Event, EventData, EventType, FraudReported, IngameMessage, ItemChange,
     MarketingConsentUpdated, Order, PlayerUpdate, PlayerVerify, StoreGet,
 };
 use crate::unix_now;
@@ -21,8 +21,22 @@ use crate::unix_now;
 /// [`edit`](Self::edit) (the envelope) or [`edit_data`](Self::edit_data) (the typed
 /// `event_data`); [`to_bytes`](Self::to_bytes) is the body exactly as sent.
 ///
-/// The values are sample values, shaped as Aghanim's documentation shows them; an
-/// event type the crate does not know gets `{"player_id": ...}` as its data.
+/// The values are sample values, shaped as Aghanim's documentation shows them: an item
+/// event, an order or a coupon carries one [`SAMPLE_SKU`] item priced 199 USD cents; an
+/// event type the crate does not know gets `{"player_id": ...}` as its data. A purchase
+/// of other items takes its data whole with [`data`](Self::data):
+///
+/// ```
+/// use aghanim_webhook::events::{EventType, Item, ItemChange};
+/// use aghanim_webhook::testing::Sample;
+///
+/// let purchase = Sample::new(EventType::ItemAdd).data(
+///     ItemChange::new("player-7", vec![Item::new("sword").quantity(2).price(499, "USD")])
+///         .reason("Order paid ord_1"),
+/// );
+/// let typed = purchase.typed::<ItemChange>().unwrap();
+/// assert_eq!(typed.event_data.items[0].sku, "sword");
+/// ```
 ///
 /// # Example
 ///
@@ -45,6 +59,9 @@ pub struct Sample {
 
 /// The game id of every sample unless [`Sample::game`] sets another.
 pub const SAMPLE_GAME_ID: &str = "gm_sample";
+
+/// The SKU of the one item in the samples of item events, orders and coupons.
+pub const SAMPLE_SKU: &str = "gems_100";
 
 impl Sample {
     /// A sample of `event_type` for the player `testplayer`, with ids no other sample
@@ -84,6 +101,30 @@ impl Sample {
     #[must_use]
     pub fn sandbox(mut self, sandbox: bool) -> Self {
         self.event.sandbox = sandbox;
+        self
+    }
+
+    /// Replaces `event_data` with `data`, built with the typed events' constructors
+    /// ([`ItemChange::new`](crate::events::ItemChange::new),
+    /// [`Item::new`](crate::events::Item::new), ...). The envelope and its ids stay.
+    ///
+    /// # Panics
+    ///
+    /// When `data` is not the data of the sample's event type (an `ItemChange` for an
+    /// `item.remove`: that takes an [`ItemRemove`](crate::events::ItemRemove)), by the
+    /// same table [`Dispatch`](crate::dispatch::Dispatch) uses: a mistake in the test.
+    #[must_use]
+    #[track_caller]
+    pub fn data<D: EventData + Serialize>(mut self, data: D) -> Self {
+        assert!(
+            D::is_for(&self.event.event_type),
+            "Sample::data: {} is not the event_data of {}",
+            std::any::type_name::<D>(),
+            self.event.event_type
+        );
+        self.event.event_data = serde_json::to_value(data).unwrap_or_else(|error| {
+            panic!("{} does not serialize: {error}", std::any::type_name::<D>())
+        });
         self
     }
 
@@ -169,7 +210,7 @@ impl From<&Sample> for Bytes {
 /// one, so that it can only hold what that type reads.
 fn sample_data(event_type: &EventType, player: &str, id: &str, now: u64) -> Value {
     let item = json!({
-        "id": "itm_gems_100", "sku": "gems_100", "name": "100 gems",
+        "id": "itm_gems_100", "sku": SAMPLE_SKU, "name": "100 gems",
         "description": "A pouch of 100 gems", "quantity": 1, "price": 199,
         "price_decimal": 1.99, "currency": "USD", "type": "item", "nested_items": null,
     });

@@ -1,4 +1,11 @@
-use std::{fmt, future::poll_fn, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    future::{poll_fn, Future},
+    pin::pin,
+    sync::Arc,
+    task::Poll,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -101,9 +108,33 @@ impl Sender {
         self
     }
 
-    /// Sends one more copy first, whose client hangs up `after` it was sent (with
-    /// `Duration::ZERO`: as soon as the service first has to wait), dropping the
-    /// request's future. It is not retried: the other copies are its retries.
+    /// Sends one more copy first, whose client hangs up without reading its answer:
+    /// always, whatever the handler's speed. Its request is whole from the start, so the
+    /// service has all of it at the first poll of its response future; the client polls
+    /// that future once, then waits up to `after` more (`Duration::ZERO`: not at all),
+    /// then drops it, or drops the answer unread if one came. It is not retried: the
+    /// other copies are its retries. [`Answers::hung_up`] counts it; its
+    /// [`Reply`] is [`Reply::HungUp`] unless the service failed or was never ready.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aghanim_webhook::testing::{Sample, Sender};
+    /// use aghanim_webhook::events::EventType;
+    /// use http::Response;
+    /// use tower::service_fn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // A service that answers at once still loses the copy that hangs up.
+    /// let instant = service_fn(|_| async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) });
+    /// let answers = Sender::new("whsec_test")
+    ///     .hang_up_first(Duration::ZERO)
+    ///     .deliver(instant, Sample::new(EventType::ItemAdd))
+    ///     .await;
+    /// assert_eq!(answers.hung_up(), 1);
+    /// assert!(answers.succeeded());
+    /// # }
+    /// ```
     #[must_use]
     pub fn hang_up_first(mut self, after: Duration) -> Self {
         self.hang_up_after = Some(after);
@@ -149,12 +180,11 @@ impl Sender {
             let request = self.request(&body, false);
             let service = service.clone();
             copies.spawn(async move {
-                let answer = tokio::time::timeout(after, send(service, request)).await;
                 vec![Answer {
                     copy: 0,
                     attempt: 1,
                     reserialized: false,
-                    reply: answer.unwrap_or(Reply::HungUp),
+                    reply: hang_up(service, request, after).await,
                 }]
             });
         }
@@ -253,6 +283,38 @@ where
     }
 }
 
+/// Sends `request` and hangs up without reading the answer: after the response future's
+/// first poll (the body is whole, so the service has all of it by then) and up to
+/// `after` more.
+async fn hang_up<S, B>(mut service: S, request: Request<Full<Bytes>>, after: Duration) -> Reply
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    if let Err(error) = poll_fn(|cx| service.poll_ready(cx)).await {
+        return Reply::Failed(format!("the service is not ready: {}", error.into()));
+    }
+    let mut response = pin!(service.call(request));
+    // An answer is dropped unread with the connection, and an error said at once, so
+    // that neither is held across the wait.
+    let unread = |outcome: Result<Response<B>, S::Error>| {
+        outcome.map(drop).map_err(|error| error.into().to_string())
+    };
+    let first = match poll_fn(|cx| Poll::Ready(response.as_mut().poll(cx))).await {
+        Poll::Ready(outcome) => Some(unread(outcome)),
+        Poll::Pending => None,
+    };
+    let outcome = match first {
+        Some(outcome) => Some(outcome),
+        None if after.is_zero() => None,
+        None => tokio::time::timeout(after, response).await.ok().map(unread),
+    };
+    match outcome {
+        Some(Err(error)) => Reply::Failed(format!("the service failed: {error}")),
+        Some(Ok(())) | None => Reply::HungUp,
+    }
+}
+
 /// One attempt of one copy, and what it got.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -328,6 +390,14 @@ impl Answers {
                         .status()
                         .is_some_and(|status| status.is_success())
             })
+    }
+
+    /// How many attempts hung up without reading an answer ([`Sender::hang_up_first`]).
+    pub fn hung_up(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|answer| matches!(answer.reply, Reply::HungUp))
+            .count()
     }
 
     /// How many answers were replays of a recorded answer (`idempotent-replayed`).

@@ -191,12 +191,150 @@ async fn every_command_has_help_and_bad_arguments_are_clear() {
         let (ok, out, _) = tool(command).await;
         assert!(ok && out.contains("Usage:"), "{command:?}: {out}");
     }
-    let (ok, _, err) = tool(&["send", "quest.done"]).await;
-    assert!(!ok && err.contains("not a documented event type"), "{err}");
     let (ok, _, err) = tool(&["send", "item.add", "--repeat", "0"]).await;
     assert!(!ok && err.contains("--repeat"), "{err}");
     let (ok, out, _) = tool(&["send", "item.add", "--url", "http://127.0.0.1:1/webhook"]).await;
     assert!(!ok && out.contains("failed:"), "{out}");
     let (ok, _, err) = tool(&["send"]).await;
     assert!(!ok && err.contains("required"), "{err}");
+}
+
+/// A real `item.add` as Aghanim documents it, keys in its own (unsorted) order.
+const REAL_ITEM_ADD: &str = r#"{"event_id":"whevt_eSeXmERbUGh","game_id":"gm_exoqPsmvqRu","event_type":"item.add","event_time":1725548450,"event_data":{"player_id":"2D2R-OP3C","items":[{"id":"itm_eSeXmERbUGh","name":"Crystals","description":"A pouch of crystals","sku":"crystals_100","quantity":1,"price":199,"price_decimal":1.99,"currency":"USD","type":"item","nested_items":null}],"reason":"Order paid ord_eSeXmERbUGh"},"idempotency_key":"ord_eSeXmERbUGh","request_id":null,"sandbox":false,"trigger":null,"transaction_id":"whtx_eSeXmERbUGh","context":null}"#;
+
+/// The same, pretty-printed by something that kept the key order (Python's `json.dumps(..,
+/// indent=2)`, a proxy's logger, a pasted copy).
+const REAL_ITEM_ADD_PRETTY: &str = r#"{
+  "event_id": "whevt_eSeXmERbUGh",
+  "game_id": "gm_exoqPsmvqRu",
+  "event_type": "item.add",
+  "event_time": 1725548450,
+  "event_data": {
+    "player_id": "2D2R-OP3C",
+    "items": [
+      {
+        "id": "itm_eSeXmERbUGh",
+        "name": "Crystals",
+        "description": "A pouch of crystals",
+        "sku": "crystals_100",
+        "quantity": 1,
+        "price": 199,
+        "price_decimal": 1.99,
+        "currency": "USD",
+        "type": "item",
+        "nested_items": null
+      }
+    ],
+    "reason": "Order paid ord_eSeXmERbUGh"
+  },
+  "idempotency_key": "ord_eSeXmERbUGh",
+  "request_id": null,
+  "sandbox": false,
+  "trigger": null,
+  "transaction_id": "whtx_eSeXmERbUGh",
+  "context": null
+}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diagnose_recognises_a_real_delivery_pretty_printed_in_its_own_key_order() {
+    let now = unix_now();
+    let request = captured(REAL_ITEM_ADD_PRETTY, now, REAL_ITEM_ADD, SECRET);
+    let (ok, out) = diagnose(&request, &[]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the JSON was re-serialized (whitespace changed, key order kept)"),
+        "{out}"
+    );
+    assert!(!out.contains("the secret is not the one"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_prints_the_delivery_ids_and_the_records_line_that_finds_it() {
+    let url = format!("http://{}/webhook", server().await);
+    let (ok, out, err) = tool(&["send", "item.add", "--url", &url, "--id", "ids1"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("event_id whevt_ids1  idempotency_key ord_ids1  game gm_cli  sandbox"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "aghanim-webhook records show --game 'gm_cli' --sandbox --event-type 'item.add' --key 'ord_ids1'"
+        ),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_sends_an_event_type_aghanim_does_not_document() {
+    let url = format!("http://{}/webhook", server().await);
+    let (ok, out, err) = tool(&["send", "quest.done", "--url", &url]).await;
+    // The example server's fallback refuses types nobody documents: the answer shows it
+    // was sent.
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.starts_with("#1 400 ") && out.contains("unknown_event_type"),
+        "{out}"
+    );
+    assert!(err.contains("not a documented event type"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_prints_the_body_file_as_an_absolute_path() {
+    let directory = std::env::temp_dir();
+    let name = format!("cli-sign-relative-{}.json", std::process::id());
+    std::fs::write(
+        directory.join(&name),
+        r#"{"event_type":"x","event_data":{}}"#,
+    )
+    .unwrap();
+    let output = tokio::task::spawn_blocking({
+        let (directory, name) = (directory.clone(), name.clone());
+        move || {
+            Command::new(TOOL)
+                .args(["sign", &name])
+                .current_dir(directory)
+                .env("AGHANIM_WEBHOOK_SECRET", SECRET)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_file(directory.join(&name));
+    let out = String::from_utf8(output.stdout).unwrap();
+    let absolute = std::fs::canonicalize(&directory).unwrap().join(&name);
+    assert!(
+        out.contains(&format!("--data-binary @'{}'", absolute.display())),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_standard_output_ends_the_tool_quietly() {
+    // More than a pipe holds, so that the tool must write after the reader is gone.
+    let file = std::env::temp_dir().join(format!("cli-pipe-{}.json", std::process::id()));
+    let big = format!(
+        r#"{{"event_type":"x","event_data":{{"pad":"{}"}}}}"#,
+        "a".repeat(1 << 20)
+    );
+    std::fs::write(&file, big).unwrap();
+    let path = file.to_str().unwrap().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(TOOL)
+            .args(["send", "--file", &path, "--print-curl"])
+            .env("AGHANIM_WEBHOOK_SECRET", SECRET)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // `| head -0`
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{:?}: {err}", output.status);
+    assert!(!err.contains("panicked"), "{err}");
 }

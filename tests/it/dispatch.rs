@@ -211,3 +211,117 @@ async fn unverified_requests_never_reach_a_handler() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(called.load(Ordering::SeqCst), 0);
 }
+
+/// The message of the panic `build` raises, or `None`.
+fn panic_of(build: impl FnOnce() + std::panic::UnwindSafe) -> Option<String> {
+    let payload = std::panic::catch_unwind(build).err()?;
+    payload.downcast_ref::<String>().cloned().or_else(|| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+    })
+}
+
+async fn credit(_event: Event<ItemChange>) -> Ack {
+    Ack
+}
+
+async fn revoke(_event: Event<ItemRemove>) -> Ack {
+    Ack
+}
+
+#[test]
+fn a_credit_registered_for_item_remove_is_refused_when_built_naming_both() {
+    let message = panic_of(|| {
+        let _ = Dispatch::new().on(EventType::ItemRemove, credit);
+    })
+    .expect("a credit on item.remove must not build");
+    assert!(
+        message.contains("ItemChange") && message.contains("item.remove"),
+        "{message}"
+    );
+    assert!(
+        message.contains("ItemRemove"),
+        "names the right data: {message}"
+    );
+}
+
+#[test]
+fn a_revoke_registered_for_item_add_is_refused_when_built_naming_both() {
+    let message = panic_of(|| {
+        let _ = Dispatch::new().on("item.add", revoke);
+    })
+    .expect("a revoke on item.add must not build");
+    assert!(
+        message.contains("ItemRemove") && message.contains("item.add"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_player_verify_handler_registered_for_item_add_is_refused_when_built_naming_both() {
+    let message = panic_of(|| {
+        let _ = Dispatch::new().on(EventType::ItemAdd, verify);
+    })
+    .expect("a player.verify handler on item.add must not build");
+    assert!(
+        message.contains("PlayerVerify") && message.contains("item.add"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_fallback_on_data_of_one_event_type_is_refused_when_built() {
+    let message = panic_of(|| {
+        let _ = Dispatch::new().fallback(credit);
+    })
+    .expect("a fallback taking ItemChange must not build");
+    assert!(message.contains("ItemChange"), "{message}");
+}
+
+#[tokio::test]
+async fn item_remove_is_handled_by_a_handler_of_item_remove_data() {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let dispatch = Dispatch::with_state(Arc::clone(&taken))
+        .on(
+            EventType::ItemAdd,
+            |_: Arc<AtomicUsize>, _: Event<ItemChange>| async { Ack },
+        )
+        .on(
+            EventType::ItemRemove,
+            |taken: Arc<AtomicUsize>, event: Event<ItemRemove>| async move {
+                taken.fetch_add(event.event_data.items.len(), Ordering::SeqCst);
+                Ack
+            },
+        );
+    let refund = event(
+        "item.remove",
+        json!({"player_id": "p1", "items": [{"sku": "a"}, {"sku": "b"}]}),
+    );
+    assert_eq!(send(dispatch, &refund).await.0, StatusCode::OK);
+    assert_eq!(taken.load(Ordering::SeqCst), 2);
+}
+
+/// Data of one's own that is for every documented type, but not for `quest.done`.
+#[derive(serde::Deserialize)]
+struct AllButQuests {}
+
+impl EventData for AllButQuests {
+    fn is_for(event_type: &EventType) -> bool {
+        event_type.as_str() != "quest.done"
+    }
+}
+
+#[tokio::test]
+async fn a_fallback_never_runs_on_a_type_its_data_is_not_for() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&ran);
+    let dispatch = Dispatch::new().fallback(move |_: Event<AllButQuests>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ack }
+    });
+    let (status, body) = send(dispatch, &event("quest.done", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "unknown_event_type");
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}

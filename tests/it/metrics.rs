@@ -319,9 +319,71 @@ fn events_are_counted_by_type_and_class_and_no_label_comes_from_the_request() {
                 "event_type" => value == "other" || documented.contains(value.as_str()),
                 "class" => ["2xx", "4xx", "5xx", "other"].contains(&value.as_str()),
                 "outcome" => outcomes.contains(value.as_str()),
+                "reason" => ["validation_error", "unknown_event_type", "misconfigured"]
+                    .contains(&value.as_str()),
                 _ => false,
             };
             assert!(bounded, "{name}: {label}={value} is not from a bounded set");
         }
     }
+}
+
+#[test]
+fn dispatch_refusals_are_counted_by_reason_and_event_type() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let service = ServiceBuilder::new().layer(layer()).service(dispatch());
+        let send = |body: String| {
+            run(service.clone().oneshot(signed_text(body)))
+                .unwrap()
+                .status()
+        };
+        let quantity_as_text = r#"{"player_id":"p1","items":[{"sku":"gems","quantity":"2"}]}"#;
+        assert_eq!(
+            send(keyed("item.add", quantity_as_text, "k_1")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            send(keyed("order.paid", r#"{"id":"ord_1"}"#, "k_2")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(send("not json".to_owned()), StatusCode::BAD_REQUEST);
+        // The handler's own refusal is its answer, not one of Dispatch's.
+        assert_eq!(
+            send(keyed(
+                "item.add",
+                r#"{"player_id":"p1","items":[]}"#,
+                "ord_fail"
+            )),
+            StatusCode::BAD_REQUEST
+        );
+        let unverified = Request::post("/webhook")
+            .body(Full::<Bytes>::from(keyed("item.add", "{}", "k_3")))
+            .unwrap();
+        let status = run(dispatch().oneshot(unverified)).unwrap().status();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    });
+
+    let values = read(&snapshotter);
+    let refusals = |reason, event_type| {
+        counter(
+            &values,
+            "aghanim_webhook_dispatch_refusals_total",
+            &[("event_type", event_type), ("reason", reason)],
+        )
+    };
+    assert_eq!(refusals("validation_error", "item.add"), 1);
+    assert_eq!(refusals("validation_error", "other"), 1);
+    assert_eq!(refusals("unknown_event_type", "order.paid"), 1);
+    assert_eq!(refusals("misconfigured", "other"), 1);
+    let total: u64 = values
+        .iter()
+        .filter(|((name, _), _)| name == "aghanim_webhook_dispatch_refusals_total")
+        .map(|(_, value)| match value {
+            DebugValue::Counter(count) => *count,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(total, 4, "the handler's own 400 is not Dispatch's refusal");
 }

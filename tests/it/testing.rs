@@ -181,3 +181,50 @@ async fn signed_requests_pass_and_stale_forged_or_refused_types_do_not() {
     );
     assert_eq!(game.credits("player-4"), 2);
 }
+
+#[tokio::test]
+async fn the_first_copy_hangs_up_even_when_the_service_answers_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let instant = tower::service_fn(move |_: http::Request<_>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+    });
+    let answers = Sender::new(SECRET)
+        .hang_up_first(Duration::ZERO)
+        .deliver(instant, Sample::new(EventType::ItemAdd))
+        .await;
+    assert_eq!(answers.hung_up(), 1, "{answers:?}");
+    assert!(
+        matches!(answers.all()[0].reply, Reply::HungUp),
+        "{answers:?}"
+    );
+    // The copy that hung up was sent whole: the service was called for it too.
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(answers.succeeded(), "{answers:?}");
+}
+
+#[tokio::test]
+async fn a_sample_takes_a_purchase_built_from_the_constructors() {
+    use aghanim_webhook::events::Item;
+    let game = Game::default();
+    let purchase = Sample::with_ids(EventType::ItemAdd, "player-4", "kit4").data(
+        ItemChange::new("player-5", vec![Item::new("sword").quantity(2)]).reason("Order paid"),
+    );
+    let sent = purchase.typed::<ItemChange>().unwrap();
+    assert_eq!(sent.event_data.items[0].sku, "sword");
+    assert_eq!(sent.event_data.items[0].quantity, 2);
+    assert_eq!(sent.idempotency_key.as_deref(), Some("ord_kit4"));
+    let answers = Sender::new(SECRET)
+        .deliver(router(&game, None), purchase)
+        .await;
+    assert!(answers.succeeded(), "{answers:?}");
+    assert_eq!(game.credits("player-5"), 1);
+}
+
+#[test]
+#[should_panic(expected = "is not the event_data of item.remove")]
+fn a_sample_refuses_data_of_another_event_type() {
+    let _ = Sample::new(EventType::ItemRemove).data(ItemChange::new("p1", vec![]));
+}

@@ -148,3 +148,96 @@ async fn idempotency_decisions_are_reported() {
         "{text}"
     );
 }
+
+/// What `Dispatch` logged about `request`, one entry per line.
+async fn dispatch_lines(request: Request<Full<Bytes>>, behind_the_layer: bool) -> Vec<String> {
+    use aghanim_webhook::{
+        dispatch::Dispatch,
+        events::{Ack, Event, EventType, ItemChange},
+    };
+    let (captured, _guard) = capture();
+    let dispatch = Dispatch::new().on(EventType::ItemAdd, |_: Event<ItemChange>| async { Ack });
+    let status = if behind_the_layer {
+        tower::Layer::layer(&layer(), dispatch)
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+    } else {
+        dispatch.oneshot(request).await.unwrap().status()
+    };
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status}"
+    );
+    captured
+        .text()
+        .lines()
+        .filter(|line| line.contains("aghanim_webhook::dispatch"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn assert_fields(line: &str, fields: &[&str]) {
+    for field in fields {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+}
+
+const IDS: [&str; 4] = [
+    "event_id=\"whevt_ord_refused\"",
+    "idempotency_key=\"ord_refused\"",
+    "game_id=\"gm_exoqPsmvqRu\"",
+    "sandbox=false",
+];
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_purchase_dispatch_refuses_as_invalid_is_logged_once_at_warn_with_the_field_and_ids() {
+    let body = common::keyed(
+        "item.add",
+        r#"{"player_id":"p1","items":[{"sku":"gems","quantity":"2"}]}"#,
+        "ord_refused",
+    );
+    let lines = dispatch_lines(common::signed_text(body), true).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    assert_fields(&lines[0], &IDS);
+    assert_fields(
+        &lines[0],
+        &[
+            "reason=\"validation_error\"",
+            "event_type=\"item.add\"",
+            "event_data.items[0].quantity: invalid type",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_event_type_without_a_handler_is_logged_once_at_warn_with_its_ids() {
+    let body = common::keyed("order.paid", r#"{"id":"ord_1"}"#, "ord_refused");
+    let lines = dispatch_lines(common::signed_text(body), true).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    assert_fields(&lines[0], &IDS);
+    assert_fields(
+        &lines[0],
+        &["reason=\"unknown_event_type\"", "event_type=\"order.paid\""],
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dispatch_outside_the_layer_is_logged_as_misconfigured_reading_nothing_of_the_body() {
+    let body = common::keyed(
+        "item.add",
+        r#"{"player_id":"p1","items":[]}"#,
+        "ord_refused",
+    );
+    let unverified = Request::post("/webhook")
+        .body(Full::<Bytes>::from(body))
+        .unwrap();
+    let lines = dispatch_lines(unverified, false).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("WARN"), "{}", lines[0]);
+    assert_fields(&lines[0], &["reason=\"misconfigured\"", "status=500"]);
+    assert!(!lines[0].contains("ord_refused"), "{}", lines[0]);
+}

@@ -113,7 +113,7 @@ fn mismatch(
     body: &[u8],
 ) -> String {
     let text = String::from_utf8_lossy(body);
-    let candidates: [(&str, Vec<u8>); 4] = [
+    let mut candidates: Vec<(&str, Vec<u8>)> = vec![
         (
             "a trailing newline was added to the body",
             body.strip_suffix(b"\n").unwrap_or(body).to_vec(),
@@ -123,14 +123,8 @@ fn mismatch(
             "line endings were changed to CRLF",
             text.replace("\r\n", "\n").into_bytes(),
         ),
-        (
-            "the JSON was re-serialized (whitespace changed)",
-            serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|value| serde_json::to_vec(&value).ok())
-                .unwrap_or_default(),
-        ),
     ];
+    candidates.extend(reserializations(body));
     for (change, candidate) in candidates {
         if candidate != body && check(&candidate).is_ok() {
             return format!("the signature does not match this body, but matches it if {change}: the body was changed in transit");
@@ -139,4 +133,77 @@ fn mismatch(
     "the signature does not match this body under this secret: the secret is not the one \
      Aghanim signs with (Dashboard: Game > Webhooks), or the body was changed in transit"
         .into()
+}
+
+/// The forms a JSON body may have had before something parsed and wrote it again
+/// (pretty-printed it, or sorted its keys): compact or with a space after `,` and `:`,
+/// in the body's own key order and sorted. Strings and numbers are kept as they are.
+fn reserializations(body: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    // Without serde_json's `preserve_order`, a `Value`'s keys are sorted.
+    let sorted = serde_json::to_vec(&value).unwrap_or_default();
+    let mut forms = Vec::new();
+    for (own_order, from) in [(true, body), (false, &sorted[..])] {
+        for (spaced, item, key) in [(false, &b","[..], &b":"[..]), (true, b", ", b": ")] {
+            let change = match (own_order, spaced) {
+                (true, false) => "the JSON was re-serialized (whitespace changed, key order kept)",
+                (true, true) => "the JSON was re-serialized (whitespace changed, key order kept; sent with a space after , and :)",
+                (false, false) => "the JSON was re-serialized (whitespace changed, keys sorted)",
+                (false, true) => "the JSON was re-serialized (whitespace changed, keys sorted; sent with a space after , and :)",
+            };
+            forms.push((change, respaced(from, item, key)));
+        }
+    }
+    forms
+}
+
+/// `json` with the whitespace between tokens removed, and `item` and `key` written for
+/// every `,` and `:` outside strings: the bytes' own order, strings untouched.
+fn respaced(json: &[u8], item: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            out.push(byte);
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b',' => out.extend_from_slice(item),
+            b':' => out.extend_from_slice(key),
+            b'"' => {
+                in_string = true;
+                out.push(byte);
+            }
+            _ => out.push(byte),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::respaced;
+
+    #[test]
+    fn respacing_keeps_the_key_order_and_the_strings() {
+        let pretty = b"{\n  \"b\": [1, 2],\n  \"a\": \"x, y: \\\" z\"\n}\n";
+        assert_eq!(
+            respaced(pretty, b",", b":"),
+            br#"{"b":[1,2],"a":"x, y: \" z"}"#.to_vec()
+        );
+        assert_eq!(
+            respaced(pretty, b", ", b": "),
+            br#"{"b": [1, 2], "a": "x, y: \" z"}"#.to_vec()
+        );
+    }
 }

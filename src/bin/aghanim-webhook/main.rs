@@ -9,6 +9,17 @@
 //! aghanim-webhook records show --game gm_1 --event-type item.add --key ord_1 --database-url "$DATABASE_URL"
 //! ```
 
+/// `println!` that ends the tool quietly when standard output is closed (`| head`),
+/// instead of panicking on the broken pipe.
+macro_rules! say {
+    () => {
+        $crate::say_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod diagnose;
 mod records;
 
@@ -22,7 +33,8 @@ use std::{
 };
 
 use aghanim_webhook::{
-    events::EventType, sign, testing::Sample, unix_now, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    events::EventType, idempotency::Policy, sign, testing::Sample, unix_now, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -75,8 +87,9 @@ impl Secrets {
 
 #[derive(Args)]
 struct Send {
-    /// The event type to sample: any documented one, e.g. item.add, player.verify,
-    /// store.get, order.paid, payment.succeeded, subscription.renewed, coupon.redeemed
+    /// The event type to sample, e.g. item.add, player.verify, store.get, order.paid,
+    /// payment.succeeded, subscription.renewed, coupon.redeemed; a type Aghanim does not
+    /// document is sent too (with event_data {"player_id": ...}), to try a fallback
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     event_type: Option<String>,
     /// Send this file's bytes instead of a sample
@@ -152,6 +165,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes one line to standard output; a reader gone (a broken pipe) ends the tool
+/// with success and no message, as `head` expects of the commands before it.
+fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: standard output: {error}");
+        std::process::exit(1);
+    }
+}
+
 fn read_input(input: &str) -> Result<Vec<u8>, String> {
     if input == "-" {
         let mut bytes = Vec::new();
@@ -186,9 +213,10 @@ impl Send {
             (Some(event_type), None) => {
                 let event_type = EventType::from(event_type.as_str());
                 if !event_type.is_documented() {
-                    return Err(format!(
-                        "{event_type} is not a documented event type (try item.add, player.verify, order.paid, ...)"
-                    ));
+                    eprintln!(
+                        "note: {event_type} is not a documented event type: sending it with \
+                         event_data {{\"player_id\": ...}}, as a type Aghanim adds later would come"
+                    );
                 }
                 let id = self
                     .id
@@ -207,7 +235,7 @@ impl Send {
                 "the payload is not UTF-8: curl --data-binary @file instead".to_owned()
             })?;
             let timestamp = unix_now();
-            println!(
+            say!(
                 "{}",
                 curl(
                     &self.url,
@@ -260,7 +288,7 @@ impl Send {
             match answer {
                 Ok(answer) => {
                     all_2xx &= (200..300).contains(&answer.status);
-                    println!(
+                    say!(
                         "#{} {} {:.1} ms{} {}",
                         delivery + 1,
                         answer.status,
@@ -271,9 +299,12 @@ impl Send {
                 }
                 Err(error) => {
                     all_2xx = false;
-                    println!("#{} failed: {error}", delivery + 1);
+                    say!("#{} failed: {error}", delivery + 1);
                 }
             }
+        }
+        for line in delivery_ids(&shared.1) {
+            say!("{line}");
         }
         Ok(if all_2xx {
             ExitCode::SUCCESS
@@ -281,6 +312,61 @@ impl Send {
             ExitCode::FAILURE
         })
     }
+}
+
+/// The delivery's ids, and the `records show` command that finds its record (under
+/// the idempotency layer's default policy), for what `send` printed.
+fn delivery_ids(body: &[u8]) -> Vec<String> {
+    let Ok(serde_json::Value::Object(event)) = serde_json::from_slice(body) else {
+        return vec!["delivery   not a JSON object: no ids to find it by".into()];
+    };
+    let text = |field: &str| event.get(field).and_then(|value| value.as_str());
+    let Some(event_type) = text("event_type") else {
+        return vec!["delivery   no event_type: no record to find".into()];
+    };
+    let game = text("game_id").unwrap_or("");
+    let sandbox = event.get("sandbox").and_then(serde_json::Value::as_bool) == Some(true);
+    let key = text("idempotency_key").filter(|key| !key.is_empty());
+    let event_id = text("event_id").filter(|id| !id.is_empty());
+    let mut lines = vec![format!(
+        "delivery   {event_type}  event_id {}  idempotency_key {}  game {}  {}",
+        event_id.unwrap_or("-"),
+        key.unwrap_or("-"),
+        if game.is_empty() { "-" } else { game },
+        if sandbox { "sandbox" } else { "live" },
+    )];
+    let event_type = EventType::from(event_type);
+    let record = match Policy::default_for(&event_type) {
+        Policy::Deduplicate => match (key, event_id) {
+            (Some(key), _) => format!("--key {}", shell_quote(key)),
+            (None, Some(id)) => format!("--event-id {}", shell_quote(id)),
+            (None, None) => {
+                lines.push("record     none: no idempotency_key nor event_id to key it by".into());
+                return lines;
+            }
+        },
+        Policy::DeduplicateAllowingChanges => {
+            lines.push(
+                "record     keyed by its payload under the default policy: aghanim-webhook records show \
+                 --body FILE --per-payload, FILE holding the body sent"
+                    .into(),
+            );
+            return lines;
+        }
+        _ => {
+            lines.push(format!(
+                "record     none: the idempotency layer's default policy does not deduplicate {event_type}"
+            ));
+            return lines;
+        }
+    };
+    lines.push(format!(
+        "record     aghanim-webhook records show --game {}{} --event-type {} {record}",
+        shell_quote(game),
+        if sandbox { " --sandbox" } else { "" },
+        shell_quote(event_type.as_str()),
+    ));
+    lines
 }
 
 struct Answer {
@@ -322,18 +408,21 @@ impl Sign {
         let timestamp = self.timestamp.unwrap_or_else(unix_now);
         let body = read_input(&self.input)?;
         let signature = sign(&secret, timestamp, &body);
-        println!("{TIMESTAMP_HEADER}: {timestamp}");
-        println!("{SIGNATURE_HEADER}: {signature}");
-        println!();
+        say!("{TIMESTAMP_HEADER}: {timestamp}");
+        say!("{SIGNATURE_HEADER}: {signature}");
+        say!();
         let data = if self.input != "-" {
-            format!("@{}", shell_quote(&self.input))
+            // Absolute, so that the command works from any directory it is pasted in.
+            let path = fs::canonicalize(&self.input)
+                .map_err(|error| format!("{}: {error}", self.input))?;
+            format!("@{}", shell_quote(&path.to_string_lossy()))
         } else {
             let text = std::str::from_utf8(&body).map_err(|_| {
                 "the payload is not UTF-8: save it to a file and pass the file".to_owned()
             })?;
             shell_quote(text)
         };
-        println!("{}", curl(&self.url, timestamp, &signature, &data));
+        say!("{}", curl(&self.url, timestamp, &signature, &data));
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -352,7 +441,7 @@ impl Diagnose {
         let (accepted, findings) =
             diagnose::diagnose(&captured, &secret, self.now.unwrap_or_else(unix_now))?;
         for finding in findings {
-            println!("{finding}");
+            say!("{finding}");
         }
         Ok(if accepted {
             ExitCode::SUCCESS

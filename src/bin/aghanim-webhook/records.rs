@@ -205,13 +205,13 @@ impl Records {
             Records::Show { delivery, store } => {
                 let (key, described) = delivery.key()?;
                 let record = store.open().await?.record(&key).await?;
-                println!("delivery   {described}");
-                println!("store key  {key}");
+                say!("delivery   {described}");
+                say!("store key  {key}");
                 match record {
                     Some(record) => print_record(&record),
-                    None => println!(
-                        "state      unknown: no record (never delivered here, or forgotten)"
-                    ),
+                    None => {
+                        say!("state      unknown: no record (never delivered here, or forgotten)")
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -219,7 +219,7 @@ impl Records {
                 let age = Duration::from_secs(older_than);
                 let stuck = store.open().await?.stuck(age).await?;
                 if stuck.is_empty() {
-                    println!("no claim open for {older_than} s or longer");
+                    say!("no claim open for {older_than} s or longer");
                 }
                 for claim in &stuck {
                     print_stuck(claim);
@@ -233,12 +233,12 @@ impl Records {
             } => {
                 let (key, described) = delivery.key()?;
                 let store = store.open().await?;
-                println!("delivery   {described}");
-                println!("store key  {key}");
+                say!("delivery   {described}");
+                say!("store key  {key}");
                 if !yes {
                     match store.record(&key).await? {
                         Some(record) => print_record(&record),
-                        None => println!("state      unknown: nothing to forget"),
+                        None => say!("state      unknown: nothing to forget"),
                     }
                     eprintln!(
                         "not forgotten: pass --yes to remove this record (its next delivery then runs the handler again)"
@@ -248,11 +248,11 @@ impl Records {
                 match store.forget(&key).await? {
                     Some(record) => {
                         print_record(&record);
-                        println!("forgotten: the next delivery of this key runs the handler again; inventory untouched");
+                        say!("forgotten: the next delivery of this key runs the handler again; inventory untouched");
                         Ok(ExitCode::SUCCESS)
                     }
                     None => {
-                        println!("state      unknown: nothing to forget");
+                        say!("state      unknown: nothing to forget");
                         Ok(ExitCode::FAILURE)
                     }
                 }
@@ -279,15 +279,15 @@ fn print_record(record: &Record) {
         }
         other => format!("{other:?}"),
     };
-    println!("state      {state}");
+    say!("state      {state}");
     if let Some(at) = record.claimed_at {
-        println!("claimed    {}", when(at));
+        say!("claimed    {}", when(at));
     }
     if let Some(at) = record.completed_at {
-        println!("completed  {}", when(at));
+        say!("completed  {}", when(at));
     }
     if let Some(attempts) = record.attempts {
-        println!("attempts   {attempts}");
+        say!("attempts   {attempts}");
     }
     if let RecordState::Completed {
         status,
@@ -295,11 +295,11 @@ fn print_record(record: &Record) {
         body,
     } = &record.state
     {
-        println!("status     {status}");
+        say!("status     {status}");
         if let Some(content_type) = content_type {
-            println!("type       {content_type}");
+            say!("type       {content_type}");
         }
-        println!("body       {}", String::from_utf8_lossy(body));
+        say!("body       {}", String::from_utf8_lossy(body));
     }
 }
 
@@ -308,7 +308,7 @@ fn print_stuck(claim: &StuckClaim) {
         || "age unknown".to_owned(),
         |age| format!("{} s", age.as_secs()),
     );
-    println!(
+    say!(
         "{}  {age}  {}",
         claim.key.as_deref().unwrap_or("(key not visible)"),
         claim.holder
