@@ -12,7 +12,7 @@ use sqlx::{
 };
 use sqlx_core::transaction::TransactionManager;
 
-use super::store::{is_transaction_ended, CLAIM_CHECK};
+use super::store::claim_is_open;
 
 /// The delivery's connection, lent by
 /// [`DeliveryTransaction::connection`](super::DeliveryTransaction::connection): an sqlx
@@ -110,12 +110,10 @@ async fn ensure_open(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
     if PgTransactionManager::get_transaction_depth(connection) == 0 {
         return Err(transaction_ended());
     }
-    let check = sqlx::raw_sql(CLAIM_CHECK);
-    match connection.execute(check).await {
-        Ok(_) => Ok(()),
-        Err(error) if is_transaction_ended(&error) => Err(transaction_ended()),
-        // An aborted transaction says so itself.
-        Err(error) => Err(error),
+    // An aborted transaction says so itself.
+    match claim_is_open(connection).await? {
+        true => Ok(()),
+        false => Err(transaction_ended()),
     }
 }
 

@@ -3,7 +3,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use bytes::Bytes;
 use sqlx::{
     postgres::{PgRow, PgTransactionManager},
-    AssertSqlSafe, Executor, PgPool, Row, SqlSafeStr,
+    AssertSqlSafe, Executor, PgConnection, PgPool, Row, SqlSafeStr,
 };
 use sqlx_core::transaction::TransactionManager;
 
@@ -13,6 +13,13 @@ use super::transaction::OpenTransaction;
 use crate::idempotency::key::HexDigest;
 use crate::idempotency::{StoreError, StoredResponse};
 use crate::sign::lower_hex;
+
+/// The name of the setting the layer's own commit sets (see [`COMMITTING`]).
+macro_rules! committing {
+    () => {
+        "aghanim_webhook.committing"
+    };
+}
 
 /// The table unless configured otherwise.
 pub const DEFAULT_POSTGRES_TABLE: &str = "aghanim_idempotency";
@@ -182,6 +189,7 @@ impl PostgresStore {
         let [recorded_at, unpurged] = self.index_names();
         let index = |name: &str| name.rsplit('.').next().unwrap_or(name).to_owned();
         let (recorded_at, unpurged) = (index(&recorded_at), index(&unpurged));
+        let function = self.function_name();
         format!(
             "CREATE TABLE IF NOT EXISTS {table} (\n    \
                  key          text PRIMARY KEY,\n    \
@@ -194,8 +202,35 @@ impl PostgresStore {
              );\n\
              ALTER TABLE {table} ADD COLUMN IF NOT EXISTS purged boolean NOT NULL DEFAULT false;\n\
              CREATE INDEX IF NOT EXISTS {recorded_at} ON {table} (recorded_at);\n\
-             CREATE INDEX IF NOT EXISTS {unpurged} ON {table} (recorded_at) WHERE NOT purged;\n"
+             CREATE INDEX IF NOT EXISTS {unpurged} ON {table} (recorded_at) WHERE NOT purged;\n\
+             -- A claim's row commits only with the layer's own COMMIT, never with a\n\
+             -- handler's: the layer sets {committing} just before it.\n\
+             CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+             BEGIN\n    \
+                 IF current_setting('{committing}', true) IS DISTINCT FROM 'on' THEN\n        \
+                     RAISE EXCEPTION 'aghanim-webhook: a delivery''s claim commits only with the \
+                         layer''s own COMMIT, never with a handler''s'\n            \
+                         USING ERRCODE = '{ONLY_THE_LAYER_COMMITS}';\n    \
+                 END IF;\n    \
+                 RETURN NULL;\n\
+             END $$;\n\
+             DO $$ BEGIN\n    \
+                 IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '{table}'::regclass\n                \
+                                AND tgname = '{TRIGGER}') THEN\n        \
+                     CREATE CONSTRAINT TRIGGER {TRIGGER} AFTER INSERT ON {table}\n            \
+                         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {function}();\n    \
+                 END IF;\n\
+             END $$;\n",
+            committing = committing!(),
         )
+    }
+
+    /// The trigger's function, in the table's schema when it names one.
+    fn function_name(&self) -> String {
+        match self.table.rsplit_once('.') {
+            Some((schema, _)) => format!("{schema}.{TRIGGER}_only_the_layer_commits"),
+            None => format!("{TRIGGER}_only_the_layer_commits"),
+        }
     }
 
     /// The indexes' names, in the table's schema when it names one.
@@ -246,11 +281,14 @@ impl PostgresStore {
             "SELECT to_regclass($1) IS NOT NULL \
              AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass($1) \
                          AND attname = 'purged' AND NOT attisdropped) \
-             AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL",
+             AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL \
+             AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) \
+                         AND tgname = $4)",
         )
         .bind(&*self.table)
         .bind(recorded_at)
         .bind(unpurged)
+        .bind(TRIGGER)
         .fetch_one(&self.pool)
         .await
         .map_err(StoreError::new)
@@ -379,7 +417,8 @@ impl PostgresStore {
                     set_config('{CLAIM_OPEN}', 'on', true) \
              FROM (SELECT set_config('{SESSION_LOCK_TIMEOUT}', current_setting('lock_timeout'), \
                                      true) AS saved) AS session WHERE saved IS NOT NULL; \
-             INSERT INTO {table} (key, fingerprint) VALUES ('{key}', '{fingerprint}') \
+             INSERT INTO {table} (key, fingerprint, status, purged) \
+             VALUES ('{key}', '{fingerprint}', {ACKNOWLEDGED}, true) \
              RETURNING set_config('lock_timeout', current_setting('{SESSION_LOCK_TIMEOUT}'), true)",
             table = self.table,
             key = key.as_str(),
@@ -443,11 +482,11 @@ impl PostgresStore {
         }
         let record = record_statement(&self.table, key, response);
         match sqlx::raw_sql(AssertSqlSafe(record))
-            .execute(&mut *connection)
+            .fetch_optional(&mut *connection)
             .await
         {
-            Ok(done) if done.rows_affected() == 1 => {}
-            Ok(_) => return Err(CommitError::RowMissing),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(CommitError::RowMissing),
             Err(error) => return Err(CommitError::of(error)),
         }
         PgTransactionManager::commit(connection)
@@ -463,9 +502,8 @@ impl PostgresStore {
     /// is closed.
     pub(crate) async fn rollback(open: &mut OpenTransaction) -> Result<bool, sqlx::Error> {
         let connection = open.connection_mut();
-        let claim_was_open = match connection.execute(sqlx::raw_sql(CLAIM_CHECK)).await {
-            Ok(_) => true,
-            Err(error) if is_transaction_ended(&error) => false,
+        let claim_was_open = match claim_is_open(connection).await {
+            Ok(open) => open,
             Err(error) if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) => true,
             Err(error) => return Err(error),
         };
@@ -560,7 +598,7 @@ const APPLIED_CONTENT_TYPE: &str = "application/json";
 
 /// Whether `response` is the acknowledgement: 200, JSON, `{"status":"ok"}`.
 fn is_acknowledgement(response: &StoredResponse) -> bool {
-    response.status == 200
+    response.status == ACKNOWLEDGED
         && response.content_type.as_deref() == Some(APPLIED_CONTENT_TYPE)
         && response.body == APPLIED_BODY.as_bytes()
 }
@@ -570,12 +608,9 @@ fn is_acknowledgement(response: &StoredResponse) -> bool {
 /// raises outside the claim's transaction and in an aborted one, so nothing is
 /// recorded unless the claim is still open.
 fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> String {
-    let key = key.as_str();
     if is_acknowledgement(response) {
-        // Out of the unpurged index: there are no bytes to purge.
-        return format!(
-            "UPDATE {table} SET status = 200, purged = true WHERE key = '{key}' AND {CLAIM_IS_OPEN}"
-        );
+        // What the claim's row says already.
+        return format!("SELECT {COMMITTING} WHERE {CLAIM_IS_OPEN}");
     }
     let content_type = response.content_type.as_ref().map_or_else(
         || "NULL".to_owned(),
@@ -588,9 +623,11 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
     );
     format!(
         "UPDATE {table} SET status = {status}, content_type = {content_type}, \
-         body = decode('{body}', 'hex') WHERE key = '{key}' AND {CLAIM_IS_OPEN}",
+         body = decode('{body}', 'hex'), purged = false \
+         WHERE key = '{key}' AND {CLAIM_IS_OPEN} RETURNING {COMMITTING}",
         status = response.status,
         body = lower_hex(&response.body),
+        key = key.as_str(),
     )
 }
 
@@ -607,9 +644,24 @@ const CLAIM_OPEN: &str = claim_open!();
 /// session that never saw a claim, behind a pooler (`UNDEFINED_OBJECT`); in an aborted
 /// transaction nothing runs (`IN_FAILED_SQL_TRANSACTION`).
 const CLAIM_IS_OPEN: &str = concat!("current_setting('", claim_open!(), "')::boolean");
-/// The check alone, before each statement of the handler's.
-pub(super) const CLAIM_CHECK: &str =
-    concat!("SELECT current_setting('", claim_open!(), "')::boolean");
+/// Whether the connection is in the claim's transaction, as a boolean: false outside
+/// it, without raising, so that a check refused does not abort a transaction of the
+/// handler's own (only an aborted one raises, as every statement does there).
+pub(super) const CLAIM_CHECK: &str = concat!(
+    "SELECT coalesce(current_setting('",
+    claim_open!(),
+    "', true), '') = 'on'"
+);
+/// Set by the layer's own commit alone, in the statement before its `COMMIT`: the
+/// trigger on the table refuses to commit a claim's row without it.
+const COMMITTING: &str = concat!("set_config('", committing!(), "', 'on', true)");
+/// The trigger that refuses a claim's row a `COMMIT` other than the layer's, and the
+/// SQLSTATE its refusal raises.
+const TRIGGER: &str = "aghanim_webhook_claim";
+pub(super) const ONLY_THE_LAYER_COMMITS: &str = "AGW01";
+/// The status a claim's row is inserted with: the acknowledgement's, which most
+/// deliveries answer, so committing it needs no other write.
+const ACKNOWLEDGED: u16 = 200;
 /// The session's own `lock_timeout`, kept while the claim's is in force.
 const SESSION_LOCK_TIMEOUT: &str = "aghanim_webhook.session_lock_timeout";
 
@@ -622,6 +674,12 @@ pub(super) const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 
 pub(super) fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
     matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some(code))
+}
+
+/// Whether `connection` is in the claim's transaction; an error in an aborted one.
+pub(super) async fn claim_is_open(connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    let row = connection.fetch_one(sqlx::raw_sql(CLAIM_CHECK)).await?;
+    row.try_get(0)
 }
 
 /// Whether the check of [`CLAIM_IS_OPEN`] failed because the claim's transaction is

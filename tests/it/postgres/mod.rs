@@ -98,8 +98,9 @@ enum Answer {
     FailedStatementThenAck,
     /// Credits, then takes advisory lock 42, waiting for whoever holds it; then 200.
     AdvisoryLock,
-    /// Credits, then runs this SQL itself, then answers this status.
-    RawThenStatus(&'static str, u16),
+    /// Credits, runs this SQL itself, ignoring its error, then credits again (ignoring
+    /// any error) and answers this status (200: the acknowledgement).
+    RawIgnoringErrorThen(&'static str, u16),
     /// Credits, rolls back itself (raw `ROLLBACK`), then credits again, ignoring any
     /// error, and answers the acknowledgement.
     RollbackThenCredit,
@@ -203,7 +204,7 @@ impl Handler {
                         .map_err(failed)?;
                     bonus.rollback().await.map_err(failed)?;
                 }
-                Answer::Raw(sql) | Answer::RawThenAck(sql) | Answer::RawThenStatus(sql, _) => {
+                Answer::Raw(sql) | Answer::RawThenAck(sql) => {
                     // Through `Executor`, whose future is `Send` (`RawSql::execute`'s
                     // is not provably so inside a service).
                     sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql))
@@ -219,6 +220,10 @@ impl Handler {
                         .execute(&mut *connection)
                         .await
                         .map_err(failed)?;
+                }
+                Answer::RawIgnoringErrorThen(sql, _) => {
+                    let _ = sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql)).await;
+                    let _ = credit(key, run as i32).execute(&mut *connection).await;
                 }
                 Answer::RollbackThenCredit => {
                     sqlx::Executor::execute(&mut *connection, sqlx::raw_sql("ROLLBACK"))
@@ -258,7 +263,8 @@ impl Handler {
                 tokio::time::sleep(after).await;
                 status
             }
-            Answer::NestedCommitThen(status) | Answer::RawThenStatus(_, status) => status,
+            Answer::RawIgnoringErrorThen(_, 200) => return Ok(acknowledgement()),
+            Answer::NestedCommitThen(status) | Answer::RawIgnoringErrorThen(_, status) => status,
             Answer::BonusRolledBack | Answer::Raw(_) | Answer::AdvisoryLock | Answer::Tenant => 200,
             Answer::RawThenAck(_)
             | Answer::FailedStatementThenAck
@@ -773,11 +779,12 @@ async fn only_an_explicit_horizon_forgets_keys() {
 async fn a_purged_record_costs_under_320_bytes_with_its_indexes() {
     let Some(db) = database().await else { return };
     // A hundred thousand purged rows, as the layer leaves them: digest key and
-    // fingerprint, a status, no answer.
-    sqlx::query(
-        "INSERT INTO aghanim_idempotency (key, fingerprint, status, recorded_at, purged) \
+    // fingerprint, a status, no answer; committed as the layer commits.
+    sqlx::raw_sql(
+        "BEGIN; SELECT set_config('aghanim_webhook.committing', 'on', true); \
+         INSERT INTO aghanim_idempotency (key, fingerprint, status, recorded_at, purged) \
          SELECT encode(sha256(i::text::bytea), 'hex'), encode(sha256((-i)::text::bytea), 'hex'), 200, \
-         now() - interval '30 days', true FROM generate_series(1, 100000) AS i",
+         now() - interval '30 days', true FROM generate_series(1, 100000) AS i; COMMIT",
     )
     .execute(&db.pool)
     .await
@@ -850,67 +857,46 @@ async fn a_nested_begin_rolled_back_keeps_the_credit_and_the_duplicate_is_replay
 }
 
 async fn a_handler_that_ends_the_delivery_transaction_itself_is_never_answered_2xx(db: Database) {
-    // Answering the acknowledgement or anything else, which the store records at the
-    // commit in different ways.
-    for (answer, sql, credits_left) in [
-        (Answer::Raw("ROLLBACK"), "ROLLBACK", 0),
-        (Answer::Raw("ROLLBACK; BEGIN"), "ROLLBACK; BEGIN", 0),
-        (Answer::Raw("COMMIT"), "COMMIT", 1),
-        (Answer::Raw("COMMIT; BEGIN"), "COMMIT; BEGIN", 1),
-        (
-            Answer::RawThenAck("ROLLBACK"),
-            "ROLLBACK, then the acknowledgement",
-            0,
-        ),
-        (
-            Answer::RawThenAck("COMMIT"),
-            "COMMIT, then the acknowledgement",
-            1,
-        ),
-        (
-            Answer::RawThenAck("COMMIT; BEGIN"),
-            "COMMIT; BEGIN, then the acknowledgement",
-            1,
-        ),
+    // Its own COMMIT is refused (only the layer's commits a claim) and rolls back, its
+    // own ROLLBACK rolls back; either way the handler goes on, ignoring the error, and
+    // answers the acknowledgement or a 500.
+    for sql in [
+        "ROLLBACK",
+        "ROLLBACK; BEGIN",
+        "COMMIT",
+        "COMMIT; BEGIN",
+        "COMMIT AND CHAIN",
     ] {
-        sqlx::raw_sql("TRUNCATE credits, aghanim_idempotency")
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        let handler = Handler::default().then(answer);
-        let stack = stack(
-            IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
-            &handler,
-        );
-        let lost = send_owned(stack.clone(), item_add("ord_raw"))
-            .await
-            .unwrap();
-        assert_eq!(
-            lost.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{sql}: {lost:?}"
-        );
-        assert_eq!(
-            lost.outcome,
-            Some(IdempotencyOutcome::TransactionLost),
-            "{sql}"
-        );
-        // Nothing the handler wrote after its own COMMIT or ROLLBACK is kept.
-        assert_eq!(credits(&db.pool).await, credits_left, "{sql}");
-        let retry = send_owned(stack, item_add("ord_raw")).await.unwrap();
-        if credits_left == 0 {
-            // Rolled back whole, claim included: nothing happened, so the retry runs.
+        for status in [200, 500] {
+            sqlx::raw_sql("TRUNCATE credits, aghanim_idempotency")
+                .execute(&db.pool)
+                .await
+                .unwrap();
+            let handler = Handler::default().then(Answer::RawIgnoringErrorThen(sql, status));
+            let stack = stack(
+                IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone())),
+                &handler,
+            );
+            let lost = send_owned(stack.clone(), item_add("ord_raw"))
+                .await
+                .unwrap();
+            assert_eq!(
+                (lost.status, lost.outcome),
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some(IdempotencyOutcome::TransactionLost)
+                ),
+                "{sql}, then {status}: {lost:?}"
+            );
+            // Nothing the handler wrote, before or after, is kept: the retry runs.
+            assert_eq!(credits(&db.pool).await, 0, "{sql}, then {status}");
+            let retry = send_owned(stack, item_add("ord_raw")).await.unwrap();
             assert_eq!(
                 retry.outcome,
                 Some(IdempotencyOutcome::Ran { attempt: 1 }),
-                "{sql}"
+                "{sql}, then {status}"
             );
-            assert_eq!(credits(&db.pool).await, 1, "{sql}");
-        } else {
-            // The handler committed its credit with a claim that has no answer: the
-            // retry is refused rather than credited again.
-            assert!(!retry.status.is_success(), "{sql}: {retry:?}");
-            assert_eq!(credits(&db.pool).await, 1, "{sql}");
+            assert_eq!(credits(&db.pool).await, 1, "{sql}, then {status}");
         }
     }
 }
@@ -936,7 +922,7 @@ async fn a_2xx_over_a_failed_statement_is_never_answered_2xx_and_the_retry_credi
 }
 
 #[tokio::test]
-async fn a_transaction_made_read_only_by_a_handler_keeps_nothing_and_the_next_delivery_runs() {
+async fn a_transaction_made_read_only_by_a_handler_after_its_credit_commits_it() {
     let Some(db) = database().await else { return };
     let small = pool(&db.url, 1).await;
     let handler = Handler::default().then(Answer::RawThenAck("SET TRANSACTION READ ONLY"));
@@ -944,14 +930,17 @@ async fn a_transaction_made_read_only_by_a_handler_keeps_nothing_and_the_next_de
         IdempotencyLayer::transactional(PostgresStore::new(small)),
         &handler,
     );
-    // Its answer cannot be recorded in a read-only transaction: nothing is kept, and
-    // Aghanim retries.
+    // The acknowledgement is what the claim's row says already: the commit writes
+    // nothing, so read-only or not, the credit commits with its claim.
     let first = send_owned(stack.clone(), item_add("ord_read_only"))
         .await
         .unwrap();
-    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{first:?}");
-    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (0, 0));
-    let next = send_owned(stack, item_add("ord_after_read_only"))
+    assert_eq!(
+        first.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{first:?}"
+    );
+    let next = send_owned(stack.clone(), item_add("ord_after_read_only"))
         .await
         .unwrap();
     assert_eq!(
@@ -959,7 +948,9 @@ async fn a_transaction_made_read_only_by_a_handler_keeps_nothing_and_the_next_de
         Some(IdempotencyOutcome::Ran { attempt: 1 }),
         "{next:?}"
     );
-    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (1, 1));
+    let copy = send_owned(stack, item_add("ord_read_only")).await.unwrap();
+    assert!(copy.replayed, "{copy:?}");
+    assert_eq!((credits(&db.pool).await, records(&db.pool).await), (2, 2));
 }
 
 #[tokio::test]
@@ -1241,9 +1232,7 @@ async fn an_operator_sees_each_state_of_a_record_and_forgets_one_to_run_it_again
     let Some(db) = database().await else { return };
     let store = PostgresStore::new(db.pool.clone());
     let key = |id: &str| RecordKey::new(common::GAME_ID, false, &EventType::ItemAdd, id);
-    let handler = Handler::default()
-        .then(Answer::SlowOk(Duration::from_secs(2)))
-        .then(Answer::Raw("COMMIT"));
+    let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(2)));
     let stack = stack(IdempotencyLayer::transactional(store.clone()), &handler);
 
     assert_eq!(store.record(&key("ord_ops")).await.unwrap(), None);
@@ -1278,8 +1267,14 @@ async fn an_operator_sees_each_state_of_a_record_and_forgets_one_to_run_it_again
     assert_eq!((*status, body.as_ref()), (200, &br#"{"run":1}"#[..]));
     assert!(completed.claimed_at.is_some());
 
-    // A handler's own COMMIT leaves a claim without an answer, which stays until forgotten.
+    // A claim committed without an answer (by a version of the store that let a
+    // handler's own COMMIT through) stays until forgotten.
     send_owned(stack.clone(), item_add("ord_unanswered"))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE aghanim_idempotency SET status = NULL WHERE key = $1")
+        .bind(key("ord_unanswered").as_str())
+        .execute(&db.pool)
         .await
         .unwrap();
     let unanswered = store.record(&key("ord_unanswered")).await.unwrap().unwrap();
