@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use super::store::{is_sqlstate, is_transaction_ended, IN_FAILED_SQL_TRANSACTION};
+use super::store::{
+    is_sqlstate, is_transaction_ended, DIVISION_BY_ZERO, IN_FAILED_SQL_TRANSACTION,
+};
 use crate::idempotency::{metrics, trace, StoreError};
 
 /// Why a claim failed.
@@ -31,20 +33,25 @@ pub(crate) enum CommitError {
     SavepointLeftOpen,
     /// The claim's row is not in the transaction.
     RowMissing,
-    /// Recording the answer failed for another reason.
-    Record(sqlx::Error),
-    /// `COMMIT` failed (a deferred constraint, a serialization failure, the connection).
+    /// The commit's query failed otherwise: the `COMMIT` (a deferred constraint, a
+    /// serialization failure), or the connection.
     Commit(sqlx::Error),
 }
 
 impl CommitError {
+    /// What an error of the commit's query means: its first statement raises when the
+    /// transaction is not the claim's, is aborted, or lost the claim's row; anything
+    /// else failed the `COMMIT` (a deferred constraint, a serialization failure) or
+    /// the connection.
     pub(super) fn of(error: sqlx::Error) -> Self {
         if is_transaction_ended(&error) {
             Self::Ended
         } else if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) {
             Self::Aborted
+        } else if is_sqlstate(&error, DIVISION_BY_ZERO) {
+            Self::RowMissing
         } else {
-            Self::Record(error)
+            Self::Commit(error)
         }
     }
 }
@@ -79,7 +86,7 @@ impl CommitError {
             Self::Aborted => "transaction_aborted",
             Self::SavepointLeftOpen => "savepoint_left_open",
             Self::RowMissing => "claim_row_missing",
-            Self::Record(error) | Self::Commit(error) => reason_of(error),
+            Self::Commit(error) => reason_of(error),
         }
     }
 }
@@ -99,7 +106,6 @@ impl fmt::Display for CommitError {
                 f.write_str("the handler left a savepoint (a nested begin()) open: rolled back")
             }
             Self::RowMissing => f.write_str("the claim's row is not in the transaction"),
-            Self::Record(error) => write!(f, "recording the answer: {error}"),
             Self::Commit(error) => write!(f, "COMMIT: {error}"),
         }
     }
@@ -150,7 +156,7 @@ fn sqlstate_of_claim(error: &ClaimError) -> Option<String> {
 
 fn sqlstate_of_commit(error: &CommitError) -> Option<String> {
     match error {
-        CommitError::Record(error) | CommitError::Commit(error) => sqlstate(error),
+        CommitError::Commit(error) => sqlstate(error),
         _ => None,
     }
 }

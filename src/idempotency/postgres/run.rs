@@ -117,7 +117,7 @@ where
             (response, Some(released))
         }
         Ended::Done(Err(error)) => {
-            let lost = !rollback(open, &config, &dedupe_key).await;
+            let lost = !release(open, &config, &dedupe_key).await;
             report(
                 if lost {
                     IdempotencyOutcome::TransactionLost
@@ -138,7 +138,7 @@ where
         ),
     };
     if let Some(reported) = reported {
-        if !rollback(open, &config, &dedupe_key).await {
+        if !release(open, &config, &dedupe_key).await {
             let lost = outcome::store_unavailable();
             return Ok(answer(lost, IdempotencyOutcome::TransactionLost));
         }
@@ -157,7 +157,7 @@ where
         // Not committed, so nothing of the delivery's transaction happened: never a 2xx.
         Ok(Err(error)) => {
             Failure::Commit(&error).report("commit", &dedupe_key);
-            rollback(open, &config, &dedupe_key).await;
+            rollback(open, &config).await;
             let reported = match error {
                 // What the handler committed itself is out of reach, and duplicates
                 // are refused until an operator decides.
@@ -173,14 +173,19 @@ where
 /// Rolls back, within the store timeout; past it the connection is closed, which the
 /// server takes as a rollback. `false` when the handler had ended the transaction
 /// itself, which is reported.
-async fn rollback(mut open: OpenTransaction, config: &Config, dedupe_key: &str) -> bool {
-    match timeout(config.store_timeout, PostgresStore::rollback(&mut open)).await {
+async fn release(mut open: OpenTransaction, config: &Config, dedupe_key: &str) -> bool {
+    match timeout(config.store_timeout, PostgresStore::release(&mut open)).await {
         Ok(Ok(true)) | Ok(Err(_)) | Err(_) => true,
         Ok(Ok(false)) => {
             Failure::Commit(&CommitError::Ended).report("rollback", dedupe_key);
             false
         }
     }
+}
+
+/// Rolls back, within the store timeout; past it the connection is closed.
+async fn rollback(mut open: OpenTransaction, config: &Config) {
+    let _ = timeout(config.store_timeout, PostgresStore::rollback(&mut open)).await;
 }
 
 /// A committed answer: replayed to the same payload, 422 to another.

@@ -466,10 +466,16 @@ impl PostgresStore {
         }
     }
 
-    /// Records `response` under `key` in the delivery's transaction and commits it: one
-    /// statement that writes the answer only while the transaction is still the
-    /// claim's (not ended by the handler, not aborted by a failed statement), then
-    /// `COMMIT`.
+    /// Records `response` under `key` in the delivery's transaction and commits it, in
+    /// one round trip: one statement that raises unless the transaction is still the
+    /// claim's (not ended by the handler, not aborted by a failed statement) and holds
+    /// the claim's row, and that writes the answer when the row does not say it
+    /// already and sets what the table's trigger asks of a commit; then `COMMIT`.
+    ///
+    /// `BEGIN` follows the `COMMIT` in the same query, so that the one transaction sqlx
+    /// counts stays true; its `ROLLBACK` is queued, to go with whatever the connection
+    /// sends next: the pool's `after_release` hook or its ping when the connection
+    /// goes back, so that no transaction outlives the delivery.
     pub(crate) async fn record_and_commit(
         &self,
         open: &mut OpenTransaction,
@@ -480,39 +486,42 @@ impl PostgresStore {
         if PgTransactionManager::get_transaction_depth(connection) != 1 {
             return Err(CommitError::SavepointLeftOpen);
         }
-        let record = record_statement(&self.table, key, response);
-        match sqlx::raw_sql(AssertSqlSafe(record))
-            .fetch_optional(&mut *connection)
+        let commit = format!(
+            "{}; COMMIT; BEGIN",
+            record_statement(&self.table, key, response)
+        );
+        connection
+            .execute(sqlx::raw_sql(AssertSqlSafe(commit)))
             .await
-        {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(CommitError::RowMissing),
-            Err(error) => return Err(CommitError::of(error)),
-        }
-        PgTransactionManager::commit(connection)
-            .await
-            .map_err(CommitError::Commit)?;
+            .map_err(CommitError::of)?;
+        PgTransactionManager::start_rollback(connection);
         open.ended();
         Ok(())
     }
 
     /// Rolls the delivery's transaction back, and says whether it was still the
-    /// claim's: `false` when the handler had ended it itself (its own `COMMIT` may have
-    /// committed the claim's row without an answer). A connection that cannot roll back
-    /// is closed.
-    pub(crate) async fn rollback(open: &mut OpenTransaction) -> Result<bool, sqlx::Error> {
-        let connection = open.connection_mut();
-        let claim_was_open = match claim_is_open(connection).await {
+    /// claim's: `false` when the handler had ended it itself. A connection that cannot
+    /// roll back is closed.
+    pub(crate) async fn release(open: &mut OpenTransaction) -> Result<bool, sqlx::Error> {
+        let claim_was_open = match claim_is_open(open.connection_mut()).await {
             Ok(open) => open,
             Err(error) if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) => true,
             Err(error) => return Err(error),
         };
+        Self::rollback(open).await?;
+        Ok(claim_was_open)
+    }
+
+    /// Rolls the delivery's transaction back (every level the handler left open too);
+    /// a connection that cannot is closed.
+    pub(crate) async fn rollback(open: &mut OpenTransaction) -> Result<(), sqlx::Error> {
+        let connection = open.connection_mut();
         while PgTransactionManager::get_transaction_depth(connection) > 1 {
             PgTransactionManager::start_rollback(connection);
         }
         PgTransactionManager::rollback(connection).await?;
         open.ended();
-        Ok(claim_was_open)
+        Ok(())
     }
 
     pub(crate) fn table_name(&self) -> &str {
@@ -608,9 +617,18 @@ fn is_acknowledgement(response: &StoredResponse) -> bool {
 /// raises outside the claim's transaction and in an aborted one, so nothing is
 /// recorded unless the claim is still open.
 fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> String {
+    let key = key.as_str();
+    // First the check, which raises outside the claim's transaction and in an aborted
+    // one. Then the claim's row, which a handler could have deleted: its count
+    // divides, so that a missing row raises (`DIVISION_BY_ZERO`) and the `COMMIT`
+    // after it never runs.
+    let holds_the_row = |rows: &str| format!("1 / (SELECT count(*)::int FROM {rows}) = 1");
     if is_acknowledgement(response) {
         // What the claim's row says already.
-        return format!("SELECT {COMMITTING} WHERE {CLAIM_IS_OPEN}");
+        return format!(
+            "SELECT {CLAIM_IS_OPEN}; SELECT {COMMITTING} WHERE {}",
+            holds_the_row(&format!("{table} WHERE key = '{key}'"))
+        );
     }
     let content_type = response.content_type.as_ref().map_or_else(
         || "NULL".to_owned(),
@@ -622,12 +640,14 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
         },
     );
     format!(
-        "UPDATE {table} SET status = {status}, content_type = {content_type}, \
-         body = decode('{body}', 'hex'), purged = false \
-         WHERE key = '{key}' AND {CLAIM_IS_OPEN} RETURNING {COMMITTING}",
+        "SELECT {CLAIM_IS_OPEN}; \
+         WITH recorded AS (UPDATE {table} SET status = {status}, \
+         content_type = {content_type}, body = decode('{body}', 'hex'), purged = false \
+         WHERE key = '{key}' RETURNING key) \
+         SELECT {COMMITTING} WHERE {}",
+        holds_the_row("recorded"),
         status = response.status,
         body = lower_hex(&response.body),
-        key = key.as_str(),
     )
 }
 
@@ -669,6 +689,8 @@ const SESSION_LOCK_TIMEOUT: &str = "aghanim_webhook.session_lock_timeout";
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
 pub(super) const UNIQUE_VIOLATION: &str = "23505";
 const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+/// Raised by the commit's statement when the claim's row is gone.
+pub(super) const DIVISION_BY_ZERO: &str = "22012";
 const UNDEFINED_OBJECT: &str = "42704";
 pub(super) const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 

@@ -325,6 +325,39 @@ async fn a_key_committed_without_an_answer_is_refused_and_listed_as_stuck(db: Da
     );
 }
 
+async fn a_handler_that_deletes_its_claims_row_commits_nothing(db: Database) {
+    let single = pool(&db.url, 1).await;
+    // Answering the acknowledgement (what the row said) or another answer (written in).
+    for (key, answer) in [
+        (
+            "ord_deleted_ack",
+            Answer::RawThenAck("DELETE FROM aghanim_idempotency"),
+        ),
+        (
+            "ord_deleted_answer",
+            Answer::Raw("DELETE FROM aghanim_idempotency"),
+        ),
+    ] {
+        let handler = Handler::default().then(answer);
+        let stack = stack_on(&single, &handler);
+        let first = send_owned(stack.clone(), item_add(key)).await.unwrap();
+        assert_eq!(
+            first.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{key}: {first:?}"
+        );
+        assert_eq!(credits_of(&db, key).await, 0, "{key}");
+        let retry = send_owned(stack, item_add(key)).await.unwrap();
+        assert_eq!(
+            retry.outcome,
+            Some(IdempotencyOutcome::Ran { attempt: 1 }),
+            "{key}"
+        );
+        assert_eq!(credits_of(&db, key).await, 1, "{key}");
+    }
+    settled(&db).await;
+}
+
 straight_and_pooled!(
     a_delivery_dropped_at_any_point_leaves_no_transaction_and_its_retry_credits_once,
     a_table_lock_during_a_claim_ends_it_at_the_wait_and_its_retry_credits_once,
@@ -332,6 +365,7 @@ straight_and_pooled!(
     a_handlers_own_rollback_then_writes_keeps_nothing_and_the_retry_credits_once,
     a_handlers_own_commit_commits_nothing_and_the_retry_credits_once,
     a_key_committed_without_an_answer_is_refused_and_listed_as_stuck,
+    a_handler_that_deletes_its_claims_row_commits_nothing,
 );
 
 fn stack_on(pool: &PgPool, handler: &Handler) -> Stack {
