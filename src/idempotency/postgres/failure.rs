@@ -3,9 +3,7 @@
 
 use std::fmt;
 
-use super::store::{
-    is_sqlstate, is_transaction_ended, DIVISION_BY_ZERO, IN_FAILED_SQL_TRANSACTION,
-};
+use super::store::{is_sqlstate, is_transaction_ended, IN_FAILED_SQL_TRANSACTION};
 use crate::idempotency::{metrics, trace, StoreError};
 
 /// Why a claim failed.
@@ -31,8 +29,6 @@ pub(crate) enum CommitError {
     Aborted,
     /// The handler left a savepoint open (a nested transaction it forgot).
     SavepointLeftOpen,
-    /// The claim's row is not in the transaction.
-    RowMissing,
     /// The commit's query failed otherwise: the `COMMIT` (a deferred constraint, a
     /// serialization failure), or the connection.
     Commit(sqlx::Error),
@@ -40,16 +36,13 @@ pub(crate) enum CommitError {
 
 impl CommitError {
     /// What an error of the commit's query means: its first statement raises when the
-    /// transaction is not the claim's, is aborted, or lost the claim's row; anything
-    /// else failed the `COMMIT` (a deferred constraint, a serialization failure) or
-    /// the connection.
+    /// transaction is not the claim's or is aborted; anything else failed the
+    /// `COMMIT` (a deferred constraint, a serialization failure) or the connection.
     pub(super) fn of(error: sqlx::Error) -> Self {
         if is_transaction_ended(&error) {
             Self::Ended
         } else if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) {
             Self::Aborted
-        } else if is_sqlstate(&error, DIVISION_BY_ZERO) {
-            Self::RowMissing
         } else {
             Self::Commit(error)
         }
@@ -85,7 +78,6 @@ impl CommitError {
             Self::Ended => "transaction_ended",
             Self::Aborted => "transaction_aborted",
             Self::SavepointLeftOpen => "savepoint_left_open",
-            Self::RowMissing => "claim_row_missing",
             Self::Commit(error) => reason_of(error),
         }
     }
@@ -105,7 +97,6 @@ impl fmt::Display for CommitError {
             Self::SavepointLeftOpen => {
                 f.write_str("the handler left a savepoint (a nested begin()) open: rolled back")
             }
-            Self::RowMissing => f.write_str("the claim's row is not in the transaction"),
             Self::Commit(error) => write!(f, "COMMIT: {error}"),
         }
     }

@@ -14,6 +14,13 @@ use crate::idempotency::key::HexDigest;
 use crate::idempotency::{StoreError, StoredResponse};
 use crate::sign::lower_hex;
 
+/// The name of a setting `on` only inside a delivery's transaction: set with the
+/// claim, gone with the transaction however it ends.
+macro_rules! claim_open {
+    () => {
+        "aghanim_webhook.claim_open"
+    };
+}
 /// The name of the setting the layer's own commit sets (see [`COMMITTING`]).
 macro_rules! committing {
     () => {
@@ -204,12 +211,14 @@ impl PostgresStore {
              CREATE INDEX IF NOT EXISTS {recorded_at} ON {table} (recorded_at);\n\
              CREATE INDEX IF NOT EXISTS {unpurged} ON {table} (recorded_at) WHERE NOT purged;\n\
              -- A claim's row commits only with the layer's own COMMIT, never with a\n\
-             -- handler's: the layer sets {committing} just before it.\n\
+             -- handler's (the layer sets {committing} just before it), and a\n\
+             -- handler changes no record while its delivery's claim is open.\n\
              CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n\
              BEGIN\n    \
-                 IF current_setting('{committing}', true) IS DISTINCT FROM 'on' THEN\n        \
-                     RAISE EXCEPTION 'aghanim-webhook: a delivery''s claim commits only with the \
-                         layer''s own COMMIT, never with a handler''s'\n            \
+                 IF current_setting('{committing}', true) IS DISTINCT FROM 'on'\n       \
+                    AND (TG_OP = 'INSERT' OR current_setting('{claim_open}', true) = 'on') THEN\n        \
+                     RAISE EXCEPTION 'aghanim-webhook: a delivery''s claim and the records \
+                         change only through the layer, never through its handler'\n            \
                          USING ERRCODE = '{ONLY_THE_LAYER_COMMITS}';\n    \
                  END IF;\n    \
                  RETURN NULL;\n\
@@ -219,9 +228,15 @@ impl PostgresStore {
                                 AND tgname = '{TRIGGER}') THEN\n        \
                      CREATE CONSTRAINT TRIGGER {TRIGGER} AFTER INSERT ON {table}\n            \
                          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {function}();\n    \
+                 END IF;\n    \
+                 IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '{table}'::regclass\n                \
+                                AND tgname = '{RECORDS_TRIGGER}') THEN\n        \
+                     CREATE TRIGGER {RECORDS_TRIGGER} BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}\n            \
+                         FOR EACH STATEMENT EXECUTE FUNCTION {function}();\n    \
                  END IF;\n\
              END $$;\n",
             committing = committing!(),
+            claim_open = claim_open!(),
         )
     }
 
@@ -282,13 +297,14 @@ impl PostgresStore {
              AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass($1) \
                          AND attname = 'purged' AND NOT attisdropped) \
              AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL \
-             AND EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass($1) \
-                         AND tgname = $4)",
+             AND (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) \
+                  AND tgname IN ($4, $5)) = 2",
         )
         .bind(&*self.table)
         .bind(recorded_at)
         .bind(unpurged)
         .bind(TRIGGER)
+        .bind(RECORDS_TRIGGER)
         .fetch_one(&self.pool)
         .await
         .map_err(StoreError::new)
@@ -617,18 +633,13 @@ fn is_acknowledgement(response: &StoredResponse) -> bool {
 /// raises outside the claim's transaction and in an aborted one, so nothing is
 /// recorded unless the claim is still open.
 fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> String {
-    let key = key.as_str();
-    // First the check, which raises outside the claim's transaction and in an aborted
-    // one. Then the claim's row, which a handler could have deleted: its count
-    // divides, so that a missing row raises (`DIVISION_BY_ZERO`) and the `COMMIT`
-    // after it never runs.
-    let holds_the_row = |rows: &str| format!("1 / (SELECT count(*)::int FROM {rows}) = 1");
+    // The check raises outside the claim's transaction and in an aborted one; the
+    // claim's row cannot be gone, since the table's trigger refuses a handler's
+    // changes to it.
+    let committing = format!("SELECT {COMMITTING} WHERE {CLAIM_IS_OPEN}");
     if is_acknowledgement(response) {
         // What the claim's row says already.
-        return format!(
-            "SELECT {CLAIM_IS_OPEN}; SELECT {COMMITTING} WHERE {}",
-            holds_the_row(&format!("{table} WHERE key = '{key}'"))
-        );
+        return committing;
     }
     let content_type = response.content_type.as_ref().map_or_else(
         || "NULL".to_owned(),
@@ -640,24 +651,14 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
         },
     );
     format!(
-        "SELECT {CLAIM_IS_OPEN}; \
-         WITH recorded AS (UPDATE {table} SET status = {status}, \
-         content_type = {content_type}, body = decode('{body}', 'hex'), purged = false \
-         WHERE key = '{key}' RETURNING key) \
-         SELECT {COMMITTING} WHERE {}",
-        holds_the_row("recorded"),
+        "{committing}; UPDATE {table} SET status = {status}, content_type = {content_type}, \
+         body = decode('{body}', 'hex'), purged = false WHERE key = '{key}'",
         status = response.status,
         body = lower_hex(&response.body),
+        key = key.as_str(),
     )
 }
 
-/// The name of a setting `on` only inside a delivery's transaction: set with the
-/// claim, gone with the transaction however it ends.
-macro_rules! claim_open {
-    () => {
-        "aghanim_webhook.claim_open"
-    };
-}
 const CLAIM_OPEN: &str = claim_open!();
 /// True in the claim's transaction. Outside it the setting reads '' on this session,
 /// which is no boolean (`INVALID_TEXT_REPRESENTATION`), or is unknown on a server
@@ -678,6 +679,8 @@ const COMMITTING: &str = concat!("set_config('", committing!(), "', 'on', true)"
 /// The trigger that refuses a claim's row a `COMMIT` other than the layer's, and the
 /// SQLSTATE its refusal raises.
 const TRIGGER: &str = "aghanim_webhook_claim";
+/// The trigger that refuses a handler's changes to the records while its claim is open.
+const RECORDS_TRIGGER: &str = "aghanim_webhook_records";
 pub(super) const ONLY_THE_LAYER_COMMITS: &str = "AGW01";
 /// The status a claim's row is inserted with: the acknowledgement's, which most
 /// deliveries answer, so committing it needs no other write.
@@ -689,8 +692,6 @@ const SESSION_LOCK_TIMEOUT: &str = "aghanim_webhook.session_lock_timeout";
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
 pub(super) const UNIQUE_VIOLATION: &str = "23505";
 const INVALID_TEXT_REPRESENTATION: &str = "22P02";
-/// Raised by the commit's statement when the claim's row is gone.
-pub(super) const DIVISION_BY_ZERO: &str = "22012";
 const UNDEFINED_OBJECT: &str = "42704";
 pub(super) const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 

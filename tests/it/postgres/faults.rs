@@ -325,20 +325,19 @@ async fn a_key_committed_without_an_answer_is_refused_and_listed_as_stuck(db: Da
     );
 }
 
-async fn a_handler_that_deletes_its_claims_row_commits_nothing(db: Database) {
+async fn a_handler_cannot_change_the_records_while_its_claim_is_open(db: Database) {
     let single = pool(&db.url, 1).await;
-    // Answering the acknowledgement (what the row said) or another answer (written in).
-    for (key, answer) in [
+    for (key, sql, status) in [
+        ("ord_delete_ack", "DELETE FROM aghanim_idempotency", 200),
+        ("ord_delete_answer", "DELETE FROM aghanim_idempotency", 201),
         (
-            "ord_deleted_ack",
-            Answer::RawThenAck("DELETE FROM aghanim_idempotency"),
+            "ord_rekey",
+            "UPDATE aghanim_idempotency SET key = 'moved'",
+            200,
         ),
-        (
-            "ord_deleted_answer",
-            Answer::Raw("DELETE FROM aghanim_idempotency"),
-        ),
+        ("ord_truncate", "TRUNCATE aghanim_idempotency", 200),
     ] {
-        let handler = Handler::default().then(answer);
+        let handler = Handler::default().then(Answer::RawIgnoringErrorThen(sql, status));
         let stack = stack_on(&single, &handler);
         let first = send_owned(stack.clone(), item_add(key)).await.unwrap();
         assert_eq!(
@@ -365,7 +364,7 @@ straight_and_pooled!(
     a_handlers_own_rollback_then_writes_keeps_nothing_and_the_retry_credits_once,
     a_handlers_own_commit_commits_nothing_and_the_retry_credits_once,
     a_key_committed_without_an_answer_is_refused_and_listed_as_stuck,
-    a_handler_that_deletes_its_claims_row_commits_nothing,
+    a_handler_cannot_change_the_records_while_its_claim_is_open,
 );
 
 fn stack_on(pool: &PgPool, handler: &Handler) -> Stack {
