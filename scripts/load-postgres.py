@@ -236,7 +236,7 @@ async def main() -> int:
     directory = tempfile.mkdtemp(prefix="aghanim-load-postgres-")
     os.chmod(directory, 0o755)
     postgres = Postgres(directory, "-c shared_preload_libraries=pg_stat_statements "
-                                   "-c max_connections=100")
+                                   "-c max_connections=400")
     postgres.sql("CREATE EXTENSION pg_stat_statements")
     bouncer = (PgBouncer(os.path.join(directory, "pgbouncer"), postgres, server_connections=10)
                if args.pgbouncer else None)
