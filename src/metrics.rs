@@ -74,6 +74,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "What the idempotency layer did with deduplicated deliveries"
     );
+    describe_counter!(
+        "aghanim_webhook_idempotency_store_failures_total",
+        Unit::Count,
+        "Store failures the idempotency layer answered 503, by store, operation and reason"
+    );
     describe_histogram!(
         "aghanim_webhook_idempotency_store_duration_seconds",
         Unit::Seconds,

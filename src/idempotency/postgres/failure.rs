@@ -24,9 +24,10 @@ pub(crate) enum ClaimError {
 pub(crate) enum CommitError {
     /// The handler ended the delivery's transaction itself (its own `COMMIT` or
     /// `ROLLBACK`): what it committed, the claim's row among it, is out of reach.
-    Ended,
+    /// The check's error, when the commit found it out.
+    Ended(Option<sqlx::Error>),
     /// A statement of the handler's failed and aborted the transaction.
-    Aborted,
+    Aborted(sqlx::Error),
     /// The handler left a savepoint open (a nested transaction it forgot).
     SavepointLeftOpen,
     /// The commit's query failed otherwise: the `COMMIT` (a deferred constraint, a
@@ -40,9 +41,9 @@ impl CommitError {
     /// `COMMIT` (a deferred constraint, a serialization failure) or the connection.
     pub(super) fn of(error: sqlx::Error) -> Self {
         if is_transaction_ended(&error) {
-            Self::Ended
+            Self::Ended(Some(error))
         } else if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) {
-            Self::Aborted
+            Self::Aborted(error)
         } else {
             Self::Commit(error)
         }
@@ -75,8 +76,8 @@ impl CommitError {
     /// A bounded label for the metrics.
     fn reason(&self) -> &'static str {
         match self {
-            Self::Ended => "transaction_ended",
-            Self::Aborted => "transaction_aborted",
+            Self::Ended(_) => "transaction_ended",
+            Self::Aborted(_) => "transaction_aborted",
             Self::SavepointLeftOpen => "savepoint_left_open",
             Self::Commit(error) => reason_of(error),
         }
@@ -86,11 +87,11 @@ impl CommitError {
 impl fmt::Display for CommitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Ended => f.write_str(
+            Self::Ended(_) => f.write_str(
                 "the handler ended the delivery's transaction itself (its own COMMIT or \
                  ROLLBACK): rolled back what could be",
             ),
-            Self::Aborted => f.write_str(
+            Self::Aborted(_) => f.write_str(
                 "a statement of the handler's failed and aborted the delivery's \
                  transaction: nothing kept, the retry runs again",
             ),
@@ -147,7 +148,9 @@ fn sqlstate_of_claim(error: &ClaimError) -> Option<String> {
 
 fn sqlstate_of_commit(error: &CommitError) -> Option<String> {
     match error {
-        CommitError::Commit(error) => sqlstate(error),
+        CommitError::Commit(error)
+        | CommitError::Aborted(error)
+        | CommitError::Ended(Some(error)) => sqlstate(error),
         _ => None,
     }
 }

@@ -161,7 +161,7 @@ where
             let reported = match error {
                 // What the handler committed itself is out of reach, and duplicates
                 // are refused until an operator decides.
-                CommitError::Ended => IdempotencyOutcome::TransactionLost,
+                CommitError::Ended(_) => IdempotencyOutcome::TransactionLost,
                 _ => IdempotencyOutcome::StoreUnavailable,
             };
             Ok(answer(outcome::store_unavailable(), reported))
@@ -177,7 +177,7 @@ async fn release(mut open: OpenTransaction, config: &Config, dedupe_key: &str) -
     match timeout(config.store_timeout, PostgresStore::release(&mut open)).await {
         Ok(Ok(true)) | Ok(Err(_)) | Err(_) => true,
         Ok(Ok(false)) => {
-            Failure::Commit(&CommitError::Ended).report("rollback", dedupe_key);
+            Failure::Commit(&CommitError::Ended(None)).report("rollback", dedupe_key);
             false
         }
     }

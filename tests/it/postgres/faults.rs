@@ -473,3 +473,75 @@ async fn session_state_a_handler_sets_is_never_seen_by_the_next_delivery() {
     assert_eq!(tenants, vec![String::new(); 6]);
     assert!(released.load(Ordering::SeqCst) >= 6);
 }
+
+/// What an operator sees of a 503 the store caused: one line at warn with the reason and
+/// the database's SQLSTATE, and a count by reason.
+#[cfg(all(feature = "tracing", feature = "metrics"))]
+#[test]
+fn a_store_failure_is_logged_once_with_its_sqlstate_and_counted_by_reason() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (captured, _guard) = crate::tracing::capture();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let Some(db) = database().await else { return };
+            let handler = Handler::default()
+                .then(Answer::FailedStatementThenAck)
+                .then(Answer::RollbackThenCredit);
+            let stack = stack_on(&db.pool, &handler);
+            for key in ["ord_aborted_logged", "ord_ended_logged"] {
+                let sent = send_owned(stack.clone(), item_add(key)).await.unwrap();
+                assert_eq!(sent.status, StatusCode::SERVICE_UNAVAILABLE, "{sent:?}");
+            }
+        })
+    });
+    let text = captured.text();
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("store failed: 503"))
+        .collect();
+    if failures.is_empty() && !text.contains("ord_aborted_logged") {
+        return; // no PostgreSQL here: the database helper said so
+    }
+    assert_eq!(failures.len(), 2, "{text}");
+    assert!(
+        failures[0].contains("WARN")
+            && failures[0].contains("reason=\"transaction_aborted\"")
+            && failures[0].contains("sqlstate=\"25P02\"")
+            && failures[0].contains("ord_aborted_logged"),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        failures[1].contains("reason=\"transaction_ended\"")
+            && failures[1].contains("sqlstate=\"22P02\"")
+            && failures[1].contains("ord_ended_logged"),
+        "{}",
+        failures[1]
+    );
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counted = |reason: &str| {
+        snapshot
+            .iter()
+            .filter(|(key, _, _, _)| {
+                let key = key.key();
+                key.name() == "aghanim_webhook_idempotency_store_failures_total"
+                    && key
+                        .labels()
+                        .any(|label| label.key() == "reason" && label.value() == reason)
+            })
+            .map(|(_, _, _, value)| match value {
+                DebugValue::Counter(count) => *count,
+                _ => 0,
+            })
+            .sum::<u64>()
+    };
+    assert_eq!(counted("transaction_aborted"), 1);
+    assert_eq!(counted("transaction_ended"), 1);
+}
