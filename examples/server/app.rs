@@ -45,8 +45,20 @@ use tower_http::timeout::TimeoutLayer;
 
 /// How long a whole request may take, body included: a client that stalls mid-body gets
 /// 408 and its buffered bytes are freed. The signature layer itself waits as long as the
-/// body takes, so this deadline belongs outside it.
+/// body takes, so this deadline belongs outside it. It is at least the idempotency
+/// layer's own longest answer (see [`request_deadline`]), so that a delivery waiting on
+/// the store gets the layer's 503, not a 408 that cuts it short.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The idempotency layer's bounds besides the run timeout, at their defaults (a wait of
+/// 5 s, a store timeout of 2 s): the claim within the wait and a store timeout, then
+/// the end of the run and the commit within a store timeout each, and a second more.
+const IDEMPOTENCY_BOUNDS: Duration = Duration::from_secs(5 + 2 + 2 + 2 + 1);
+
+/// The whole request's deadline for a layer whose runs last at most `run_timeout`.
+fn request_deadline(run_timeout: Duration) -> Duration {
+    REQUEST_DEADLINE.max(run_timeout + IDEMPOTENCY_BOUNDS)
+}
 
 /// The webhook route with what runs it: the idempotency layer (to give up its claims
 /// at shutdown) and what the records live in (for the readiness check).
@@ -88,7 +100,7 @@ impl Backing {
 pub fn in_memory(secret: &str, run_timeout: Duration) -> App {
     let idempotency = IdempotencyLayer::in_memory().run_timeout(run_timeout);
     App {
-        router: router_with(secret, Game::in_memory(), idempotency.clone()),
+        router: router_with(secret, Game::in_memory(), idempotency.clone(), run_timeout),
         idempotency,
         backing: Backing::Memory,
     }
@@ -109,7 +121,7 @@ pub async fn on_redis(
     };
     let idempotency = IdempotencyLayer::new(store).run_timeout(run_timeout);
     Ok(App {
-        router: router_with(secret, game, idempotency.clone()),
+        router: router_with(secret, game, idempotency.clone(), run_timeout),
         idempotency,
         backing: Backing::Redis(connection),
     })
@@ -152,7 +164,7 @@ pub async fn on_postgres(
     };
     let idempotency = IdempotencyLayer::transactional(store).run_timeout(run_timeout);
     Ok(App {
-        router: router_with(secret, game, idempotency.clone()),
+        router: router_with(secret, game, idempotency.clone(), run_timeout),
         idempotency,
         backing: Backing::Postgres(pool),
     })
@@ -252,7 +264,12 @@ async fn warn_of_lost_credits(connection: &mut ConnectionManager) {
 
 /// Every event type at one URL: a deadline, then the signature layer, then the
 /// idempotency layer, then `Dispatch`.
-fn router_with(secret: &str, game: Game, idempotency: IdempotencyLayer) -> Router {
+fn router_with(
+    secret: &str,
+    game: Game,
+    idempotency: IdempotencyLayer,
+    run_timeout: Duration,
+) -> Router {
     let dispatch = Dispatch::with_state(Arc::new(game))
         .on(EventType::PlayerVerify, verify_player)
         .on(
@@ -278,7 +295,7 @@ fn router_with(secret: &str, game: Game, idempotency: IdempotencyLayer) -> Route
         .layer(AghanimSignatureLayer::new(secret))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_DEADLINE,
+            request_deadline(run_timeout),
         ))
 }
 
