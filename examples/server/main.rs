@@ -87,6 +87,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             println!(
                 "Deduplicating in PostgreSQL (DATABASE_URL), shared by every instance: each delivery's claim, credit and answer commit in one transaction"
             );
+            if !url.contains("statement-cache-capacity=0") {
+                println!(
+                    "Behind a transaction pooler (PgBouncer in transaction mode, Supavisor, Neon's pooler), add ?statement-cache-capacity=0 to DATABASE_URL"
+                );
+            }
             app
         }
         (None, Some(url)) => {
