@@ -4,6 +4,7 @@
 //! connection, where a connection left inside a transaction is the next delivery's.
 
 use super::*;
+use common::sent::Sent;
 
 /// The credits written for the delivery of `key`.
 async fn credits_of(db: &Database, key: &str) -> i64 {
@@ -44,6 +45,33 @@ async fn table_locked(db: &Database) -> sqlx::Transaction<'static, sqlx::Postgre
         .await
         .unwrap();
     lock
+}
+
+/// The delivery of `key`, answered `first`, was refused with nothing kept (`None`: the
+/// handler's error went up the stack); its retry, the handler's script run out, runs
+/// and credits once.
+async fn refused_then_credited_once(
+    db: &Database,
+    stack: &Stack,
+    key: &str,
+    first: Option<Sent>,
+    outcome: Option<IdempotencyOutcome>,
+) {
+    if let Some(first) = first {
+        assert_eq!(
+            (first.status, first.outcome),
+            (StatusCode::SERVICE_UNAVAILABLE, outcome.or(first.outcome)),
+            "{key}: {first:?}"
+        );
+    }
+    assert_eq!(credits_of(db, key).await, 0, "{key}");
+    let retry = send_owned(stack.clone(), item_add(key)).await.unwrap();
+    assert_eq!(
+        retry.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{key}: {retry:?}"
+    );
+    assert_eq!(credits_of(db, key).await, 1, "{key}");
 }
 
 /// Sends `key`'s delivery and drops it, unanswered, after `after`.
@@ -186,27 +214,18 @@ async fn a_failed_savepoint_after_a_swallowed_error_never_credits_outside_the_de
         .then(Answer::SwallowedErrorThenBegin)
         .then(Answer::SwallowedErrorThenBegin);
     let stack = stack_on(&single, &handler);
-    for attempt in 1..=3 {
+    for _ in 1..3 {
         let sent = send_owned(stack.clone(), item_add("ord_swallowed"))
             .await
             .unwrap();
-        assert_eq!(
-            sent.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{attempt}: {sent:?}"
-        );
-        assert_eq!(
-            credits_of(&db, "ord_swallowed").await,
-            0,
-            "attempt {attempt}"
-        );
+        assert_eq!(sent.status, StatusCode::SERVICE_UNAVAILABLE, "{sent:?}");
+        assert_eq!(credits_of(&db, "ord_swallowed").await, 0);
     }
-    // The handler fixed, the next retry credits once.
-    let fixed = send_owned(stack.clone(), item_add("ord_swallowed"))
+    // The third attempt, then the handler fixed: the next retry credits once.
+    let third = send_owned(stack.clone(), item_add("ord_swallowed"))
         .await
         .unwrap();
-    assert_eq!(fixed.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
-    assert_eq!(credits_of(&db, "ord_swallowed").await, 1);
+    refused_then_credited_once(&db, &stack, "ord_swallowed", Some(third), None).await;
     settled(&db).await;
 }
 
@@ -223,25 +242,9 @@ async fn a_handlers_own_rollback_then_writes_keeps_nothing_and_the_retry_credits
         let handler = Handler::default().then(answer);
         let stack = stack_on(&single, &handler);
         let lost = send_owned(stack.clone(), item_add(key)).await.unwrap();
-        assert_eq!(
-            lost.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{key}: {lost:?}"
-        );
-        assert_eq!(
-            lost.outcome,
-            Some(IdempotencyOutcome::TransactionLost),
-            "{key}"
-        );
         // The write after its ROLLBACK was refused, not committed on its own.
-        assert_eq!(credits_of(&db, key).await, 0, "{key}");
-        let retry = send_owned(stack, item_add(key)).await.unwrap();
-        assert_eq!(
-            retry.outcome,
-            Some(IdempotencyOutcome::Ran { attempt: 1 }),
-            "{key}"
-        );
-        assert_eq!(credits_of(&db, key).await, 1, "{key}");
+        let lost_outcome = Some(IdempotencyOutcome::TransactionLost);
+        refused_then_credited_once(&db, &stack, key, Some(lost), lost_outcome).await;
     }
     settled(&db).await;
 }
@@ -258,27 +261,9 @@ async fn a_handlers_own_commit_commits_nothing_and_the_retry_credits_once(db: Da
     ] {
         let handler = Handler::default().then(answer);
         let stack = stack_on(&single, &handler);
-        let first = send_owned(stack.clone(), item_add(key)).await;
-        if let Ok(first) = &first {
-            assert_eq!(
-                first.status,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "{key}: {first:?}"
-            );
-            assert_eq!(
-                first.outcome,
-                Some(IdempotencyOutcome::TransactionLost),
-                "{key}"
-            );
-        }
-        assert_eq!(credits_of(&db, key).await, 0, "{key}");
-        let retry = send_owned(stack.clone(), item_add(key)).await.unwrap();
-        assert_eq!(
-            retry.outcome,
-            Some(IdempotencyOutcome::Ran { attempt: 1 }),
-            "{key}"
-        );
-        assert_eq!(credits_of(&db, key).await, 1, "{key}");
+        let first = send_owned(stack.clone(), item_add(key)).await.ok();
+        let lost_outcome = Some(IdempotencyOutcome::TransactionLost);
+        refused_then_credited_once(&db, &stack, key, first, lost_outcome).await;
     }
     settled(&db).await;
 }
@@ -340,19 +325,7 @@ async fn a_handler_cannot_change_the_records_while_its_claim_is_open(db: Databas
         let handler = Handler::default().then(Answer::RawIgnoringErrorThen(sql, status));
         let stack = stack_on(&single, &handler);
         let first = send_owned(stack.clone(), item_add(key)).await.unwrap();
-        assert_eq!(
-            first.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{key}: {first:?}"
-        );
-        assert_eq!(credits_of(&db, key).await, 0, "{key}");
-        let retry = send_owned(stack, item_add(key)).await.unwrap();
-        assert_eq!(
-            retry.outcome,
-            Some(IdempotencyOutcome::Ran { attempt: 1 }),
-            "{key}"
-        );
-        assert_eq!(credits_of(&db, key).await, 1, "{key}");
+        refused_then_credited_once(&db, &stack, key, Some(first), None).await;
     }
     settled(&db).await;
 }
