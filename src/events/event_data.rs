@@ -35,7 +35,9 @@ use super::{
 /// a revoke are two handlers, one on `Event<ItemChange>`, one on `Event<ItemRemove>`.
 ///
 /// Data of your own (say for `payment.succeeded`, which has no type here) implements it
-/// in one line: its `is_for` names the types it is for.
+/// in one line: its `is_for` names the types it is for. Name them exactly: data that
+/// a credit reads must never be for `item.remove` (`starts_with("item.")` would let a
+/// credit run on a refund).
 ///
 /// # Example
 ///
@@ -65,6 +67,12 @@ use super::{
 #[cfg_attr(
     not(feature = "axum"),
     doc = "[`AghanimEvent<D>`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/struct.AghanimEvent.html"
+)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not event data: it does not implement `EventData`",
+    note = "a `Dispatch` handler's or `AghanimEvent`'s data says which event types it is for: \
+            implement `aghanim_webhook::events::EventData` for it (one `is_for` method), \
+            or take `serde_json::Value`"
 )]
 pub trait EventData: DeserializeOwned {
     /// Whether events of `event_type` carry this data.

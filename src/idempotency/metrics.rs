@@ -7,7 +7,7 @@ use super::IdempotencyOutcome;
 
 #[cfg(feature = "metrics")]
 pub(crate) const DECISIONS: &str = "aghanim_webhook_idempotency_decisions_total";
-#[cfg(feature = "metrics")]
+#[cfg(all(feature = "metrics", feature = "postgres"))]
 pub(crate) const STORE_FAILURES: &str = "aghanim_webhook_idempotency_store_failures_total";
 #[cfg(feature = "metrics")]
 pub(crate) const STORE_DURATION: &str = "aghanim_webhook_idempotency_store_duration_seconds";
@@ -65,6 +65,7 @@ pub(crate) fn store_call(store: &'static str, operation: &'static str, took: Dur
 }
 
 /// A store failure that made the layer answer 503, by a bounded reason.
+#[cfg(feature = "postgres")]
 #[inline]
 pub(crate) fn store_failure(store: &'static str, operation: &'static str, reason: &'static str) {
     #[cfg(feature = "metrics")]

@@ -168,7 +168,8 @@ pub use policy::Policy;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{
-    DeliveryConnection, DeliveryTransaction, PostgresStore, DEFAULT_POSTGRES_TABLE,
+    DeliveryConnection, DeliverySavepoint, DeliveryTransaction, PostgresStore,
+    DEFAULT_POSTGRES_TABLE,
 };
 #[cfg(any(feature = "redis", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "postgres"))))]

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::{
     config::{Backend, Config},
-    key::Delivery,
+    key::{Claim, Delivery},
     leased::deduplicated,
     Policy, ResponseFuture,
 };
@@ -98,6 +98,11 @@ where
             let error = WebhookError::missing_layer("IdempotencyLayer");
             return ResponseFuture::answered(error.into_webhook_response());
         };
+        // An idempotency layer further out has claimed this delivery already: claiming
+        // it again would wait on that claim until the wait ran out, on every attempt.
+        if request.extensions().get::<Claim>().is_some() {
+            return ResponseFuture::pass_through(inner, request);
+        }
         // The type alone decides whether to deduplicate: reads pass through without
         // computing a key or a fingerprint.
         let policy = peek_event_type(verified).map_or(Policy::PassThrough, |event_type| {

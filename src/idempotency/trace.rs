@@ -71,6 +71,7 @@ pub(crate) fn claim(dedupe_key: &str, attempt: Option<u64>) {
 
 /// A store failure that made the layer answer 503, once, with the store's own words
 /// and, from a database, its SQLSTATE.
+#[cfg(feature = "postgres")]
 #[inline]
 pub(crate) fn store_failure(
     dedupe_key: &str,

@@ -8,7 +8,8 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! aghanim-webhook = { version = "0.1", features = ["testing"] }
+//! # "idempotency" for the IdempotencyLayer the examples below put in front
+//! aghanim-webhook = { version = "0.1", features = ["testing", "idempotency"] }
 //! tokio = { version = "1", features = ["macros", "rt"] }  # #[tokio::test]
 //! tower = { version = "0.5", features = ["util"] }        # ServiceExt::oneshot, service_fn
 //! http = "1"                                              # Request, Response, StatusCode

@@ -1,18 +1,15 @@
-use std::{
-    fmt,
-    ops::{Deref, DerefMut},
-};
+use std::fmt;
 
 use futures_core::{future::BoxFuture, stream::BoxStream};
 use futures_util::{FutureExt, StreamExt};
 use sqlx::{
     pool::PoolConnection,
-    postgres::{PgQueryResult, PgRow, PgStatement, PgTransactionManager, PgTypeInfo},
-    Describe, Either, Execute, Executor, PgConnection, Postgres, SqlStr,
+    postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo},
+    AssertSqlSafe, Describe, Either, Execute, Executor, PgConnection, Postgres, Row, SqlStr,
 };
-use sqlx_core::transaction::TransactionManager;
 
-use super::store::claim_is_open;
+use super::savepoint::DeliverySavepoint;
+use super::store::{is_sqlstate, IN_FAILED_SQL_TRANSACTION};
 
 /// The delivery's connection, lent by
 /// [`DeliveryTransaction::connection`](super::DeliveryTransaction::connection): an sqlx
@@ -20,15 +17,20 @@ use super::store::claim_is_open;
 /// at all (feature `postgres`).
 ///
 /// Before each statement but the first it checks, in one round trip, that the
-/// connection is still in the claim's transaction; when the handler ended it (a raw
-/// `COMMIT` or `ROLLBACK`) or a failed statement aborted it, the statement is refused
-/// with an error and never runs, so nothing is ever written outside the delivery. (The
-/// first needs no check: nothing but the claim ran before it. A single query string
-/// that ends the transaction and writes after, such as `ROLLBACK; INSERT ...` through
-/// `raw_sql`, is out of its reach.) It dereferences to sqlx's
-/// [`PgConnection`] for everything else: `connection.begin()` opens a savepoint, as on
-/// any connection in a transaction (statements on that savepoint's own
-/// [`Transaction`](sqlx::Transaction) go to the connection directly, unchecked).
+/// connection is still in the delivery's transaction (by its transaction id, which no
+/// setting of the handler's can change); when the handler ended it (a raw `COMMIT`,
+/// which the table's trigger refuses and rolls back, or a raw `ROLLBACK`), the statement
+/// is refused with an error and never runs, so nothing is ever written outside the
+/// delivery. (The first needs no check: nothing but the claim ran before it. In a
+/// transaction a failed statement aborted, statements go through: PostgreSQL refuses
+/// all but a `ROLLBACK`, which a check then finds. A single query string that ends the
+/// transaction and writes after, such as `ROLLBACK; INSERT ...` through `raw_sql`, is
+/// out of its reach.)
+///
+/// It is not sqlx's `PgConnection`, and does not hand one out: a helper of the game's
+/// that takes `&mut PgConnection` would write past the check. Write helpers over an
+/// executor (`impl sqlx::PgExecutor<'_>`, or `&mut DeliveryConnection` for several
+/// statements). [`begin`](Self::begin) opens a savepoint, checked the same way.
 ///
 /// # Example
 ///
@@ -44,32 +46,110 @@ use super::store::claim_is_open;
 ///     Ok(())
 /// }
 /// ```
+///
+/// A helper written for sqlx's own connection type does not take it:
+///
+/// ```compile_fail
+/// use aghanim_webhook::idempotency::DeliveryTransaction;
+///
+/// async fn grant(connection: &mut sqlx::PgConnection) {}
+///
+/// async fn credit(transaction: &DeliveryTransaction) {
+///     let mut connection = transaction.connection().await.unwrap();
+///     grant(&mut connection).await;
+/// }
+/// ```
 pub struct DeliveryConnection {
     pooled: PoolConnection<Postgres>,
-    /// Known to be in the claim's transaction: nothing has run on the connection since
-    /// the claim, or since the last check. Only a statement, or a use of the connection
-    /// as sqlx's own, can end the transaction, so a check is needed only after one.
+    /// The delivery's transaction id, given by its claim.
+    transaction_id: i64,
+    /// Known to be in the delivery's transaction: nothing has run on the connection
+    /// since the claim, or since the last check. Only a statement can end the
+    /// transaction, so a check is needed only after one.
     in_claim: bool,
+    /// Savepoints begun and not yet ended.
+    savepoints: usize,
+    /// The depth of a savepoint dropped without `commit` or `rollback`, to roll back
+    /// to before anything else runs.
+    rollback_to: Option<usize>,
 }
 
 impl DeliveryConnection {
-    /// The connection, its claim's transaction just begun.
     pub(super) fn new(pooled: PoolConnection<Postgres>) -> Self {
         Self {
             pooled,
-            in_claim: true,
+            transaction_id: 0,
+            in_claim: false,
+            savepoints: 0,
+            rollback_to: None,
         }
     }
 
-    /// The connection, checked before this statement unless nothing ran since the
-    /// last check; then marked unchecked, since the statement may end the transaction.
-    async fn checked(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        if !std::mem::replace(&mut self.in_claim, false) {
-            ensure_open(&mut self.pooled).await?;
-        } else if PgTransactionManager::get_transaction_depth(&self.pooled) == 0 {
-            return Err(transaction_ended());
-        }
-        Ok(&mut self.pooled)
+    /// The delivery's transaction has begun, with this id.
+    pub(super) fn claimed(&mut self, transaction_id: i64) {
+        self.transaction_id = transaction_id;
+        self.in_claim = true;
+    }
+
+    /// Opens a savepoint inside the delivery's transaction: what runs on it is rolled
+    /// back alone by its [`rollback`](DeliverySavepoint::rollback), or when it is
+    /// dropped, and kept with the delivery by its [`commit`](DeliverySavepoint::commit).
+    ///
+    /// # Errors
+    ///
+    /// When the delivery's transaction has ended or is aborted (a statement failed),
+    /// or the database refuses the savepoint.
+    pub async fn begin(&mut self) -> Result<DeliverySavepoint<'_>, sqlx::Error> {
+        let depth = self.savepoints + 1;
+        let begin = format!("SAVEPOINT {}", savepoint_name(depth));
+        (&mut *self)
+            .execute(sqlx::raw_sql(AssertSqlSafe(begin)))
+            .await?;
+        self.savepoints = depth;
+        Ok(DeliverySavepoint::new(self, depth))
+    }
+
+    /// Ends the savepoint at `depth`: released (`keep`), or rolled back to and released.
+    pub(super) async fn end_savepoint(
+        &mut self,
+        depth: usize,
+        keep: bool,
+    ) -> Result<(), sqlx::Error> {
+        let name = savepoint_name(depth);
+        let end = if keep {
+            format!("RELEASE SAVEPOINT {name}")
+        } else {
+            format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+        };
+        self.savepoints = depth - 1;
+        (&mut *self)
+            .execute(sqlx::raw_sql(AssertSqlSafe(end)))
+            .await
+            .map(drop)
+    }
+
+    /// A savepoint at `depth` was dropped without being ended: it is rolled back to
+    /// before the connection's next statement.
+    pub(super) fn savepoint_dropped(&mut self, depth: usize) {
+        self.savepoints = depth - 1;
+        self.rollback_to = Some(self.rollback_to.map_or(depth, |deeper| deeper.min(depth)));
+    }
+
+    /// The rollback a dropped savepoint left, as the start of a simple query.
+    pub(super) fn pending_rollback(&mut self) -> String {
+        self.rollback_to.take().map_or_else(String::new, |depth| {
+            let name = savepoint_name(depth);
+            format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}; ")
+        })
+    }
+
+    /// Savepoints the handler left open (forgotten, not dropped).
+    pub(super) fn savepoints_open(&self) -> usize {
+        self.savepoints
+    }
+
+    pub(super) fn transaction_id(&self) -> i64 {
+        self.transaction_id
     }
 
     pub(super) fn pooled_mut(&mut self) -> &mut PgConnection {
@@ -79,42 +159,55 @@ impl DeliveryConnection {
     pub(super) fn close_on_drop(&mut self) {
         self.pooled.close_on_drop();
     }
-}
 
-impl Deref for DeliveryConnection {
-    type Target = PgConnection;
-
-    fn deref(&self) -> &PgConnection {
-        &self.pooled
+    /// Whether the connection is still in the delivery's transaction; an aborted one
+    /// answers with its error.
+    pub(super) async fn claim_is_open(&mut self) -> Result<bool, sqlx::Error> {
+        let check = format!(
+            "SELECT coalesce(txid_current_if_assigned() = {}, false)",
+            self.transaction_id
+        );
+        let row = self
+            .pooled
+            .fetch_one(sqlx::raw_sql(AssertSqlSafe(check)))
+            .await?;
+        row.try_get(0)
     }
-}
 
-impl DerefMut for DeliveryConnection {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        // Used as sqlx's own (a savepoint, say): anything may have run.
-        self.in_claim = false;
-        &mut self.pooled
+    /// The connection, ready for the handler's next statement: a dropped savepoint
+    /// rolled back to, and the transaction checked unless nothing ran since the claim
+    /// or the last check; then marked unchecked, since the statement may end it.
+    async fn checked(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        let rollback = self.pending_rollback();
+        if !rollback.is_empty() {
+            self.in_claim = false;
+            self.pooled
+                .execute(sqlx::raw_sql(AssertSqlSafe(rollback)))
+                .await?;
+        }
+        if !std::mem::replace(&mut self.in_claim, false) {
+            match self.claim_is_open().await {
+                Ok(true) => {}
+                Ok(false) => return Err(transaction_ended()),
+                // Aborted: PostgreSQL itself refuses all but the way out.
+                Err(error) if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(&mut self.pooled)
     }
 }
 
 impl fmt::Debug for DeliveryConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeliveryConnection").finish_non_exhaustive()
+        f.debug_struct("DeliveryConnection")
+            .field("savepoints", &self.savepoints)
+            .finish_non_exhaustive()
     }
 }
 
-/// Fails unless `connection` is still in the claim's transaction.
-async fn ensure_open(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
-    // sqlx rolled back the delivery's level itself (a savepoint's `begin()` that
-    // failed, on some versions): no need to ask.
-    if PgTransactionManager::get_transaction_depth(connection) == 0 {
-        return Err(transaction_ended());
-    }
-    // An aborted transaction says so itself.
-    match claim_is_open(connection).await? {
-        true => Ok(()),
-        false => Err(transaction_ended()),
-    }
+fn savepoint_name(depth: usize) -> String {
+    format!("aghanim_webhook_savepoint_{depth}")
 }
 
 fn transaction_ended() -> sqlx::Error {

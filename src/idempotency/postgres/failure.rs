@@ -24,8 +24,7 @@ pub(crate) enum ClaimError {
 pub(crate) enum CommitError {
     /// The handler ended the delivery's transaction itself (its own `COMMIT` or
     /// `ROLLBACK`): what it committed, the claim's row among it, is out of reach.
-    /// The check's error, when the commit found it out.
-    Ended(Option<sqlx::Error>),
+    Ended,
     /// A statement of the handler's failed and aborted the transaction.
     Aborted(sqlx::Error),
     /// The handler left a savepoint open (a nested transaction it forgot).
@@ -41,7 +40,7 @@ impl CommitError {
     /// `COMMIT` (a deferred constraint, a serialization failure) or the connection.
     pub(super) fn of(error: sqlx::Error) -> Self {
         if is_transaction_ended(&error) {
-            Self::Ended(Some(error))
+            Self::Ended
         } else if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) {
             Self::Aborted(error)
         } else {
@@ -76,7 +75,7 @@ impl CommitError {
     /// A bounded label for the metrics.
     fn reason(&self) -> &'static str {
         match self {
-            Self::Ended(_) => "transaction_ended",
+            Self::Ended => "transaction_ended",
             Self::Aborted(_) => "transaction_aborted",
             Self::SavepointLeftOpen => "savepoint_left_open",
             Self::Commit(error) => reason_of(error),
@@ -87,7 +86,7 @@ impl CommitError {
 impl fmt::Display for CommitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Ended(_) => f.write_str(
+            Self::Ended => f.write_str(
                 "the handler ended the delivery's transaction itself (its own COMMIT or \
                  ROLLBACK): rolled back what could be",
             ),
@@ -113,6 +112,8 @@ pub(crate) enum Failure<'a> {
     HeldByHandler,
     /// A duplicate found its key committed without an answer.
     Unanswered,
+    /// The claim's lock wait ended.
+    LockTimeout(&'a sqlx::Error),
 }
 
 impl Failure<'_> {
@@ -126,6 +127,12 @@ impl Failure<'_> {
                 "held_by_handler",
                 None,
                 &"the handler kept the delivery's transaction past its answer",
+            ),
+            Self::LockTimeout(error) => (
+                "lock_timeout",
+                sqlstate(error),
+                &"the claim's lock wait ended: a copy of the delivery still runs, or something \
+                  holds a lock on the table (a migration, LOCK TABLE, VACUUM FULL)",
             ),
             Self::Unanswered => (
                 "committed_without_answer",
@@ -148,9 +155,9 @@ fn sqlstate_of_claim(error: &ClaimError) -> Option<String> {
 
 fn sqlstate_of_commit(error: &CommitError) -> Option<String> {
     match error {
-        CommitError::Commit(error)
-        | CommitError::Aborted(error)
-        | CommitError::Ended(Some(error)) => sqlstate(error),
+        // An ended transaction raises by the check's own construction: no SQLSTATE of
+        // the database's to report.
+        CommitError::Commit(error) | CommitError::Aborted(error) => sqlstate(error),
         _ => None,
     }
 }

@@ -6,10 +6,12 @@ mod failure;
 mod gate;
 mod records;
 mod run;
+mod savepoint;
 mod store;
 mod transaction;
 
 pub use connection::DeliveryConnection;
 pub(crate) use run::in_transaction;
+pub use savepoint::DeliverySavepoint;
 pub use store::{PostgresStore, DEFAULT_POSTGRES_TABLE};
 pub use transaction::DeliveryTransaction;

@@ -77,7 +77,8 @@ where
             let (response, reported) = recorded_answer(recorded, &fingerprint);
             return Ok(answer(response, reported));
         }
-        Ok(Ok(PostgresClaim::StillRunning)) => {
+        Ok(Ok(PostgresClaim::StillRunning(error))) => {
+            Failure::LockTimeout(&error).report("claim", &dedupe_key);
             let busy = outcome::still_in_progress(STILL_RUNNING_RETRY);
             return Ok(answer(busy, IdempotencyOutcome::StillInProgress));
         }
@@ -161,7 +162,7 @@ where
             let reported = match error {
                 // What the handler committed itself is out of reach, and duplicates
                 // are refused until an operator decides.
-                CommitError::Ended(_) => IdempotencyOutcome::TransactionLost,
+                CommitError::Ended => IdempotencyOutcome::TransactionLost,
                 _ => IdempotencyOutcome::StoreUnavailable,
             };
             Ok(answer(outcome::store_unavailable(), reported))
@@ -177,7 +178,7 @@ async fn release(mut open: OpenTransaction, config: &Config, dedupe_key: &str) -
     match timeout(config.store_timeout, PostgresStore::release(&mut open)).await {
         Ok(Ok(true)) | Ok(Err(_)) | Err(_) => true,
         Ok(Ok(false)) => {
-            Failure::Commit(&CommitError::Ended(None)).report("rollback", dedupe_key);
+            Failure::Commit(&CommitError::Ended).report("rollback", dedupe_key);
             false
         }
     }

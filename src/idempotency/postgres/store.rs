@@ -1,11 +1,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use sqlx::{
-    postgres::{PgRow, PgTransactionManager},
-    AssertSqlSafe, Executor, PgConnection, PgPool, Row, SqlSafeStr,
-};
-use sqlx_core::transaction::TransactionManager;
+use sqlx::{postgres::PgRow, AssertSqlSafe, Executor, PgPool, Row, SqlSafeStr};
 
 use super::failure::{ClaimError, CommitError};
 use super::gate::{Gate, Gates};
@@ -422,9 +418,10 @@ impl PostgresStore {
         // The only values written into the text are hex digests, which by their type
         // can carry no SQL, and durations. The lock timeout is in force before the
         // insert takes its first lock (the table's), and the session's own is saved to
-        // be set back for the handler's statements.
-        // The settings are one statement: its `WHERE` reads the session's lock timeout,
-        // saved, before the row's values set the claim's.
+        // be set back for the handler's statements; the settings are one statement,
+        // whose `WHERE` reads the session's lock timeout, saved, before the row's
+        // values set the claim's. The transaction's id, which no setting of the
+        // handler's can change, is what tells later that it is still the delivery's.
         let claim = format!(
             "BEGIN; \
              SELECT set_config('lock_timeout', '{wait}', true), \
@@ -435,40 +432,43 @@ impl PostgresStore {
                                      true) AS saved) AS session WHERE saved IS NOT NULL; \
              INSERT INTO {table} (key, fingerprint, status, purged) \
              VALUES ('{key}', '{fingerprint}', {ACKNOWLEDGED}, true) \
-             RETURNING set_config('lock_timeout', current_setting('{SESSION_LOCK_TIMEOUT}'), true)",
+             RETURNING txid_current() AS transaction_id, \
+                 set_config('lock_timeout', current_setting('{SESSION_LOCK_TIMEOUT}'), true)",
             table = self.table,
             key = key.as_str(),
             fingerprint = fingerprint.as_str(),
         );
-        let connection = open.connection_mut();
-        // sqlx counts the transaction as open from before the round trip, so a
-        // handler's `begin()` on this connection is a savepoint.
-        let begun =
-            PgTransactionManager::begin(connection, Some(AssertSqlSafe(claim).into_sql_str()))
-                .await;
-        let error = match begun {
-            Ok(()) => return Ok(Claim::Claimed(open)),
+        let pg = open.connection().pooled_mut();
+        let error = match pg.fetch_all(sqlx::raw_sql(AssertSqlSafe(claim))).await {
+            Ok(rows) => {
+                let claimed = rows
+                    .last()
+                    .and_then(|row| row.try_get::<i64, _>("transaction_id").ok())
+                    .ok_or(ClaimError::Vanished)?;
+                open.connection().claimed(claimed);
+                return Ok(Claim::Claimed(open));
+            }
             Err(error) => error,
         };
-        // sqlx has queued the `ROLLBACK` of the failed transaction: it goes with the
-        // next statement, or with the ping the pool sends when the connection returns.
+        // The insert failed inside the transaction `BEGIN` opened.
         if is_sqlstate(&error, LOCK_NOT_AVAILABLE) {
+            pg.execute("ROLLBACK").await.map_err(ClaimError::Claim)?;
             open.ended();
-            return Ok(Claim::StillRunning);
+            return Ok(Claim::StillRunning(error));
         }
         if !is_sqlstate(&error, UNIQUE_VIOLATION) {
             return Err(ClaimError::Claim(error));
         }
         // The copy it waited for, or one just before it, committed: its answer, read on
-        // the same connection, after the `ROLLBACK`. Simple queries answer in text,
-        // which the row's decoding reads as well.
+        // the same connection, after the `ROLLBACK`, in one round trip. Simple queries
+        // answer in text, which the row's decoding reads as well.
         let read = format!(
-            "SELECT fingerprint, status, content_type, body FROM {} WHERE key = '{}'",
+            "ROLLBACK; SELECT fingerprint, status, content_type, body FROM {} WHERE key = '{}'",
             self.table,
             key.as_str()
         );
-        let row = sqlx::raw_sql(AssertSqlSafe(read))
-            .fetch_optional(open.connection_mut())
+        let row = pg
+            .fetch_optional(sqlx::raw_sql(AssertSqlSafe(read)))
             .await
             .map_err(ClaimError::Claim)?;
         open.ended();
@@ -483,43 +483,42 @@ impl PostgresStore {
     }
 
     /// Records `response` under `key` in the delivery's transaction and commits it, in
-    /// one round trip: one statement that raises unless the transaction is still the
-    /// claim's (not ended by the handler, not aborted by a failed statement) and holds
-    /// the claim's row, and that writes the answer when the row does not say it
-    /// already and sets what the table's trigger asks of a commit; then `COMMIT`.
-    ///
-    /// `BEGIN` follows the `COMMIT` in the same query, so that the one transaction sqlx
-    /// counts stays true; its `ROLLBACK` is queued, to go with whatever the connection
-    /// sends next: the pool's `after_release` hook or its ping when the connection
-    /// goes back, so that no transaction outlives the delivery.
+    /// one round trip: a dropped savepoint's rollback if one is left, one statement that
+    /// raises unless the transaction is still the delivery's (not ended by the handler;
+    /// an aborted one raises by itself) and sets what the table's trigger asks of a
+    /// commit, the answer written into the claim's row when the row does not say it
+    /// already, then `COMMIT`.
     pub(crate) async fn record_and_commit(
         &self,
         open: &mut OpenTransaction,
         key: &HexDigest,
         response: &StoredResponse,
     ) -> Result<(), CommitError> {
-        let connection = open.connection_mut();
-        if PgTransactionManager::get_transaction_depth(connection) != 1 {
+        let connection = open.connection();
+        if connection.savepoints_open() > 0 {
             return Err(CommitError::SavepointLeftOpen);
         }
         let commit = format!(
-            "{}; COMMIT; BEGIN",
-            record_statement(&self.table, key, response)
+            "{}SELECT {COMMITTING} WHERE 1 / coalesce((txid_current_if_assigned() = {})::int, 0) = 1; \
+             {}COMMIT",
+            connection.pending_rollback(),
+            connection.transaction_id(),
+            record_statement(&self.table, key, response),
         );
         connection
+            .pooled_mut()
             .execute(sqlx::raw_sql(AssertSqlSafe(commit)))
             .await
             .map_err(CommitError::of)?;
-        PgTransactionManager::start_rollback(connection);
         open.ended();
         Ok(())
     }
 
     /// Rolls the delivery's transaction back, and says whether it was still the
-    /// claim's: `false` when the handler had ended it itself. A connection that cannot
-    /// roll back is closed.
+    /// delivery's: `false` when the handler had ended it itself. A connection that
+    /// cannot roll back is closed.
     pub(crate) async fn release(open: &mut OpenTransaction) -> Result<bool, sqlx::Error> {
-        let claim_was_open = match claim_is_open(open.connection_mut()).await {
+        let claim_was_open = match open.connection().claim_is_open().await {
             Ok(open) => open,
             Err(error) if is_sqlstate(&error, IN_FAILED_SQL_TRANSACTION) => true,
             Err(error) => return Err(error),
@@ -528,14 +527,10 @@ impl PostgresStore {
         Ok(claim_was_open)
     }
 
-    /// Rolls the delivery's transaction back (every level the handler left open too);
-    /// a connection that cannot is closed.
+    /// Rolls the delivery's transaction back, savepoints and all; a connection that
+    /// cannot is closed.
     pub(crate) async fn rollback(open: &mut OpenTransaction) -> Result<(), sqlx::Error> {
-        let connection = open.connection_mut();
-        while PgTransactionManager::get_transaction_depth(connection) > 1 {
-            PgTransactionManager::start_rollback(connection);
-        }
-        PgTransactionManager::rollback(connection).await?;
+        open.connection().pooled_mut().execute("ROLLBACK").await?;
         open.ended();
         Ok(())
     }
@@ -574,8 +569,9 @@ pub(crate) enum Claim {
     Claimed(OpenTransaction),
     /// The key has a committed answer.
     Recorded(Recorded),
-    /// Another copy still holds the key after the wait.
-    StillRunning,
+    /// Another copy still holds the key after the wait, or something holds a lock on
+    /// the table: the lock timeout's error.
+    StillRunning(sqlx::Error),
     /// The key was committed without an answer, by something other than the layer (a
     /// handler's own `COMMIT`): what happened is not known, so it is neither run nor
     /// replayed until an operator decides.
@@ -629,17 +625,12 @@ fn is_acknowledgement(response: &StoredResponse) -> bool {
 }
 
 /// The `UPDATE` that records `response` in the claim's row, its values written in as
-/// hex digits and integers only, so that no byte of the answer is read as SQL. It
-/// raises outside the claim's transaction and in an aborted one, so nothing is
-/// recorded unless the claim is still open.
+/// hex digits and integers only, so that no byte of the answer is read as SQL; nothing
+/// for the acknowledgement, which the row says from its insert.
 fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> String {
-    // The check raises outside the claim's transaction and in an aborted one; the
-    // claim's row cannot be gone, since the table's trigger refuses a handler's
-    // changes to it.
-    let committing = format!("SELECT {COMMITTING} WHERE {CLAIM_IS_OPEN}");
     if is_acknowledgement(response) {
         // What the claim's row says already.
-        return committing;
+        return String::new();
     }
     let content_type = response.content_type.as_ref().map_or_else(
         || "NULL".to_owned(),
@@ -651,28 +642,16 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
         },
     );
     format!(
-        "{committing}; UPDATE {table} SET status = {status}, content_type = {content_type}, \
-         body = decode('{body}', 'hex'), purged = false WHERE key = '{key}'",
+        "UPDATE {table} SET status = {status}, content_type = {content_type}, \
+         body = decode('{body}', 'hex'), purged = false WHERE key = '{key}'; ",
         status = response.status,
         body = lower_hex(&response.body),
         key = key.as_str(),
     )
 }
 
+/// `on` inside a delivery's transaction, for the table's trigger.
 const CLAIM_OPEN: &str = claim_open!();
-/// True in the claim's transaction. Outside it the setting reads '' on this session,
-/// which is no boolean (`INVALID_TEXT_REPRESENTATION`), or is unknown on a server
-/// session that never saw a claim, behind a pooler (`UNDEFINED_OBJECT`); in an aborted
-/// transaction nothing runs (`IN_FAILED_SQL_TRANSACTION`).
-const CLAIM_IS_OPEN: &str = concat!("current_setting('", claim_open!(), "')::boolean");
-/// Whether the connection is in the claim's transaction, as a boolean: false outside
-/// it, without raising, so that a check refused does not abort a transaction of the
-/// handler's own (only an aborted one raises, as every statement does there).
-pub(super) const CLAIM_CHECK: &str = concat!(
-    "SELECT coalesce(current_setting('",
-    claim_open!(),
-    "', true), '') = 'on'"
-);
 /// Set by the layer's own commit alone, in the statement before its `COMMIT`: the
 /// trigger on the table refuses to commit a claim's row without it.
 const COMMITTING: &str = concat!("set_config('", committing!(), "', 'on', true)");
@@ -691,22 +670,16 @@ const SESSION_LOCK_TIMEOUT: &str = "aghanim_webhook.session_lock_timeout";
 /// Raised when `lock_timeout` passes.
 pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
 pub(super) const UNIQUE_VIOLATION: &str = "23505";
-const INVALID_TEXT_REPRESENTATION: &str = "22P02";
-const UNDEFINED_OBJECT: &str = "42704";
+/// Raised by the commit's check when the transaction is no longer the delivery's.
+const DIVISION_BY_ZERO: &str = "22012";
 pub(super) const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 
 pub(super) fn is_sqlstate(error: &sqlx::Error, code: &str) -> bool {
     matches!(error, sqlx::Error::Database(error) if error.code().as_deref() == Some(code))
 }
 
-/// Whether `connection` is in the claim's transaction; an error in an aborted one.
-pub(super) async fn claim_is_open(connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    let row = connection.fetch_one(sqlx::raw_sql(CLAIM_CHECK)).await?;
-    row.try_get(0)
-}
-
-/// Whether the check of [`CLAIM_IS_OPEN`] failed because the claim's transaction is
-/// no longer the connection's.
+/// Whether the commit's check failed because the transaction is no longer the
+/// delivery's: the handler ended it itself.
 pub(super) fn is_transaction_ended(error: &sqlx::Error) -> bool {
-    is_sqlstate(error, INVALID_TEXT_REPRESENTATION) || is_sqlstate(error, UNDEFINED_OBJECT)
+    is_sqlstate(error, DIVISION_BY_ZERO)
 }

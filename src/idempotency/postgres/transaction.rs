@@ -1,6 +1,6 @@
 use std::{fmt, sync::Arc};
 
-use sqlx::{pool::PoolConnection, PgConnection, Postgres};
+use sqlx::{pool::PoolConnection, Postgres};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use super::DeliveryConnection;
@@ -18,24 +18,22 @@ use crate::idempotency::StoreError;
 /// no other service from inside it: what is not in this database is not undone by a
 /// rollback (write an outbox row instead).
 ///
-/// sqlx knows the transaction is open, so sqlx's own idiom on the connection,
-/// `connection.begin()`, opens a **savepoint** inside it: its `commit()` releases the
+/// sqlx's idiom on the connection, `connection.begin()`, opens a **savepoint** inside it
+/// (a [`DeliverySavepoint`](super::DeliverySavepoint)): its `commit()` releases the
 /// savepoint and its `rollback()` rolls back to it, and neither ends the delivery's
 /// transaction; what the handler keeps still commits with the claim and the answer,
 /// or not at all.
 ///
 /// Nothing the handler writes through the [`DeliveryConnection`] commits outside the
-/// delivery's transaction: each statement is preceded by a check that the transaction
-/// is still the claim's, and refused when it is not. So after a raw `ROLLBACK` or
-/// `COMMIT` of the handler's own (through `sqlx::raw_sql`, say), or a failed statement
-/// the handler went on from, its later statements fail, and the layer answers 503,
-/// never a 2xx
-/// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost)).
-/// A key the handler committed itself that way was committed without an answer: its
-/// duplicates are answered 503 until an operator decides (`aghanim-webhook records
-/// stuck` lists it). A statement that failed aborts the transaction: a 2xx answered
-/// after it is answered 503, nothing is kept, and the retry runs again. The check
-/// costs one round trip per statement: [the cost](PostgresStore#what-it-costs).
+/// delivery's transaction: a raw `COMMIT` of the handler's own (through
+/// `sqlx::raw_sql`, say) is refused by the table's trigger and rolls the delivery back,
+/// and after it, or after a raw `ROLLBACK`, the connection refuses the handler's next
+/// statement. The layer then answers 503, never a 2xx
+/// ([`IdempotencyOutcome::TransactionLost`](crate::idempotency::IdempotencyOutcome::TransactionLost)),
+/// and the retry runs again. A statement that failed aborts the transaction: a 2xx
+/// answered after it is answered 503, nothing is kept, and the retry runs again. The
+/// check costs one round trip per statement after the first:
+/// [the cost](PostgresStore#what-it-costs).
 ///
 /// # Example
 ///
@@ -44,7 +42,6 @@ use crate::idempotency::StoreError;
 ///
 /// ```no_run
 /// use aghanim_webhook::idempotency::DeliveryTransaction;
-/// use sqlx::Connection;
 ///
 /// async fn credit(transaction: &DeliveryTransaction, player: &str, gems: i64) -> Result<(), Box<dyn std::error::Error>> {
 ///     let mut connection = transaction.connection().await?;
@@ -121,12 +118,11 @@ impl OpenTransaction {
         }
     }
 
-    pub(crate) fn connection_mut(&mut self) -> &mut PgConnection {
-        self.connection.pooled_mut()
+    pub(crate) fn connection(&mut self) -> &mut DeliveryConnection {
+        &mut self.connection
     }
 
-    /// The transaction has ended (or its `ROLLBACK` is queued, to go with the ping the
-    /// pool sends): the connection may go back to the pool.
+    /// The transaction has ended: the connection may go back to the pool.
     pub(crate) fn ended(&mut self) {
         self.ended = true;
     }

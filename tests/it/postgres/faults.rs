@@ -330,6 +330,65 @@ async fn a_handler_cannot_change_the_records_while_its_claim_is_open(db: Databas
     settled(&db).await;
 }
 
+async fn a_handlers_own_savepoint_rolled_back_to_and_reset_all_keep_the_delivery(db: Database) {
+    let single = pool(&db.url, 1).await;
+    // Its own SQL savepoint, a failure in it, and the way back out of it.
+    let handler = Handler::default().then(Answer::RawSavepointRolledBack);
+    let stack = stack_on(&single, &handler);
+    let sent = send_owned(stack.clone(), item_add("ord_own_savepoint"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{sent:?}"
+    );
+    assert_eq!(credits_of(&db, "ord_own_savepoint").await, 1);
+    // `RESET ALL` between two credits: the delivery's transaction is still its own.
+    let handler = Handler::default().then(Answer::RawIgnoringErrorThen("RESET ALL", 200));
+    let stack = stack_on(&single, &handler);
+    let sent = send_owned(stack.clone(), item_add("ord_reset_all"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{sent:?}"
+    );
+    let copy = send_owned(stack, item_add("ord_reset_all")).await.unwrap();
+    assert!(copy.replayed, "{copy:?}");
+    assert_eq!(credits_of(&db, "ord_reset_all").await, 2);
+    settled(&db).await;
+}
+
+async fn a_second_transactional_layer_inside_the_first_passes_the_delivery_through(db: Database) {
+    let handler = Handler::default();
+    let outer = IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()));
+    let inner = IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()));
+    let stack = ServiceBuilder::new()
+        .layer(layer())
+        .layer(outer)
+        .layer(inner)
+        .service_fn({
+            let handler = handler.clone();
+            move |request| handler.clone().handle(request)
+        });
+    let sent = send_owned(stack.clone(), item_add("ord_two_layers"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{sent:?}"
+    );
+    let copy = send_owned(stack, item_add("ord_two_layers")).await.unwrap();
+    assert!(copy.replayed, "{copy:?}");
+    assert_eq!(
+        (handler.runs(), credits_of(&db, "ord_two_layers").await),
+        (1, 1)
+    );
+}
+
 straight_and_pooled!(
     a_delivery_dropped_at_any_point_leaves_no_transaction_and_its_retry_credits_once,
     a_table_lock_during_a_claim_ends_it_at_the_wait_and_its_retry_credits_once,
@@ -338,6 +397,8 @@ straight_and_pooled!(
     a_handlers_own_commit_commits_nothing_and_the_retry_credits_once,
     a_key_committed_without_an_answer_is_refused_and_listed_as_stuck,
     a_handler_cannot_change_the_records_while_its_claim_is_open,
+    a_handlers_own_savepoint_rolled_back_to_and_reset_all_keep_the_delivery,
+    a_second_transactional_layer_inside_the_first_passes_the_delivery_through,
 );
 
 fn stack_on(pool: &PgPool, handler: &Handler) -> Stack {
@@ -472,6 +533,18 @@ fn a_store_failure_is_logged_once_with_its_sqlstate_and_counted_by_reason() {
                 let sent = send_owned(stack.clone(), item_add(key)).await.unwrap();
                 assert_eq!(sent.status, StatusCode::SERVICE_UNAVAILABLE, "{sent:?}");
             }
+            // A lock on the table, which looks like a copy in progress to the claim.
+            let waiting = super::stack(
+                IdempotencyLayer::transactional(PostgresStore::new(db.pool.clone()))
+                    .wait(Duration::from_millis(200)),
+                &handler,
+            );
+            let lock = table_locked(&db).await;
+            let sent = send_owned(waiting, item_add("ord_locked_logged"))
+                .await
+                .unwrap();
+            assert_eq!(sent.status, StatusCode::SERVICE_UNAVAILABLE, "{sent:?}");
+            lock.rollback().await.unwrap();
         })
     });
     let text = captured.text();
@@ -482,7 +555,7 @@ fn a_store_failure_is_logged_once_with_its_sqlstate_and_counted_by_reason() {
     if failures.is_empty() && !text.contains("ord_aborted_logged") {
         return; // no PostgreSQL here: the database helper said so
     }
-    assert_eq!(failures.len(), 2, "{text}");
+    assert_eq!(failures.len(), 3, "{text}");
     assert!(
         failures[0].contains("WARN")
             && failures[0].contains("reason=\"transaction_aborted\"")
@@ -493,7 +566,6 @@ fn a_store_failure_is_logged_once_with_its_sqlstate_and_counted_by_reason() {
     );
     assert!(
         failures[1].contains("reason=\"transaction_ended\"")
-            && failures[1].contains("sqlstate=\"22P02\"")
             && failures[1].contains("ord_ended_logged"),
         "{}",
         failures[1]
@@ -515,6 +587,14 @@ fn a_store_failure_is_logged_once_with_its_sqlstate_and_counted_by_reason() {
             })
             .sum::<u64>()
     };
+    assert!(
+        failures[2].contains("reason=\"lock_timeout\"")
+            && failures[2].contains("sqlstate=\"55P03\"")
+            && failures[2].contains("ord_locked_logged"),
+        "{}",
+        failures[2]
+    );
+    assert_eq!(counted("lock_timeout"), 1);
     assert_eq!(counted("transaction_aborted"), 1);
     assert_eq!(counted("transaction_ended"), 1);
 }

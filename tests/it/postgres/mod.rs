@@ -27,7 +27,7 @@ use common::{
 };
 use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use sqlx::{postgres::PgPoolOptions, Connection, PgPool};
+use sqlx::{postgres::PgPoolOptions, PgPool};
 use tower::{util::BoxCloneService, ServiceBuilder, ServiceExt};
 
 type Stack = BoxCloneService<
@@ -108,10 +108,14 @@ enum Answer {
     /// its failure, then credits, ignoring any error, and answers the acknowledgement;
     /// no credit before.
     SwallowedErrorThenBegin,
-    /// Before anything else, hands the connection to a helper taking sqlx's own
-    /// `&mut PgConnection`, which rolls back; then credits, ignoring any error, and
-    /// answers the acknowledgement.
+    /// Before anything else, hands the connection to a helper written over any
+    /// executor, which rolls back; then credits, ignoring any error, and answers the
+    /// acknowledgement.
     HelperRollsBackFirst,
+    /// Credits, then a bonus step in a savepoint of its own SQL that fails and is
+    /// rolled back to (`SAVEPOINT`, a failing statement, `ROLLBACK TO SAVEPOINT`,
+    /// `RELEASE`), then answers the acknowledgement.
+    RawSavepointRolledBack,
     /// Notes the session's `app.tenant`, sets it to the run's number for the session,
     /// credits, answers 200.
     Tenant,
@@ -172,16 +176,18 @@ impl Handler {
             let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
             let key = claim.dedupe_key().to_owned();
             if let Answer::HelperRollsBackFirst = answer {
-                roll_back(&mut connection).await.map_err(failed)?;
+                roll_back(&mut *connection).await.map_err(failed)?;
                 let _ = credit(key.clone(), run as i32)
                     .execute(&mut *connection)
                     .await;
             } else if let Answer::SwallowedErrorThenBegin = answer {
                 let _ = sqlx::query("SELECT 1 / 0").execute(&mut *connection).await;
                 let _ = connection.begin().await;
-                let _ = credit(key.clone(), run as i32)
-                    .execute(&mut *connection)
-                    .await;
+                for _ in 0..2 {
+                    let _ = credit(key.clone(), run as i32)
+                        .execute(&mut *connection)
+                        .await;
+                }
             } else if let Answer::NestedCommitThen(_) = answer {
                 let mut nested = connection.begin().await.map_err(failed)?;
                 credit(key.clone(), run as i32)
@@ -224,6 +230,16 @@ impl Handler {
                 Answer::RawIgnoringErrorThen(sql, _) => {
                     let _ = sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql)).await;
                     let _ = credit(key, run as i32).execute(&mut *connection).await;
+                }
+                Answer::RawSavepointRolledBack => {
+                    for sql in ["SAVEPOINT bonus", "SELECT 1 / 0"] {
+                        let _ = sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql)).await;
+                    }
+                    for sql in ["ROLLBACK TO SAVEPOINT bonus", "RELEASE SAVEPOINT bonus"] {
+                        sqlx::Executor::execute(&mut *connection, sqlx::raw_sql(sql))
+                            .await
+                            .map_err(failed)?;
+                    }
                 }
                 Answer::RollbackThenCredit => {
                     sqlx::Executor::execute(&mut *connection, sqlx::raw_sql("ROLLBACK"))
@@ -269,6 +285,7 @@ impl Handler {
             Answer::RawThenAck(_)
             | Answer::FailedStatementThenAck
             | Answer::RollbackThenCredit
+            | Answer::RawSavepointRolledBack
             | Answer::HelperRollsBackFirst
             | Answer::SwallowedErrorThenBegin => {
                 return Ok(acknowledgement());
@@ -284,8 +301,8 @@ impl Handler {
     }
 }
 
-/// A helper of the game's, written for any connection.
-async fn roll_back(connection: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+/// A helper of the game's, written for any executor.
+async fn roll_back<'c>(connection: impl sqlx::PgExecutor<'c>) -> Result<(), sqlx::Error> {
     sqlx::Executor::execute(connection, sqlx::raw_sql("ROLLBACK"))
         .await
         .map(drop)
