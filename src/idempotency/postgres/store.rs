@@ -119,13 +119,22 @@ const MIGRATION_TRIES: u32 = 10;
 ///     ON aghanim_idempotency (recorded_at) WHERE NOT purged;
 /// ```
 ///
-/// A claim's row is inserted without a status; the layer writes the answer into it
-/// just before its own `COMMIT`. A row committed without a status was committed by
-/// something else (a handler's own `COMMIT`): its duplicates are answered 503 until an
-/// operator decides, and `aghanim-webhook records stuck` lists it. An acknowledgement
-/// is recorded as its status alone (a 2xx row without a body replays
-/// `{"status":"ok"}`), out of the unpurged index; another final answer with its
-/// bytes, for [`purge_expired`](Self::purge_expired) to find.
+/// `migrate` also adds a trigger function and two triggers: a claim's row commits only
+/// with the layer's own `COMMIT` (the layer sets `aghanim_webhook.committing` in the
+/// statement before it; a handler's own `COMMIT` fails and rolls the delivery back),
+/// and nothing changes the records while a delivery's claim is open on the session.
+/// [`migration`](Self::migration) has them. So a claim's row is inserted as the
+/// acknowledgement (status 200, no body: it replays `{"status":"ok"}`), out of the
+/// unpurged index, and committing a delivery answered with [`Ack`](crate::events::Ack)
+/// writes nothing more; another final answer is written into the row, with its bytes,
+/// for [`purge_expired`](Self::purge_expired) to find. A row without a status can only
+/// be one an older version of this store left when a handler's own `COMMIT` went
+/// through: its duplicates are answered 503 until an operator decides, and
+/// `aghanim-webhook records stuck` lists it. With the triggers disabled
+/// (`session_replication_role = replica`, `ALTER TABLE .. DISABLE TRIGGER`), a
+/// handler's own `COMMIT` would commit the claim as acknowledged: `migrate` enables
+/// them again, as `ALWAYS`, so that they fire under `session_replication_role =
+/// replica` too.
 ///
 /// # Example
 ///
@@ -230,7 +239,9 @@ impl PostgresStore {
                      CREATE TRIGGER {RECORDS_TRIGGER} BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}\n            \
                          FOR EACH STATEMENT EXECUTE FUNCTION {function}();\n    \
                  END IF;\n\
-             END $$;\n",
+             END $$;\n\
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {TRIGGER};\n\
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {RECORDS_TRIGGER};\n",
             committing = committing!(),
             claim_open = claim_open!(),
         )
@@ -294,7 +305,7 @@ impl PostgresStore {
                          AND attname = 'purged' AND NOT attisdropped) \
              AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL \
              AND (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) \
-                  AND tgname IN ($4, $5)) = 2",
+                  AND tgname IN ($4, $5) AND tgenabled = 'A') = 2",
         )
         .bind(&*self.table)
         .bind(recorded_at)

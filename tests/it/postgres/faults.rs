@@ -409,6 +409,32 @@ fn stack_on(pool: &PgPool, handler: &Handler) -> Stack {
 }
 
 #[tokio::test]
+async fn a_handlers_own_commit_is_refused_on_a_session_in_replica_mode_too() {
+    let Some(db) = database().await else { return };
+    // Sessions of a replication tool's pool skip triggers enabled the ordinary way.
+    let replica = PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                sqlx::raw_sql("SET session_replication_role = replica")
+                    .execute(connection)
+                    .await
+                    .map(drop)
+            })
+        })
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let handler = Handler::default().then(Answer::RawIgnoringErrorThen("COMMIT", 500));
+    let stack = stack_on(&replica, &handler);
+    let first = send_owned(stack.clone(), item_add("ord_replica"))
+        .await
+        .ok();
+    let lost_outcome = Some(IdempotencyOutcome::TransactionLost);
+    refused_then_credited_once(&db, &stack, "ord_replica", first, lost_outcome).await;
+}
+
+#[tokio::test]
 async fn migrate_on_a_current_schema_waits_for_no_delivery() {
     let Some(db) = database().await else { return };
     let handler = Handler::default().then(Answer::SlowOk(Duration::from_secs(3)));
