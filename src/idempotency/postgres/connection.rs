@@ -101,7 +101,7 @@ impl DeliveryConnection {
     /// or the database refuses the savepoint.
     pub async fn begin(&mut self) -> Result<DeliverySavepoint<'_>, sqlx::Error> {
         let depth = self.savepoints + 1;
-        let begin = format!("SAVEPOINT {}", savepoint_name(depth));
+        let begin = format!("SAVEPOINT {}", self.savepoint_name(depth));
         (&mut *self)
             .execute(sqlx::raw_sql(AssertSqlSafe(begin)))
             .await?;
@@ -110,22 +110,24 @@ impl DeliveryConnection {
     }
 
     /// Ends the savepoint at `depth`: released (`keep`), or rolled back to and released.
+    /// A rollback is owed from before its round trip, so that one cut short (a timeout
+    /// around it) is still made before anything else runs, or the commit fails.
     pub(super) async fn end_savepoint(
         &mut self,
         depth: usize,
         keep: bool,
     ) -> Result<(), sqlx::Error> {
-        let name = savepoint_name(depth);
-        let end = if keep {
-            format!("RELEASE SAVEPOINT {name}")
-        } else {
-            format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
-        };
-        self.savepoints = depth - 1;
-        (&mut *self)
-            .execute(sqlx::raw_sql(AssertSqlSafe(end)))
-            .await
-            .map(drop)
+        if keep {
+            self.savepoints = depth - 1;
+            let release = format!("RELEASE SAVEPOINT {}", self.savepoint_name(depth));
+            return (&mut *self)
+                .execute(sqlx::raw_sql(AssertSqlSafe(release)))
+                .await
+                .map(drop);
+        }
+        self.savepoint_dropped(depth);
+        self.in_claim = false;
+        self.settle_rollback().await
     }
 
     /// A savepoint at `depth` was dropped without being ended: it is rolled back to
@@ -135,10 +137,23 @@ impl DeliveryConnection {
         self.rollback_to = Some(self.rollback_to.map_or(depth, |deeper| deeper.min(depth)));
     }
 
-    /// The rollback a dropped savepoint left, as the start of a simple query.
-    pub(super) fn pending_rollback(&mut self) -> String {
-        self.rollback_to.take().map_or_else(String::new, |depth| {
-            let name = savepoint_name(depth);
+    /// Makes the rollback a dropped or rolled-back savepoint owes, if any; it stays owed
+    /// until its reply says it is made.
+    async fn settle_rollback(&mut self) -> Result<(), sqlx::Error> {
+        let rollback = self.owed_rollback();
+        if !rollback.is_empty() {
+            self.pooled
+                .execute(sqlx::raw_sql(AssertSqlSafe(rollback)))
+                .await?;
+            self.rollback_to = None;
+        }
+        Ok(())
+    }
+
+    /// The rollback a savepoint owes, as the start of a simple query.
+    pub(super) fn owed_rollback(&self) -> String {
+        self.rollback_to.map_or_else(String::new, |depth| {
+            let name = self.savepoint_name(depth);
             format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}; ")
         })
     }
@@ -146,6 +161,12 @@ impl DeliveryConnection {
     /// Savepoints the handler left open (forgotten, not dropped).
     pub(super) fn savepoints_open(&self) -> usize {
         self.savepoints
+    }
+
+    /// The savepoint at `depth`, named after the delivery's transaction, so that a
+    /// handler's own savepoints do not shadow it.
+    fn savepoint_name(&self, depth: usize) -> String {
+        format!("aghanim_webhook_{}_{depth}", self.transaction_id)
     }
 
     pub(super) fn transaction_id(&self) -> i64 {
@@ -178,12 +199,9 @@ impl DeliveryConnection {
     /// rolled back to, and the transaction checked unless nothing ran since the claim
     /// or the last check; then marked unchecked, since the statement may end it.
     async fn checked(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        let rollback = self.pending_rollback();
-        if !rollback.is_empty() {
+        if self.rollback_to.is_some() {
             self.in_claim = false;
-            self.pooled
-                .execute(sqlx::raw_sql(AssertSqlSafe(rollback)))
-                .await?;
+            self.settle_rollback().await?;
         }
         if !std::mem::replace(&mut self.in_claim, false) {
             match self.claim_is_open().await {
@@ -204,10 +222,6 @@ impl fmt::Debug for DeliveryConnection {
             .field("savepoints", &self.savepoints)
             .finish_non_exhaustive()
     }
-}
-
-fn savepoint_name(depth: usize) -> String {
-    format!("aghanim_webhook_savepoint_{depth}")
 }
 
 fn transaction_ended() -> sqlx::Error {
@@ -262,13 +276,13 @@ impl<'c> Executor<'c> for &'c mut DeliveryConnection {
     where
         'c: 'e,
     {
-        self.pooled.prepare_with(sql, parameters)
+        async move { self.checked().await?.prepare_with(sql, parameters).await }.boxed()
     }
 
     fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<Describe<Postgres>, sqlx::Error>>
     where
         'c: 'e,
     {
-        self.pooled.describe(sql)
+        async move { self.checked().await?.describe(sql).await }.boxed()
     }
 }

@@ -512,7 +512,7 @@ impl PostgresStore {
         let commit = format!(
             "{}SELECT {COMMITTING} WHERE 1 / coalesce((txid_current_if_assigned() = {})::int, 0) = 1; \
              {}COMMIT",
-            connection.pending_rollback(),
+            connection.owed_rollback(),
             connection.transaction_id(),
             record_statement(&self.table, key, response),
         );

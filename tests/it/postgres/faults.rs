@@ -389,6 +389,27 @@ async fn a_second_transactional_layer_inside_the_first_passes_the_delivery_throu
     );
 }
 
+async fn a_savepoint_whose_rollback_a_timeout_cut_is_still_rolled_back(db: Database) {
+    let single = pool(&db.url, 1).await;
+    let handler = Handler::default().then(Answer::SavepointRetriedOnTimeout);
+    let stack = stack_on(&single, &handler);
+    // The first attempts wait for the lock past their timeout; the lock goes, and a
+    // later attempt credits.
+    let holder = advisory_lock_42(&db.admin).await;
+    let sending = tokio::spawn(send_owned(stack.clone(), item_add("ord_retried_savepoint")));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    holder.commit().await.unwrap();
+    let sent = sending.await.unwrap().unwrap();
+    assert_eq!(sent.status, StatusCode::OK, "{sent:?}");
+    assert_eq!(credits_of(&db, "ord_retried_savepoint").await, 1);
+    let copy = send_owned(stack, item_add("ord_retried_savepoint"))
+        .await
+        .unwrap();
+    assert!(copy.replayed, "{copy:?}");
+    assert_eq!(credits_of(&db, "ord_retried_savepoint").await, 1);
+    settled(&db).await;
+}
+
 straight_and_pooled!(
     a_delivery_dropped_at_any_point_leaves_no_transaction_and_its_retry_credits_once,
     a_table_lock_during_a_claim_ends_it_at_the_wait_and_its_retry_credits_once,
@@ -399,6 +420,7 @@ straight_and_pooled!(
     a_handler_cannot_change_the_records_while_its_claim_is_open,
     a_handlers_own_savepoint_rolled_back_to_and_reset_all_keep_the_delivery,
     a_second_transactional_layer_inside_the_first_passes_the_delivery_through,
+    a_savepoint_whose_rollback_a_timeout_cut_is_still_rolled_back,
 );
 
 fn stack_on(pool: &PgPool, handler: &Handler) -> Stack {

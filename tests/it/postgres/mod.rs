@@ -116,6 +116,11 @@ enum Answer {
     /// rolled back to (`SAVEPOINT`, a failing statement, `ROLLBACK TO SAVEPOINT`,
     /// `RELEASE`), then answers the acknowledgement.
     RawSavepointRolledBack,
+    /// No credit first; then, up to five times, each within 300 ms: a savepoint, a
+    /// credit in it, advisory lock 42 (held elsewhere), and the savepoint's commit;
+    /// then the acknowledgement. An attempt cut by its timeout drops its savepoint,
+    /// the next one's rollback of it may be cut too.
+    SavepointRetriedOnTimeout,
     /// Notes the session's `app.tenant`, sets it to the run's number for the session,
     /// credits, answers 200.
     Tenant,
@@ -175,7 +180,24 @@ impl Handler {
             let failed = |e: sqlx::Error| e.to_string();
             let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
             let key = claim.dedupe_key().to_owned();
-            if let Answer::HelperRollsBackFirst = answer {
+            if let Answer::SavepointRetriedOnTimeout = answer {
+                for _ in 0..5 {
+                    let attempt = tokio::time::timeout(Duration::from_millis(300), async {
+                        let mut savepoint = connection.begin().await?;
+                        credit(key.clone(), run as i32)
+                            .execute(&mut *savepoint)
+                            .await?;
+                        sqlx::query("SELECT pg_advisory_xact_lock(42)")
+                            .execute(&mut *savepoint)
+                            .await?;
+                        savepoint.commit().await
+                    })
+                    .await;
+                    if matches!(attempt, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+            } else if let Answer::HelperRollsBackFirst = answer {
                 roll_back(&mut *connection).await.map_err(failed)?;
                 let _ = credit(key.clone(), run as i32)
                     .execute(&mut *connection)
@@ -287,6 +309,7 @@ impl Handler {
             | Answer::RollbackThenCredit
             | Answer::RawSavepointRolledBack
             | Answer::HelperRollsBackFirst
+            | Answer::SavepointRetriedOnTimeout
             | Answer::SwallowedErrorThenBegin => {
                 return Ok(acknowledgement());
             }
