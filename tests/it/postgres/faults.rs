@@ -335,28 +335,12 @@ async fn a_handlers_own_savepoint_rolled_back_to_and_reset_all_keep_the_delivery
     // Its own SQL savepoint, a failure in it, and the way back out of it.
     let handler = Handler::default().then(Answer::RawSavepointRolledBack);
     let stack = stack_on(&single, &handler);
-    let sent = send_owned(stack.clone(), item_add("ord_own_savepoint"))
-        .await
-        .unwrap();
-    assert_eq!(
-        sent.outcome,
-        Some(IdempotencyOutcome::Ran { attempt: 1 }),
-        "{sent:?}"
-    );
+    ran_then_replayed(stack, "ord_own_savepoint").await;
     assert_eq!(credits_of(&db, "ord_own_savepoint").await, 1);
     // `RESET ALL` between two credits: the delivery's transaction is still its own.
     let handler = Handler::default().then(Answer::RawIgnoringErrorThen("RESET ALL", 200));
     let stack = stack_on(&single, &handler);
-    let sent = send_owned(stack.clone(), item_add("ord_reset_all"))
-        .await
-        .unwrap();
-    assert_eq!(
-        sent.outcome,
-        Some(IdempotencyOutcome::Ran { attempt: 1 }),
-        "{sent:?}"
-    );
-    let copy = send_owned(stack, item_add("ord_reset_all")).await.unwrap();
-    assert!(copy.replayed, "{copy:?}");
+    ran_then_replayed(stack, "ord_reset_all").await;
     assert_eq!(credits_of(&db, "ord_reset_all").await, 2);
     settled(&db).await;
 }
@@ -373,16 +357,7 @@ async fn a_second_transactional_layer_inside_the_first_passes_the_delivery_throu
             let handler = handler.clone();
             move |request| handler.clone().handle(request)
         });
-    let sent = send_owned(stack.clone(), item_add("ord_two_layers"))
-        .await
-        .unwrap();
-    assert_eq!(
-        sent.outcome,
-        Some(IdempotencyOutcome::Ran { attempt: 1 }),
-        "{sent:?}"
-    );
-    let copy = send_owned(stack, item_add("ord_two_layers")).await.unwrap();
-    assert!(copy.replayed, "{copy:?}");
+    ran_then_replayed(stack, "ord_two_layers").await;
     assert_eq!(
         (handler.runs(), credits_of(&db, "ord_two_layers").await),
         (1, 1)

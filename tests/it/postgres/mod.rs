@@ -324,6 +324,24 @@ impl Handler {
     }
 }
 
+/// Sends `key`'s delivery, which runs, then a copy, which is replayed its answer.
+async fn ran_then_replayed<S, B>(stack: S, key: &str)
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let sent = send_owned(stack.clone(), item_add(key)).await.unwrap();
+    assert_eq!(
+        sent.outcome,
+        Some(IdempotencyOutcome::Ran { attempt: 1 }),
+        "{key}: {sent:?}"
+    );
+    let copy = send_owned(stack, item_add(key)).await.unwrap();
+    assert!(copy.replayed, "{key}: {copy:?}");
+}
+
 /// A helper of the game's, written for any executor.
 async fn roll_back<'c>(connection: impl sqlx::PgExecutor<'c>) -> Result<(), sqlx::Error> {
     sqlx::Executor::execute(connection, sqlx::raw_sql("ROLLBACK"))
@@ -972,24 +990,8 @@ async fn a_transaction_made_read_only_by_a_handler_after_its_credit_commits_it()
     );
     // The acknowledgement is what the claim's row says already: the commit writes
     // nothing, so read-only or not, the credit commits with its claim.
-    let first = send_owned(stack.clone(), item_add("ord_read_only"))
-        .await
-        .unwrap();
-    assert_eq!(
-        first.outcome,
-        Some(IdempotencyOutcome::Ran { attempt: 1 }),
-        "{first:?}"
-    );
-    let next = send_owned(stack.clone(), item_add("ord_after_read_only"))
-        .await
-        .unwrap();
-    assert_eq!(
-        next.outcome,
-        Some(IdempotencyOutcome::Ran { attempt: 1 }),
-        "{next:?}"
-    );
-    let copy = send_owned(stack, item_add("ord_read_only")).await.unwrap();
-    assert!(copy.replayed, "{copy:?}");
+    ran_then_replayed(stack.clone(), "ord_read_only").await;
+    ran_then_replayed(stack, "ord_after_read_only").await;
     assert_eq!((credits(&db.pool).await, records(&db.pool).await), (2, 2));
 }
 
