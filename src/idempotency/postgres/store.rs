@@ -455,7 +455,9 @@ impl PostgresStore {
                 let claimed = rows
                     .last()
                     .and_then(|row| row.try_get::<i64, _>("transaction_id").ok())
-                    .ok_or(ClaimError::Vanished)?;
+                    .ok_or_else(|| {
+                        ClaimError::Read(StoreError::new("the claim gave no transaction id"))
+                    })?;
                 open.connection().claimed(claimed);
                 return Ok(Claim::Claimed(open));
             }
