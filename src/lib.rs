@@ -93,7 +93,7 @@
     doc = "[`dispatch::Dispatch`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/dispatch/struct.Dispatch.html"
 )]
 #![warn(missing_docs, rust_2018_idioms)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
