@@ -110,20 +110,21 @@ impl DeliveryConnection {
     }
 
     /// Ends the savepoint at `depth`: released (`keep`), or rolled back to and released.
-    /// A rollback is owed from before its round trip, so that one cut short (a timeout
-    /// around it) is still made before anything else runs, or the commit fails.
+    /// A release counts from its reply; a rollback is owed from before its round trip:
+    /// either cut short (a timeout around it) leaves a rollback made before anything
+    /// else runs, or the commit fails.
     pub(super) async fn end_savepoint(
         &mut self,
         depth: usize,
         keep: bool,
     ) -> Result<(), sqlx::Error> {
         if keep {
-            self.savepoints = depth - 1;
             let release = format!("RELEASE SAVEPOINT {}", self.savepoint_name(depth));
-            return (&mut *self)
+            (&mut *self)
                 .execute(sqlx::raw_sql(AssertSqlSafe(release)))
-                .await
-                .map(drop);
+                .await?;
+            self.savepoints = depth - 1;
+            return Ok(());
         }
         self.savepoint_dropped(depth);
         self.in_claim = false;

@@ -59,14 +59,18 @@ impl<'c> DeliverySavepoint<'c> {
         }
     }
 
-    /// Keeps what ran on the savepoint (`RELEASE SAVEPOINT`).
+    /// Keeps what ran on the savepoint (`RELEASE SAVEPOINT`). Cut short before its
+    /// reply (a timeout around it), it is rolled back as a dropped savepoint is.
     ///
     /// # Errors
     ///
     /// When the delivery's transaction has ended, or the database refuses it.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        // Open until the release's reply: a commit cut short (a timeout around it) is
+        // rolled back as a drop is, never kept by a release that may not have run.
+        self.connection.end_savepoint(self.depth, true).await?;
         self.open = false;
-        self.connection.end_savepoint(self.depth, true).await
+        Ok(())
     }
 
     /// Undoes what ran on the savepoint, and nothing before it (`ROLLBACK TO

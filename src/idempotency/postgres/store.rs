@@ -666,8 +666,17 @@ fn record_statement(table: &str, key: &HexDigest, response: &StoredResponse) -> 
 /// `on` inside a delivery's transaction, for the table's trigger.
 const CLAIM_OPEN: &str = claim_open!();
 /// Set by the layer's own commit alone, in the statement before its `COMMIT`: the
-/// trigger on the table refuses to commit a claim's row without it.
-const COMMITTING: &str = concat!("set_config('", committing!(), "', 'on', true)");
+/// trigger on the table refuses to commit a claim's row without it. With it, the
+/// commit waits for its WAL to be flushed even where `synchronous_commit` is `off` or
+/// `local` for the database or the session: a 2xx is never answered for a commit a
+/// crash of the server could lose.
+const COMMITTING: &str = concat!(
+    "set_config('",
+    committing!(),
+    "', 'on', true), set_config('synchronous_commit', \
+     CASE WHEN current_setting('synchronous_commit') IN ('off', 'local') THEN 'on' \
+     ELSE current_setting('synchronous_commit') END, true)"
+);
 /// The trigger that refuses a claim's row a `COMMIT` other than the layer's, and the
 /// SQLSTATE its refusal raises.
 const TRIGGER: &str = "aghanim_webhook_claim";

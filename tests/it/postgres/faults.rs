@@ -5,6 +5,7 @@
 
 use super::*;
 use common::sent::Sent;
+use sqlx::AssertSqlSafe;
 
 /// The credits written for the delivery of `key`.
 async fn credits_of(db: &Database, key: &str) -> i64 {
@@ -385,6 +386,16 @@ async fn a_savepoint_whose_rollback_a_timeout_cut_is_still_rolled_back(db: Datab
     settled(&db).await;
 }
 
+async fn a_savepoint_whose_commit_a_timeout_cut_is_rolled_back(db: Database) {
+    let single = pool(&db.url, 1).await;
+    let handler = Handler::default().then(Answer::SavepointCommitCut);
+    let stack = stack_on(&single, &handler);
+    ran_then_replayed(stack, "ord_cut_commit").await;
+    // The credit, and the bonus once: the cut commit's savepoint rolled back.
+    assert_eq!(credits_of(&db, "ord_cut_commit").await, 2);
+    settled(&db).await;
+}
+
 straight_and_pooled!(
     a_delivery_dropped_at_any_point_leaves_no_transaction_and_its_retry_credits_once,
     a_table_lock_during_a_claim_ends_it_at_the_wait_and_its_retry_credits_once,
@@ -396,6 +407,7 @@ straight_and_pooled!(
     a_handlers_own_savepoint_rolled_back_to_and_reset_all_keep_the_delivery,
     a_second_transactional_layer_inside_the_first_passes_the_delivery_through,
     a_savepoint_whose_rollback_a_timeout_cut_is_still_rolled_back,
+    a_savepoint_whose_commit_a_timeout_cut_is_rolled_back,
 );
 
 fn stack_on(pool: &PgPool, handler: &Handler) -> Stack {
@@ -429,6 +441,41 @@ async fn a_handlers_own_commit_is_refused_on_a_session_in_replica_mode_too() {
         .ok();
     let lost_outcome = Some(IdempotencyOutcome::TransactionLost);
     refused_then_credited_once(&db, &stack, "ord_replica", first, lost_outcome).await;
+}
+
+#[tokio::test]
+async fn a_delivery_answered_2xx_survives_a_crash_where_commits_are_asynchronous() {
+    let Some(db) = database_on_its_own_server().await else {
+        return;
+    };
+    let server = db.server.as_ref().expect("a server of its own");
+    // A common tuning: commits answered before their WAL is flushed.
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER DATABASE {name} SET synchronous_commit = off"
+    )))
+    .execute(&db.admin)
+    .await
+    .unwrap();
+    let asynchronous = pool(&db.url, 2).await;
+    let handler = Handler::default();
+    let stack = stack_on(&asynchronous, &handler);
+    let sent = send_owned(stack, item_add("ord_async_commit"))
+        .await
+        .unwrap();
+    assert_eq!(sent.outcome, Some(IdempotencyOutcome::Ran { attempt: 1 }));
+    // The server crashes right after the 2xx.
+    server.stop_immediate();
+    server.start_server();
+    let admin = pool(&db.url, 1).await;
+    let credited: i64 = sqlx::query_scalar("SELECT count(*) FROM credits")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(credited, 1, "a purchase answered 2xx was lost in the crash");
 }
 
 #[tokio::test]

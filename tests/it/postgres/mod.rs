@@ -121,6 +121,10 @@ enum Answer {
     /// then the acknowledgement. An attempt cut by its timeout drops its savepoint,
     /// the next one's rollback of it may be cut too.
     SavepointRetriedOnTimeout,
+    /// Credits; then a bonus in a savepoint, a lookup it gives up on after 1 ms (still
+    /// running on the connection), and the savepoint's commit given up on after 50 ms;
+    /// the commit cut, the bonus again in a new savepoint; then the acknowledgement.
+    SavepointCommitCut,
     /// Notes the session's `app.tenant`, sets it to the run's number for the session,
     /// credits, answers 200.
     Tenant,
@@ -180,7 +184,28 @@ impl Handler {
             let failed = |e: sqlx::Error| e.to_string();
             let mut connection = transaction.connection().await.map_err(|e| e.to_string())?;
             let key = claim.dedupe_key().to_owned();
-            if let Answer::SavepointRetriedOnTimeout = answer {
+            if let Answer::SavepointCommitCut = answer {
+                credit(key.clone(), run as i32)
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(failed)?;
+                let mut bonus = connection.begin().await.map_err(failed)?;
+                credit(key.clone(), -(run as i32))
+                    .execute(&mut *bonus)
+                    .await
+                    .map_err(failed)?;
+                let lookup = sqlx::query("SELECT pg_sleep(0.2)").execute(&mut *bonus);
+                let _ = tokio::time::timeout(Duration::from_millis(1), lookup).await;
+                let commit = tokio::time::timeout(Duration::from_millis(50), bonus.commit());
+                if commit.await.is_err() {
+                    let mut again = connection.begin().await.map_err(failed)?;
+                    credit(key.clone(), -(run as i32))
+                        .execute(&mut *again)
+                        .await
+                        .map_err(failed)?;
+                    again.commit().await.map_err(failed)?;
+                }
+            } else if let Answer::SavepointRetriedOnTimeout = answer {
                 for _ in 0..5 {
                     let attempt = tokio::time::timeout(Duration::from_millis(300), async {
                         let mut savepoint = connection.begin().await?;
@@ -310,6 +335,7 @@ impl Handler {
             | Answer::RawSavepointRolledBack
             | Answer::HelperRollsBackFirst
             | Answer::SavepointRetriedOnTimeout
+            | Answer::SavepointCommitCut
             | Answer::SwallowedErrorThenBegin => {
                 return Ok(acknowledgement());
             }
