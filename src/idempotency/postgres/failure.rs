@@ -176,7 +176,6 @@ fn reason_of(error: &sqlx::Error) -> &'static str {
         sqlx::Error::Database(_) if is_sqlstate(error, IN_FAILED_SQL_TRANSACTION) => {
             "transaction_aborted"
         }
-        sqlx::Error::Database(_) if is_transaction_ended(error) => "transaction_ended",
         sqlx::Error::Database(_) if is_sqlstate(error, "53300") => "too_many_connections",
         sqlx::Error::Database(_) if is_sqlstate(error, "40001") => "serialization_failure",
         sqlx::Error::Database(_) if is_sqlstate(error, "40P01") => "deadlock",

@@ -682,7 +682,7 @@ const COMMITTING: &str = concat!(
 const TRIGGER: &str = "aghanim_webhook_claim";
 /// The trigger that refuses a handler's changes to the records while its claim is open.
 const RECORDS_TRIGGER: &str = "aghanim_webhook_records";
-pub(super) const ONLY_THE_LAYER_COMMITS: &str = "AGW01";
+const ONLY_THE_LAYER_COMMITS: &str = "AGW01";
 /// The status a claim's row is inserted with: the acknowledgement's, which most
 /// deliveries answer, so committing it needs no other write.
 const ACKNOWLEDGED: u16 = 200;
