@@ -98,6 +98,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+#[cfg(feature = "idempotency")]
+#[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
+pub mod dead_letter;
 #[cfg(feature = "tracing")]
 mod delivery_ids;
 #[cfg(feature = "events")]

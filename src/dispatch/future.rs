@@ -21,6 +21,7 @@ pub(crate) type BoxResponseFuture = Pin<Box<dyn Future<Output = Response<Bytes>>
 pub struct DispatchFuture {
     kind: Kind,
     event: EventLabel,
+    unhandled: bool,
 }
 
 enum Kind {
@@ -33,6 +34,7 @@ impl DispatchFuture {
         Self {
             kind: Kind::Ready(Some(response)),
             event,
+            unhandled: false,
         }
     }
 
@@ -40,7 +42,14 @@ impl DispatchFuture {
         Self {
             kind: Kind::Handler(future),
             event,
+            unhandled: false,
         }
+    }
+
+    /// Marks the answer [`Unhandled`](super::Unhandled): no handler took the delivery.
+    pub(crate) fn unhandled(mut self) -> Self {
+        self.unhandled = true;
+        self
     }
 }
 
@@ -48,10 +57,13 @@ impl Future for DispatchFuture {
     type Output = Result<Response<BufferedBody>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = match &mut self.kind {
+        let mut response = match &mut self.kind {
             Kind::Ready(response) => response.take().expect("future polled after completion"),
             Kind::Handler(future) => ready!(future.as_mut().poll(cx)),
         };
+        if self.unhandled {
+            response.extensions_mut().insert(super::Unhandled);
+        }
         super::metrics::answered(self.event, response.status());
         Poll::Ready(Ok(response.map(BufferedBody::from)))
     }

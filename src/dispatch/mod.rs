@@ -88,8 +88,10 @@ mod metrics;
 mod refusal;
 mod service;
 mod trace;
+mod unhandled;
 
 pub use delivery::FromDelivery;
 pub use future::{DispatchFuture, IntoResponseFuture};
 pub use handler::Handler;
 pub use service::Dispatch;
+pub use unhandled::Unhandled;

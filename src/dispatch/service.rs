@@ -71,6 +71,7 @@ pub struct Dispatch<S = ()> {
 struct Routes<S> {
     handlers: HashMap<EventType, Arc<dyn Route<S>>>,
     fallback: Option<Arc<dyn Route<S>>>,
+    accept_unhandled: bool,
 }
 
 impl Dispatch<()> {
@@ -112,6 +113,7 @@ where
             routes: Arc::new(Routes {
                 handlers: HashMap::new(),
                 fallback: None,
+                accept_unhandled: false,
             }),
             state,
         }
@@ -214,6 +216,28 @@ where
         self
     }
 
+    /// Answers 202 `{"status":"ok"}` to a type with no handler and no fallback, instead
+    /// of 400 `unknown_event_type`: what Aghanim's 2026 integration guidance advises
+    /// ("return 202 and log it"), so that a type you do not handle is not retried.
+    ///
+    /// Either way the answer is marked [`Unhandled`](super::Unhandled): the idempotency
+    /// layer does not record it and keeps the delivery as a
+    /// [dead letter](crate::dead_letter), so nothing is swallowed unseen, and it is
+    /// counted (`aghanim_webhook_dispatch_refusals_total{reason="unknown_event_type"}`).
+    /// The default stays 400: Aghanim then retries the delivery, which a handler
+    /// deployed meanwhile applies without a replay.
+    ///
+    /// ```
+    /// use aghanim_webhook::dispatch::Dispatch;
+    ///
+    /// let dispatch = Dispatch::new().accept_unhandled();
+    /// ```
+    #[must_use]
+    pub fn accept_unhandled(mut self) -> Self {
+        self.routes_mut().accept_unhandled = true;
+        self
+    }
+
     fn routes_mut(&mut self) -> &mut Routes<S> {
         Arc::make_mut(&mut self.routes)
     }
@@ -226,11 +250,8 @@ where
             Err(error) => return refuse(OTHER, &error, Some(verified)),
         };
         let event = super::metrics::event_label(&event_type);
-        let route = self
-            .routes
-            .handlers
-            .get(&event_type)
-            .or(self.routes.fallback.as_ref());
+        let handler = self.routes.handlers.get(&event_type);
+        let route = handler.or(self.routes.fallback.as_ref());
         let started = match route {
             Some(route) => route.start(self.state.clone(), extensions, &event_type, verified),
             None => Err(WebhookError::new(
@@ -238,9 +259,20 @@ where
                 format!("No handler for event_type {event_type}"),
             )),
         };
-        match started {
+        let answered = match started {
             Ok(future) => DispatchFuture::handler(event, future),
+            Err(error) if route.is_none() && self.routes.accept_unhandled => {
+                report(event, &error, Some(verified));
+                let mut accepted = crate::events::Ack.into_webhook_response();
+                *accepted.status_mut() = http::StatusCode::ACCEPTED;
+                DispatchFuture::ready(event, accepted)
+            }
             Err(error) => refuse(event, &error, Some(verified)),
+        };
+        if handler.is_some() {
+            answered
+        } else {
+            answered.unhandled()
         }
     }
 }
@@ -252,10 +284,15 @@ fn refuse(
     error: &WebhookError,
     verified: Option<&[u8]>,
 ) -> DispatchFuture {
+    report(event, error, verified);
+    DispatchFuture::ready(event, error.clone().into_webhook_response())
+}
+
+/// Logs and counts `Dispatch`'s own refusal `error`.
+fn report(event: super::metrics::EventLabel, error: &WebhookError, verified: Option<&[u8]>) {
     let refusal = Refusal::of(error);
     super::trace::refused(refusal, error, verified);
     super::metrics::refused(event, refusal);
-    DispatchFuture::ready(event, error.clone().into_webhook_response())
 }
 
 /// The event label of a body whose type could not be read.
@@ -294,6 +331,7 @@ impl<S> Clone for Routes<S> {
         Self {
             handlers: self.handlers.clone(),
             fallback: self.fallback.clone(),
+            accept_unhandled: self.accept_unhandled,
         }
     }
 }

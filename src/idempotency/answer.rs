@@ -9,8 +9,11 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tower_service::Service;
 
-use super::{in_flight::Entry, outcome::IdempotencyOutcome};
-use crate::ready_call::ReadyCall;
+use super::{config::Config, in_flight::Entry, outcome::IdempotencyOutcome};
+use crate::{
+    dead_letter::{self, DeadLetter, Reason},
+    ready_call::ReadyCall,
+};
 
 /// Waits for the handler's readiness, calls it and collects its answer; the inner
 /// `Err` is an answer whose body failed.
@@ -73,4 +76,82 @@ pub(crate) async fn bounded<F: Future>(
         },
         () = entry.cancelled() => Ended::Cancelled,
     }
+}
+
+/// Why a claimed run did not apply its delivery, for its dead letter.
+pub(crate) struct Failed {
+    reason: Reason,
+    status: u16,
+    detail: String,
+}
+
+impl Failed {
+    /// The handler answered `response`, which is not final.
+    pub(crate) fn answered(response: &Response<Bytes>) -> Self {
+        let (reason, detail) = dead_letter::reason_of(response);
+        let status = response.status().as_u16();
+        Self { reason, status, detail }
+    }
+
+    pub(crate) fn body_failed() -> Self {
+        Self::handler("the handler's answer body failed", 500)
+    }
+
+    pub(crate) fn service_error() -> Self {
+        Self::handler("the handler's service returned an error", 500)
+    }
+
+    pub(crate) fn panicked() -> Self {
+        Self::handler("the handler panicked", 500)
+    }
+
+    pub(crate) fn timed_out() -> Self {
+        let detail = "the handler ran past the run timeout".to_owned();
+        Self { reason: Reason::TimedOut, status: 503, detail }
+    }
+
+    pub(crate) fn cancelled() -> Self {
+        let detail = "cancelled at a drain, past its deadline".to_owned();
+        Self { reason: Reason::Cancelled, status: 503, detail }
+    }
+
+    fn handler(detail: &str, status: u16) -> Self {
+        let detail = detail.to_owned();
+        Self { reason: Reason::HandlerFailed, status, detail }
+    }
+}
+
+/// Keeps the delivery `verified`, stored under `key`, as a dead letter, where the
+/// layer keeps them, if anywhere.
+pub(crate) async fn keep_failed(config: &Config, key: &str, verified: Bytes, failed: Failed) {
+    let Some(letters) = config.dead_letters() else {
+        return;
+    };
+    if verified.is_empty() {
+        return;
+    }
+    let Failed { reason, status, detail } = failed;
+    let letter = DeadLetter::keyed(key, verified, reason, status, &detail);
+    dead_letter::keep(letters, &letter, config.store_timeout).await;
+}
+
+/// Keeps the delivery `verified`, passed through and answered `status` without a
+/// handler, keyed as the layer would key it.
+pub(crate) async fn keep_unhandled(config: std::sync::Arc<Config>, verified: Bytes, status: u16) {
+    let Some(letters) = config.dead_letters() else {
+        return;
+    };
+    // The documented types that pass through are reads (`player.verify`, `store.get`)
+    // and analytics: nothing to apply later.
+    let documented = crate::events::peek_event_type(&verified)
+        .map_or(true, |event_type| event_type.is_documented());
+    if documented {
+        return;
+    }
+    let Some(key) = super::key::Delivery::of(&verified, false) else {
+        return;
+    };
+    let detail = format!("{status}: no handler for its event type");
+    let letter = DeadLetter::keyed(key.store_key.as_str(), verified, Reason::NoHandler, status, &detail);
+    dead_letter::keep(letters, &letter, config.store_timeout).await;
 }

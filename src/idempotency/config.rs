@@ -10,7 +10,7 @@ use serde::Deserialize;
 #[cfg(feature = "postgres")]
 use super::PostgresStore;
 use super::{in_flight::InFlight, IdempotencyStore, Policy, StoredResponse};
-use crate::events::EventType;
+use crate::{dead_letter::DeadLetters, dispatch::Unhandled, events::EventType};
 
 /// Where the records are kept, and so how a delivery is claimed.
 #[derive(Clone)]
@@ -38,6 +38,19 @@ pub(crate) struct Config {
     pub(crate) final_refusals: Vec<(StatusCode, Option<String>)>,
     /// The runs in progress, shared by every clone of the layer.
     pub(crate) in_flight: Arc<InFlight>,
+    /// Where authentic deliveries that were not applied are kept.
+    pub(crate) letters: Letters,
+}
+
+/// Where the layer keeps its dead letters.
+#[derive(Clone)]
+pub(crate) enum Letters {
+    /// In the store that keeps the records, if it offers a place.
+    Store,
+    /// In a store of their own.
+    Own(Arc<dyn DeadLetters>),
+    /// Nowhere.
+    Off,
 }
 
 impl Config {
@@ -48,10 +61,25 @@ impl Config {
             .unwrap_or_else(|| Policy::default_for(event_type))
     }
 
+    /// Where dead letters go, if anywhere.
+    pub(crate) fn dead_letters(&self) -> Option<&dyn DeadLetters> {
+        match (&self.letters, &self.backend) {
+            (Letters::Off, _) => None,
+            (Letters::Own(letters), _) => Some(&**letters),
+            (Letters::Store, Backend::Leased(store)) => store.dead_letters(),
+            #[cfg(feature = "postgres")]
+            (Letters::Store, Backend::Transactional(store)) => Some(store),
+        }
+    }
+
     /// Whether `response` is recorded and replayed: a 2xx, or a refusal marked final.
     /// Every other answer says something about the code deployed now, not about the
-    /// purchase, and must not outlive a fix.
+    /// purchase, and must not outlive a fix; nor does an answer to a delivery no
+    /// handler took, whatever its status, so that it runs once a handler is deployed.
     pub(crate) fn is_final(&self, response: &Response<Bytes>) -> bool {
+        if response.extensions().get::<Unhandled>().is_some() {
+            return false;
+        }
         let status = response.status();
         if status.is_success() {
             return true;
@@ -108,6 +136,14 @@ impl fmt::Debug for Config {
             .field("max_stored_body", &self.max_stored_body)
             .field("fail_open", &self.fail_open)
             .field("final_refusals", &self.final_refusals)
+            .field(
+                "dead_letters",
+                &match self.letters {
+                    Letters::Store => "the store's",
+                    Letters::Own(_) => "their own",
+                    Letters::Off => "off",
+                },
+            )
             .finish_non_exhaustive()
     }
 }

@@ -4,10 +4,10 @@ use http::StatusCode;
 use tower_layer::Layer;
 
 use super::{
-    config::{Backend, Config},
+    config::{Backend, Config, Letters},
     Idempotency, IdempotencyStore, MemoryStore, Policy,
 };
-use crate::events::EventType;
+use crate::{dead_letter::DeadLetters, events::EventType};
 
 /// How long a completed or released record is kept unless configured otherwise: 7 days,
 /// twice the longest retry horizon known among webhook senders (Aghanim publishes none).
@@ -88,6 +88,7 @@ impl IdempotencyLayer {
                 fail_open: false,
                 final_refusals: vec![(StatusCode::BAD_REQUEST, Some("declined".to_owned()))],
                 in_flight: Arc::default(),
+                letters: Letters::Store,
             }),
         }
     }
@@ -244,6 +245,27 @@ impl IdempotencyLayer {
         self
     }
 
+    /// Keeps the authentic deliveries that are not applied in `letters` instead of the
+    /// store's own place ([`IdempotencyStore::dead_letters`]): for a custom store, or to
+    /// keep them apart. See [`dead_letter`](crate::dead_letter).
+    ///
+    /// ```
+    /// use aghanim_webhook::{dead_letter::MemoryDeadLetters, idempotency::IdempotencyLayer};
+    ///
+    /// let layer = IdempotencyLayer::in_memory().dead_letters(MemoryDeadLetters::with_limits(100, 1 << 20));
+    /// ```
+    pub fn dead_letters(mut self, letters: impl DeadLetters) -> Self {
+        self.config_mut().letters = Letters::Own(Arc::new(letters));
+        self
+    }
+
+    /// Keeps no dead letters: a delivery that is not applied lives only in Aghanim's
+    /// retries and the logs.
+    pub fn without_dead_letters(mut self) -> Self {
+        self.config_mut().letters = Letters::Off;
+        self
+    }
+
     /// How many claimed runs are going on, in every service of this layer: those whose
     /// request future was dropped (the client hung up) included.
     pub fn runs_in_flight(&self) -> usize {
@@ -274,6 +296,11 @@ impl IdempotencyLayer {
     /// ```
     pub async fn cancel_in_flight(&self) -> usize {
         self.config.in_flight.cancel_all().await
+    }
+
+    /// The layer's settings, for the signature layer's keeping of stale deliveries.
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
     }
 
     fn config_mut(&mut self) -> &mut Config {

@@ -10,7 +10,7 @@ use tokio::{runtime::Handle, time::Instant};
 use tower_service::Service;
 
 use super::{
-    answer::{bounded, handle, marked, report, Ended},
+    answer::{bounded, handle, keep_failed, marked, report, Ended, Failed},
     config::Config,
     in_flight::Entry,
     key::{Claim, Delivery},
@@ -40,6 +40,7 @@ where
     ResBody: Body<Data = Bytes> + Send + 'static,
 {
     let dedupe_key = delivery.dedupe_key;
+    let verified = verified_bytes(&request);
     let owner = OwnerToken::random();
     let claim = ClaimRequest::new(
         owner.clone(),
@@ -110,12 +111,14 @@ where
         attempt,
     });
     let in_flight = config.in_flight.enter();
+    let (letters_config, key) = (Arc::clone(&config), guard.key.clone());
     let claimed = Claimed {
         config,
         guard,
         attempt,
         dedupe_key,
         in_flight,
+        verified: verified.clone(),
     };
     // Detached from the request: a client that hangs up or a timeout outside drops the
     // request future, not the run, so a handler that has started always has its
@@ -125,7 +128,10 @@ where
         Err(failed) => match failed.try_into_panic() {
             // The claim was released as the panic unwound; the caller sees the panic,
             // as it would without the layer.
-            Ok(payload) => panic::resume_unwind(payload),
+            Ok(payload) => {
+                keep_failed(&letters_config, &key, verified, Failed::panicked()).await;
+                panic::resume_unwind(payload)
+            }
             // The runtime is shutting down: nothing was recorded.
             Err(_) => Ok(outcome::store_unavailable()),
         },
@@ -141,6 +147,8 @@ struct Claimed {
     /// Lists the run among those in progress until it ends, and tells it when the runs
     /// are cancelled.
     in_flight: Entry,
+    /// The delivery, kept if it is not applied.
+    verified: Bytes,
 }
 
 impl Claimed {
@@ -165,32 +173,31 @@ impl Claimed {
         let response = match handled {
             Ended::Done(Ok(Ok(response))) if config.is_final(&response) => response,
             Ended::Done(Ok(Ok(response))) => {
-                return Ok(self
-                    .release(response, IdempotencyOutcome::Released { attempt })
-                    .await)
+                let released = IdempotencyOutcome::Released { attempt };
+                let failed = Failed::answered(&response);
+                return Ok(self.release(response, released, failed).await);
             }
             Ended::Done(Ok(Err(()))) => {
                 let failed = outcome::body_failed();
-                return Ok(self
-                    .release(failed, IdempotencyOutcome::Released { attempt })
-                    .await);
+                let released = IdempotencyOutcome::Released { attempt };
+                return Ok(self.release(failed, released, Failed::body_failed()).await);
             }
             Ended::Done(Err(error)) => {
                 self.guard.release(&config).await;
                 report(IdempotencyOutcome::Released { attempt }, &self.dedupe_key);
+                let verified = std::mem::take(&mut self.verified);
+                keep_failed(&config, &self.guard.key, verified, Failed::service_error()).await;
                 return Err(error);
             }
             Ended::TimedOut => {
                 let busy = outcome::store_unavailable();
-                return Ok(self
-                    .release(busy, IdempotencyOutcome::TimedOut { attempt })
-                    .await);
+                let timed_out = IdempotencyOutcome::TimedOut { attempt };
+                return Ok(self.release(busy, timed_out, Failed::timed_out()).await);
             }
             Ended::Cancelled => {
                 let busy = outcome::store_unavailable();
-                return Ok(self
-                    .release(busy, IdempotencyOutcome::Cancelled { attempt })
-                    .await);
+                let cancelled = IdempotencyOutcome::Cancelled { attempt };
+                return Ok(self.release(busy, cancelled, Failed::cancelled()).await);
             }
         };
 
@@ -231,15 +238,27 @@ impl Claimed {
         }
     }
 
-    /// Gives the claim up for the next delivery and answers `response`.
+    /// Gives the claim up for the next delivery, keeps the delivery as a dead letter,
+    /// and answers `response`.
     async fn release(
         mut self,
         response: Response<Bytes>,
         reported: IdempotencyOutcome,
+        failed: Failed,
     ) -> Response<Bytes> {
         self.guard.release(&self.config).await;
+        keep_failed(&self.config, &self.guard.key, self.verified, failed).await;
         marked(response, reported, &self.dedupe_key)
     }
+}
+
+/// The verified bytes of a request the service has checked carries them.
+fn verified_bytes<B>(request: &Request<B>) -> Bytes {
+    request
+        .extensions()
+        .get::<crate::VerifiedBody>()
+        .map(|verified| verified.bytes().clone())
+        .unwrap_or_default()
 }
 
 /// A claim whose reply was lost may have been applied: asking again with the same

@@ -136,11 +136,11 @@
 )]
 
 mod answer;
-mod config;
+pub(crate) mod config;
 mod fingerprint;
 mod future;
 mod in_flight;
-mod key;
+pub(crate) mod key;
 mod layer;
 mod leased;
 mod metrics;

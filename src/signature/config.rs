@@ -19,11 +19,32 @@ pub(crate) struct Config {
     pub(crate) buffer_budget: Option<Arc<BufferBudget>>,
     pub(crate) clock: Option<Clock>,
     pub(crate) on_rejection: Option<OnRejection>,
+    /// Keeps the authentic deliveries refused as stale.
+    #[cfg(feature = "idempotency")]
+    pub(crate) keeper: Option<crate::dead_letter::Keeper>,
 }
 
 impl Config {
     pub(crate) fn now(&self) -> u64 {
         self.clock.as_ref().map_or_else(unix_now, |clock| clock())
+    }
+
+    /// Keeps `verified`, refused with `rejection`, if it is an authentic delivery
+    /// refused as stale and stale ones are kept.
+    #[cfg_attr(not(feature = "idempotency"), allow(unused_variables))]
+    pub(crate) fn keep_stale(
+        &self,
+        rejection: &Rejection,
+        verified: Bytes,
+        now: u64,
+    ) -> Option<super::future::Keeping> {
+        #[cfg(feature = "idempotency")]
+        if rejection.kind() == crate::RejectionKind::TimestampOutsideTolerance {
+            let age = rejection.timestamp().map_or(0, |signed| signed.abs_diff(now));
+            let status = self.response_for(rejection).status().as_u16();
+            return self.keeper.as_ref()?.stale(verified, age, status);
+        }
+        None
     }
 
     pub(crate) fn response_for(&self, rejection: &Rejection) -> Response<Bytes> {
@@ -59,6 +80,6 @@ impl fmt::Debug for Config {
                     "default"
                 },
             )
-            .finish()
+            .finish_non_exhaustive()
     }
 }

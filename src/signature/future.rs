@@ -59,9 +59,14 @@ pin_project! {
         Rejected {
             rejection: Option<Rejection>,
             config: Arc<Config>,
+            // An authentic delivery refused as stale, being kept before the answer.
+            keeping: Option<Keeping>,
         },
     }
 }
+
+/// Keeping a stale delivery as a dead letter: boxed, off the verified path.
+pub(crate) type Keeping = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
@@ -176,7 +181,13 @@ where
                                 bytes.as_deref(),
                             );
                             super::metrics::rejected(rejection.kind());
-                            State::rejected(rejection, Arc::clone(config))
+                            let keeping = bytes.and_then(|bytes| config.keep_stale(&rejection, bytes, now));
+                            let config = Arc::clone(config);
+                            State::Rejected {
+                                rejection: Some(rejection),
+                                config,
+                                keeping,
+                            }
                         }
                     }
                 }
@@ -184,7 +195,14 @@ where
                     let response = ready!(call.poll(cx))?;
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
-                StateProj::Rejected { rejection, config } => {
+                StateProj::Rejected {
+                    rejection,
+                    config,
+                    keeping,
+                } => {
+                    if let Some(keeping) = keeping {
+                        ready!(keeping.as_mut().poll(cx));
+                    }
                     let rejection = rejection.take().expect("future polled after completion");
                     let mut response = config.response_for(&rejection);
                     response.extensions_mut().insert(rejection);
@@ -248,6 +266,7 @@ impl<S, ReqBody, F> State<S, ReqBody, F> {
         Self::Rejected {
             rejection: Some(rejection),
             config,
+            keeping: None,
         }
     }
 }

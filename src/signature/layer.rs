@@ -82,6 +82,8 @@ impl AghanimSignatureLayer {
                 buffer_budget: Some(BufferBudget::new(DEFAULT_BUFFER_BUDGET)),
                 clock: None,
                 on_rejection: None,
+                #[cfg(feature = "idempotency")]
+                keeper: None,
             }),
         }
     }
@@ -180,6 +182,28 @@ impl AghanimSignatureLayer {
         on_rejection: impl Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
     ) -> Self {
         self.config_mut().on_rejection = Some(Arc::new(on_rejection));
+        self
+    }
+
+    /// Keeps every authentic delivery it refuses as stale (403: its signature verified,
+    /// its timestamp outside the window) as a [dead letter](crate::dead_letter), where
+    /// `idempotency` keeps its own, keyed as `idempotency` keys it, so that an operator
+    /// can replay it (`aghanim-webhook records replay`) and the replay is credited once
+    /// (feature `idempotency`). The answer is still 403; types the layer passes through
+    /// are not kept. A stale delivery is kept before it is answered, within the
+    /// layer's store timeout; nothing before the MAC check is ever stored.
+    ///
+    /// ```
+    /// use aghanim_webhook::{idempotency::IdempotencyLayer, AghanimSignatureLayer};
+    ///
+    /// let idempotency = IdempotencyLayer::in_memory();
+    /// let signature = AghanimSignatureLayer::new("secret").keep_stale(&idempotency);
+    /// ```
+    #[cfg(feature = "idempotency")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
+    pub fn keep_stale(mut self, idempotency: &crate::idempotency::IdempotencyLayer) -> Self {
+        let keeper = crate::dead_letter::Keeper::new(Arc::clone(idempotency.config()));
+        self.config_mut().keeper = Some(keeper);
         self
     }
 

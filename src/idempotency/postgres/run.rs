@@ -16,7 +16,7 @@ use super::{
     DeliveryTransaction, PostgresStore,
 };
 use crate::idempotency::{
-    answer::{bounded, handle, marked, report, Ended},
+    answer::{bounded, handle, keep_failed, marked, report, Ended, Failed},
     config::Config,
     key::{Claim, Delivery, HexDigest},
     metrics,
@@ -93,6 +93,11 @@ where
 
     trace::claim(&dedupe_key, Some(1));
     metrics::claim(true);
+    let verified = request
+        .extensions()
+        .get::<crate::VerifiedBody>()
+        .map(|verified| verified.bytes().clone())
+        .unwrap_or_default();
     let transaction = DeliveryTransaction::new(open);
     request.extensions_mut().insert(transaction.clone());
     request.extensions_mut().insert(Claim {
@@ -113,10 +118,14 @@ where
     let released = IdempotencyOutcome::Released { attempt: 1 };
     let (response, reported) = match handled {
         Ended::Done(Ok(Ok(response))) if config.is_final(&response) => (response, None),
-        Ended::Done(Ok(answered)) => {
-            let response = answered.unwrap_or_else(|()| outcome::body_failed());
-            (response, Some(released))
+        Ended::Done(Ok(Ok(response))) => {
+            let failed = Failed::answered(&response);
+            (response, Some((released, failed)))
         }
+        Ended::Done(Ok(Err(()))) => (
+            outcome::body_failed(),
+            Some((released, Failed::body_failed())),
+        ),
         Ended::Done(Err(error)) => {
             let lost = !release(open, &config, &dedupe_key).await;
             report(
@@ -127,19 +136,22 @@ where
                 },
                 &dedupe_key,
             );
+            keep_failed(&config, key.as_str(), verified, Failed::service_error()).await;
             return Err(error);
         }
         Ended::TimedOut => (
             outcome::store_unavailable(),
-            Some(IdempotencyOutcome::TimedOut { attempt: 1 }),
+            Some((IdempotencyOutcome::TimedOut { attempt: 1 }, Failed::timed_out())),
         ),
         Ended::Cancelled => (
             outcome::store_unavailable(),
-            Some(IdempotencyOutcome::Cancelled { attempt: 1 }),
+            Some((IdempotencyOutcome::Cancelled { attempt: 1 }, Failed::cancelled())),
         ),
     };
-    if let Some(reported) = reported {
-        if !release(open, &config, &dedupe_key).await {
+    if let Some((reported, failed)) = reported {
+        let kept = release(open, &config, &dedupe_key).await;
+        keep_failed(&config, key.as_str(), verified, failed).await;
+        if !kept {
             let lost = outcome::store_unavailable();
             return Ok(answer(lost, IdempotencyOutcome::TransactionLost));
         }

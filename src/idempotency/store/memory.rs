@@ -10,6 +10,7 @@ use std::{
 use tokio::{sync::Notify, time::Instant};
 
 use super::{
+    super::super::dead_letter::{DeadLetter, DeadLetters, Filter, Kept, MemoryDeadLetters},
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
 };
@@ -57,6 +58,7 @@ struct Shared {
     records: Mutex<HashMap<String, Record>>,
     changed: Notify,
     capacity: usize,
+    letters: MemoryDeadLetters,
 }
 
 struct Record {
@@ -88,7 +90,23 @@ impl MemoryStore {
                 records: Mutex::new(HashMap::new()),
                 changed: Notify::new(),
                 capacity: capacity.max(1),
+                letters: MemoryDeadLetters::new(),
             }),
+        }
+    }
+
+    /// Keeps its [dead letters](crate::dead_letter) in `letters` (with their own limits)
+    /// instead of a [`MemoryDeadLetters::new`].
+    #[must_use]
+    pub fn with_dead_letters(self, letters: MemoryDeadLetters) -> Self {
+        let shared = Shared {
+            records: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            capacity: self.shared.capacity,
+            letters,
+        };
+        Self {
+            shared: Arc::new(shared),
         }
     }
 
@@ -271,6 +289,9 @@ impl IdempotencyStore for MemoryStore {
             record.state = State::Completed(response.clone());
             record.expires_at = now + retention;
         });
+        if completed {
+            self.shared.letters.resolve(key);
+        }
         self.shared.changed.notify_waiters();
         Box::pin(std::future::ready(Ok(completed)))
     }
@@ -283,6 +304,10 @@ impl IdempotencyStore for MemoryStore {
 
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetters> {
+        Some(self)
     }
 
     fn changed<'a>(
@@ -362,5 +387,29 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         let outcome = store.claim("k", &claim(&OwnerToken::random(), "f")).await;
         assert_eq!(outcome.unwrap(), ClaimOutcome::Claimed { attempt: 1 });
+    }
+}
+
+/// Its dead letters are kept beside the records, in this process: a letter is resolved
+/// when its key completes, and kept resolved when its key had completed already.
+impl DeadLetters for MemoryStore {
+    fn keep<'a>(&'a self, letter: &'a DeadLetter) -> StoreFuture<'a, Kept> {
+        let applied = matches!(
+            self.records().get(&letter.key),
+            Some(Record { state: State::Completed(_), .. })
+        );
+        Box::pin(std::future::ready(Ok(self.shared.letters.keep_now(letter, applied))))
+    }
+
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<DeadLetter>> {
+        self.shared.letters.list(filter)
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
+        self.shared.letters.get(key)
+    }
+
+    fn forget<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
+        self.shared.letters.forget(key)
     }
 }

@@ -15,6 +15,8 @@ use std::{error::Error, fmt, future::Future, pin::Pin, sync::Arc, time::Duration
 
 use bytes::Bytes;
 
+use crate::dead_letter::DeadLetters;
+
 /// The future a store method returns: boxed, so that [`IdempotencyStore`] can be used
 /// as a trait object; one allocation beside a store round trip.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -100,6 +102,14 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         "custom"
     }
 
+    /// Where the layer keeps the authentic deliveries that were not applied, beside
+    /// the records: the memory and Redis stores keep them; `None` (the default) keeps
+    /// none, unless the layer is given a place with
+    /// [`IdempotencyLayer::dead_letters`](super::IdempotencyLayer::dead_letters).
+    fn dead_letters(&self) -> Option<&dyn DeadLetters> {
+        None
+    }
+
     /// Waits until the record of `key` may have changed, or `at_most`. The default
     /// sleeps `at_most`, so waiters poll; a store that can tell (the memory store)
     /// wakes them as soon as the claim completes or is released.
@@ -147,6 +157,10 @@ impl<T: IdempotencyStore + ?Sized> IdempotencyStore for Arc<T> {
 
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetters> {
+        (**self).dead_letters()
     }
 
     fn changed<'a>(
