@@ -145,6 +145,30 @@ pub trait DeadLetters: Send + Sync + 'static {
     fn forget<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>>;
 }
 
+/// How many letters in `letters` are not resolved; with feature `metrics`, also sets
+/// the gauge `aghanim_webhook_dead_letters_unresolved{event_type}` from them. Each
+/// instance's gauge counts the whole store: run it on a schedule (the example server
+/// does, every minute), and read the gauge with `max`, not `sum`.
+///
+/// # Errors
+///
+/// When the store cannot be read.
+///
+/// ```
+/// use aghanim_webhook::dead_letter::{unresolved, MemoryDeadLetters};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(unresolved(&MemoryDeadLetters::new()).await.unwrap(), 0);
+/// # }
+/// ```
+pub async fn unresolved(letters: &dyn DeadLetters) -> Result<usize, crate::idempotency::StoreError> {
+    let listed = letters.list(&Filter::unresolved()).await?;
+    #[cfg(feature = "metrics")]
+    metrics::unresolved(&listed);
+    Ok(listed.len())
+}
+
 impl<T: DeadLetters + ?Sized> DeadLetters for Arc<T> {
     fn keep<'a>(&'a self, letter: &'a DeadLetter) -> StoreFuture<'a, Kept> {
         (**self).keep(letter)

@@ -4,6 +4,7 @@
 mod connection;
 mod failure;
 mod gate;
+mod letters;
 mod records;
 mod run;
 mod savepoint;

@@ -155,6 +155,7 @@ pub struct PostgresStore {
     pool: PgPool,
     table: Arc<str>,
     gates: Arc<Gates>,
+    pub(super) max_letters: Option<usize>,
 }
 
 impl PostgresStore {
@@ -164,7 +165,16 @@ impl PostgresStore {
             pool,
             table: DEFAULT_POSTGRES_TABLE.into(),
             gates: Arc::default(),
+            max_letters: None,
         }
+    }
+
+    /// Keeps at most `max` [dead letters](crate::dead_letter) instead of
+    /// [`DEFAULT_MAX_DEAD_LETTERS`](crate::dead_letter::DEFAULT_MAX_DEAD_LETTERS).
+    #[must_use]
+    pub fn max_dead_letters(mut self, max: usize) -> Self {
+        self.max_letters = Some(max);
+        self
     }
 
     /// Keeps the records in `table` instead: a name, or `schema.name`, of ASCII
@@ -241,9 +251,12 @@ impl PostgresStore {
                  END IF;\n\
              END $$;\n\
              ALTER TABLE {table} ENABLE ALWAYS TRIGGER {TRIGGER};\n\
-             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {RECORDS_TRIGGER};\n",
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER {RECORDS_TRIGGER};\n\
+             -- Authentic deliveries that were not applied: crate::dead_letter.\n\
+             {letters}",
             committing = committing!(),
             claim_open = claim_open!(),
+            letters = self.letters_migration(),
         )
     }
 
@@ -305,13 +318,15 @@ impl PostgresStore {
                          AND attname = 'purged' AND NOT attisdropped) \
              AND to_regclass($2) IS NOT NULL AND to_regclass($3) IS NOT NULL \
              AND (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) \
-                  AND tgname IN ($4, $5) AND tgenabled = 'A') = 2",
+                  AND tgname IN ($4, $5) AND tgenabled = 'A') = 2 \
+             AND to_regclass($6) IS NOT NULL",
         )
         .bind(&*self.table)
         .bind(recorded_at)
         .bind(unpurged)
         .bind(TRIGGER)
         .bind(RECORDS_TRIGGER)
+        .bind(self.letters_table())
         .fetch_one(&self.pool)
         .await
         .map_err(StoreError::new)

@@ -10,7 +10,10 @@ use redis::{
     Script, Value,
 };
 
+mod letters;
+
 use super::super::{Record, RecordKey, RecordState, StuckClaim};
+use crate::dead_letter::DeadLetters;
 use super::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
@@ -62,6 +65,7 @@ pub struct RedisStore<C = ConnectionManager> {
     connection: C,
     prefix: String,
     scripts: Arc<Scripts>,
+    max_letters: usize,
 }
 
 struct Scripts {
@@ -70,6 +74,7 @@ struct Scripts {
     complete: Script,
     release: Script,
     read: Script,
+    keep: Script,
 }
 
 impl RedisStore {
@@ -109,8 +114,18 @@ where
                 complete: Script::new(COMPLETE),
                 release: Script::new(RELEASE),
                 read: Script::new(READ),
+                keep: Script::new(letters::KEEP),
             }),
+            max_letters: crate::dead_letter::DEFAULT_MAX_DEAD_LETTERS,
         }
+    }
+
+    /// Keeps at most `max` [dead letters](crate::dead_letter) instead of
+    /// [`DEFAULT_MAX_DEAD_LETTERS`](crate::dead_letter::DEFAULT_MAX_DEAD_LETTERS).
+    #[must_use]
+    pub fn max_dead_letters(mut self, max: usize) -> Self {
+        self.max_letters = max;
+        self
     }
 
     /// Puts every key under `prefix` instead of [`DEFAULT_REDIS_PREFIX`], e.g. one per
@@ -364,6 +379,7 @@ where
             self.scripts
                 .complete
                 .key(self.redis_key(key))
+                .key(letters::letter_key(&self.prefix, key))
                 .arg(owner.as_str())
                 .arg(response.status)
                 .arg(response.content_type.as_deref().unwrap_or(""))
@@ -377,6 +393,10 @@ where
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetters> {
+        Some(self)
     }
 
     fn release<'a>(&'a self, key: &'a str, owner: &'a OwnerToken) -> StoreFuture<'a, bool> {
@@ -502,7 +522,9 @@ return 1
 "
 );
 
-/// ARGV: owner, status, content type, body, retention ms.
+/// KEYS: the record, its dead letter (same hash tag). ARGV: owner, status, content
+/// type, body, retention ms. The key's dead letter, if it has one, is resolved in the
+/// same script.
 const COMPLETE: &str = concat!(
     lua_now!(),
     r"
@@ -512,6 +534,10 @@ redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'ctype', AR
   'body', ARGV[4], 'completed_at', now)
 redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'resolved', now)
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
 return 1
 "
 );

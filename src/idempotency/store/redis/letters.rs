@@ -1,0 +1,221 @@
+//! The Redis store's dead letters: one hash per delivery key under the record's own
+//! hash tag (so the record's completion resolves it in the same script), and one
+//! sorted set of the keys by when they were last seen, for listing and the bound.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use redis::{aio::ConnectionLike, AsyncCommands};
+
+use super::{redis_key, RedisStore};
+use crate::dead_letter::{DeadLetter, DeadLetters, Filter, Kept, Reason};
+use crate::idempotency::{StoreError, StoreFuture};
+
+/// How many of the oldest letters one keeping looks through to make room.
+const MAKE_ROOM_SCAN: isize = 100;
+
+/// The Redis key of the dead letter of the layer's `key`: the record's hash tag, so
+/// both are in one slot of a cluster.
+pub(super) fn letter_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}failed:{{{key}}}")
+}
+
+/// KEYS: the letter, the record. ARGV: game id, sandbox, event type, delivery id, body,
+/// reason, detail, status. Returns whether the letter is new, and the server's time
+/// in milliseconds. A letter whose record is completed already is resolved at once.
+pub(super) const KEEP: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local created = redis.call('EXISTS', KEYS[1]) == 0
+if created then
+  redis.call('HSET', KEYS[1], 'game_id', ARGV[1], 'sandbox', ARGV[2], 'event_type', ARGV[3],
+    'delivery_id', ARGV[4], 'attempts', 1, 'first_seen', now)
+else
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+end
+redis.call('HSET', KEYS[1], 'body', ARGV[5], 'reason', ARGV[6], 'detail', ARGV[7],
+  'status', ARGV[8], 'last_seen', now)
+if redis.call('HGET', KEYS[2], 'state') == 'completed' then
+  redis.call('HSET', KEYS[1], 'resolved', now)
+end
+return {created and 1 or 0, now}
+";
+
+impl<C> RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// The sorted set of the letters' keys, by when each was last seen.
+    fn letters_index(&self) -> String {
+        format!("{}failed", self.prefix)
+    }
+
+    async fn keep_letter(&self, letter: &DeadLetter) -> Result<Kept, StoreError> {
+        let mut connection = self.connection.clone();
+        let (created, now): (bool, u64) = self
+            .scripts
+            .keep
+            .key(letter_key(&self.prefix, &letter.key))
+            .key(redis_key(&self.prefix, &letter.key))
+            .arg(&letter.game_id)
+            .arg(if letter.sandbox { "1" } else { "0" })
+            .arg(&letter.event_type)
+            .arg(&letter.delivery_id)
+            .arg(letter.body.as_ref())
+            .arg(letter.reason.as_str())
+            .arg(&letter.detail)
+            .arg(letter.status)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(StoreError::new)?;
+        let index = self.letters_index();
+        let () = connection
+            .zadd(&index, &letter.key, now)
+            .await
+            .map_err(StoreError::new)?;
+        if !created {
+            return Ok(Kept::Updated);
+        }
+        let kept: usize = connection.zcard(&index).await.map_err(StoreError::new)?;
+        let mut over = kept.saturating_sub(self.max_letters);
+        if over == 0 {
+            return Ok(Kept::Created);
+        }
+        // Past the bound, the resolved letters seen longest ago (and index entries whose
+        // letter has expired) make room; when too few are, the new letter goes.
+        let oldest: Vec<String> = connection
+            .zrange(&index, 0, MAKE_ROOM_SCAN - 1)
+            .await
+            .map_err(StoreError::new)?;
+        for key in oldest {
+            if over == 0 {
+                break;
+            }
+            if key == letter.key {
+                continue;
+            }
+            let letter_key = letter_key(&self.prefix, &key);
+            let resolved: Option<String> = connection
+                .hget(&letter_key, "resolved")
+                .await
+                .map_err(StoreError::new)?;
+            let exists: bool = connection.exists(&letter_key).await.map_err(StoreError::new)?;
+            if resolved.is_some() || !exists {
+                let () = connection.del(&letter_key).await.map_err(StoreError::new)?;
+                let () = connection.zrem(&index, &key).await.map_err(StoreError::new)?;
+                over -= 1;
+            }
+        }
+        if over == 0 {
+            return Ok(Kept::Created);
+        }
+        let () = connection
+            .del(letter_key(&self.prefix, &letter.key))
+            .await
+            .map_err(StoreError::new)?;
+        let () = connection
+            .zrem(&index, &letter.key)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(Kept::Full)
+    }
+
+    async fn list_letters(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut connection = self.connection.clone();
+        let index = self.letters_index();
+        let keys: Vec<String> = connection
+            .zrevrange(&index, 0, -1)
+            .await
+            .map_err(StoreError::new)?;
+        let now = SystemTime::now();
+        let mut listed = Vec::new();
+        for key in keys {
+            if filter.limit.is_some_and(|limit| listed.len() >= limit) {
+                break;
+            }
+            match self.letter(&key, false).await? {
+                Some(letter) if filter.matches(&letter, now) => listed.push(letter),
+                Some(_) => {}
+                // Expired after it was resolved.
+                None => {
+                    let () = connection.zrem(&index, &key).await.map_err(StoreError::new)?;
+                }
+            }
+        }
+        Ok(listed)
+    }
+
+    async fn letter(&self, key: &str, forget: bool) -> Result<Option<DeadLetter>, StoreError> {
+        let mut connection = self.connection.clone();
+        let letter_key = letter_key(&self.prefix, key);
+        let fields: HashMap<String, Vec<u8>> = connection
+            .hgetall(&letter_key)
+            .await
+            .map_err(StoreError::new)?;
+        if forget {
+            let () = connection.del(&letter_key).await.map_err(StoreError::new)?;
+            let () = connection
+                .zrem(self.letters_index(), key)
+                .await
+                .map_err(StoreError::new)?;
+        }
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        letter_of(key, &fields).map(Some)
+    }
+}
+
+/// Its dead letters are kept under the prefix, each under its record's hash tag; the
+/// record's completion resolves its letter in the same script.
+impl<C> DeadLetters for RedisStore<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    fn keep<'a>(&'a self, letter: &'a DeadLetter) -> StoreFuture<'a, Kept> {
+        Box::pin(self.keep_letter(letter))
+    }
+
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<DeadLetter>> {
+        Box::pin(self.list_letters(filter))
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
+        Box::pin(self.letter(key, false))
+    }
+
+    fn forget<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
+        Box::pin(self.letter(key, true))
+    }
+}
+
+fn letter_of(key: &str, fields: &HashMap<String, Vec<u8>>) -> Result<DeadLetter, StoreError> {
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            .unwrap_or_default()
+    };
+    let number = |name: &str| text(name).parse::<u64>().unwrap_or_default();
+    let at = |name: &str| UNIX_EPOCH + Duration::from_millis(number(name));
+    let reason = text("reason");
+    Ok(DeadLetter {
+        key: key.to_owned(),
+        game_id: text("game_id"),
+        sandbox: text("sandbox") == "1",
+        event_type: text("event_type"),
+        delivery_id: text("delivery_id"),
+        body: Bytes::from(fields.get("body").cloned().unwrap_or_default()),
+        reason: Reason::parse(&reason)
+            .ok_or_else(|| StoreError::new(format!("a letter with the unknown reason {reason:?}")))?,
+        detail: text("detail"),
+        status: u16::try_from(number("status")).unwrap_or_default(),
+        attempts: number("attempts"),
+        first_seen: at("first_seen"),
+        last_seen: at("last_seen"),
+        resolved: fields.contains_key("resolved"),
+    })
+}
