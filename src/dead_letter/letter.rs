@@ -201,7 +201,10 @@ impl Filter {
     pub fn matches(&self, letter: &DeadLetter, now: SystemTime) -> bool {
         let age = |at: SystemTime| now.duration_since(at).unwrap_or_default();
         (self.resolved || !letter.resolved)
-            && self.event_type.as_ref().is_none_or(|t| *t == letter.event_type)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| *t == letter.event_type)
             && self.game_id.as_ref().is_none_or(|g| *g == letter.game_id)
             && self.older_than.is_none_or(|a| age(letter.first_seen) >= a)
             && self.newer_than.is_none_or(|a| age(letter.last_seen) <= a)
@@ -227,17 +230,17 @@ impl DeadLetter {
     ) -> Option<Self> {
         let delivery = crate::idempotency::key::Delivery::of(body, per_payload)?;
         let body = Bytes::copy_from_slice(body);
-        Some(Self::keyed(delivery.store_key.as_str(), body, reason, status, detail))
+        Some(Self::keyed(
+            delivery.store_key.as_str(),
+            body,
+            reason,
+            status,
+            detail,
+        ))
     }
 
     /// The letter of `body` under the store key the layer already computed.
-    pub(crate) fn keyed(
-        key: &str,
-        body: Bytes,
-        reason: Reason,
-        status: u16,
-        detail: &str,
-    ) -> Self {
+    pub(crate) fn keyed(key: &str, body: Bytes, reason: Reason, status: u16, detail: &str) -> Self {
         #[derive(Deserialize, Default)]
         struct Ids {
             #[serde(default)]

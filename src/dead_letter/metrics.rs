@@ -26,10 +26,8 @@ pub(crate) fn kept(letter: &DeadLetter, kept: Result<Kept, &'static str>, error:
                 metrics::counter!(NOT_KEPT, "reason" => "full", "event_type" => event_type)
                     .increment(1)
             }
-            Err(why) => {
-                metrics::counter!(NOT_KEPT, "reason" => why, "event_type" => event_type)
-                    .increment(1)
-            }
+            Err(why) => metrics::counter!(NOT_KEPT, "reason" => why, "event_type" => event_type)
+                .increment(1),
         }
     }
     #[cfg(feature = "tracing")]
@@ -40,7 +38,11 @@ pub(crate) fn kept(letter: &DeadLetter, kept: Result<Kept, &'static str>, error:
             letter.delivery_id.as_str(),
             letter.game_id.as_str(),
         );
-        let (reason, status, detail) = (letter.reason.as_str(), letter.status, letter.detail.as_str());
+        let (reason, status, detail) = (
+            letter.reason.as_str(),
+            letter.status,
+            letter.detail.as_str(),
+        );
         match kept {
             Ok(Kept::Created | Kept::Updated) => tracing::warn!(
                 target: TARGET, event_type, delivery_id, game_id, reason, status, detail,

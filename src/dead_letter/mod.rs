@@ -162,7 +162,9 @@ pub trait DeadLetters: Send + Sync + 'static {
 /// assert_eq!(unresolved(&MemoryDeadLetters::new()).await.unwrap(), 0);
 /// # }
 /// ```
-pub async fn unresolved(letters: &dyn DeadLetters) -> Result<usize, crate::idempotency::StoreError> {
+pub async fn unresolved(
+    letters: &dyn DeadLetters,
+) -> Result<usize, crate::idempotency::StoreError> {
     let listed = letters.list(&Filter::unresolved()).await?;
     #[cfg(feature = "metrics")]
     metrics::unresolved(&listed);

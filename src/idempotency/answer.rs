@@ -90,7 +90,11 @@ impl Failed {
     pub(crate) fn answered(response: &Response<Bytes>) -> Self {
         let (reason, detail) = dead_letter::reason_of(response);
         let status = response.status().as_u16();
-        Self { reason, status, detail }
+        Self {
+            reason,
+            status,
+            detail,
+        }
     }
 
     pub(crate) fn body_failed() -> Self {
@@ -107,17 +111,29 @@ impl Failed {
 
     pub(crate) fn timed_out() -> Self {
         let detail = "the handler ran past the run timeout".to_owned();
-        Self { reason: Reason::TimedOut, status: 503, detail }
+        Self {
+            reason: Reason::TimedOut,
+            status: 503,
+            detail,
+        }
     }
 
     pub(crate) fn cancelled() -> Self {
         let detail = "cancelled at a drain, past its deadline".to_owned();
-        Self { reason: Reason::Cancelled, status: 503, detail }
+        Self {
+            reason: Reason::Cancelled,
+            status: 503,
+            detail,
+        }
     }
 
     fn handler(detail: &str, status: u16) -> Self {
         let detail = detail.to_owned();
-        Self { reason: Reason::HandlerFailed, status, detail }
+        Self {
+            reason: Reason::HandlerFailed,
+            status,
+            detail,
+        }
     }
 }
 
@@ -130,7 +146,11 @@ pub(crate) async fn keep_failed(config: &Config, key: &str, verified: Bytes, fai
     if verified.is_empty() {
         return;
     }
-    let Failed { reason, status, detail } = failed;
+    let Failed {
+        reason,
+        status,
+        detail,
+    } = failed;
     let letter = DeadLetter::keyed(key, verified, reason, status, &detail);
     dead_letter::keep(letters, &letter, config.store_timeout).await;
 }
@@ -152,6 +172,12 @@ pub(crate) async fn keep_unhandled(config: std::sync::Arc<Config>, verified: Byt
         return;
     };
     let detail = format!("{status}: no handler for its event type");
-    let letter = DeadLetter::keyed(key.store_key.as_str(), verified, Reason::NoHandler, status, &detail);
+    let letter = DeadLetter::keyed(
+        key.store_key.as_str(),
+        verified,
+        Reason::NoHandler,
+        status,
+        &detail,
+    );
     dead_letter::keep(letters, &letter, config.store_timeout).await;
 }

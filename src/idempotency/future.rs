@@ -106,7 +106,8 @@ where
                 match keep.take() {
                     Some((config, verified)) if unhandled => {
                         let status = response.status().as_u16();
-                        let keeping = Box::pin(super::answer::keep_unhandled(config, verified, status));
+                        let keeping =
+                            Box::pin(super::answer::keep_unhandled(config, verified, status));
                         kind.set(Kind::Keeping {
                             keeping,
                             response: Some(response),

@@ -40,7 +40,9 @@ impl Config {
     ) -> Option<super::future::Keeping> {
         #[cfg(feature = "idempotency")]
         if rejection.kind() == crate::RejectionKind::TimestampOutsideTolerance {
-            let age = rejection.timestamp().map_or(0, |signed| signed.abs_diff(now));
+            let age = rejection
+                .timestamp()
+                .map_or(0, |signed| signed.abs_diff(now));
             let status = self.response_for(rejection).status().as_u16();
             return self.keeper.as_ref()?.stale(verified, age, status);
         }

@@ -181,7 +181,8 @@ where
                                 bytes.as_deref(),
                             );
                             super::metrics::rejected(rejection.kind());
-                            let keeping = bytes.and_then(|bytes| config.keep_stale(&rejection, bytes, now));
+                            let keeping =
+                                bytes.and_then(|bytes| config.keep_stale(&rejection, bytes, now));
                             let config = Arc::clone(config);
                             State::Rejected {
                                 rejection: Some(rejection),

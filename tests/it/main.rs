@@ -10,6 +10,7 @@ mod common;
 mod server_app;
 
 mod cli;
+mod dead_letters;
 mod dispatch;
 mod e2e;
 mod events;

@@ -131,7 +131,11 @@ impl PostgresStore {
             .bind(seconds(filter.older_than))
             .bind(seconds(filter.newer_than))
             .bind(filter.resolved)
-            .bind(filter.limit.map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)))
+            .bind(
+                filter
+                    .limit
+                    .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
             .fetch_all(self.pool())
             .await
             .map_err(StoreError::new)?;
@@ -198,8 +202,9 @@ fn letter_of(row: &PgRow) -> Result<DeadLetter, StoreError> {
         event_type: text("event_type")?,
         delivery_id: text("delivery_id")?,
         body: Bytes::from(body),
-        reason: Reason::parse(&reason)
-            .ok_or_else(|| StoreError::new(format!("a letter with the unknown reason {reason:?}")))?,
+        reason: Reason::parse(&reason).ok_or_else(|| {
+            StoreError::new(format!("a letter with the unknown reason {reason:?}"))
+        })?,
         detail: text("detail")?,
         status: u16::try_from(status).unwrap_or_default(),
         attempts: u64::try_from(attempts).unwrap_or_default(),

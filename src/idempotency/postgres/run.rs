@@ -141,11 +141,17 @@ where
         }
         Ended::TimedOut => (
             outcome::store_unavailable(),
-            Some((IdempotencyOutcome::TimedOut { attempt: 1 }, Failed::timed_out())),
+            Some((
+                IdempotencyOutcome::TimedOut { attempt: 1 },
+                Failed::timed_out(),
+            )),
         ),
         Ended::Cancelled => (
             outcome::store_unavailable(),
-            Some((IdempotencyOutcome::Cancelled { attempt: 1 }, Failed::cancelled())),
+            Some((
+                IdempotencyOutcome::Cancelled { attempt: 1 },
+                Failed::cancelled(),
+            )),
         ),
     };
     if let Some((reported, failed)) = reported {

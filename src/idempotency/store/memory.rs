@@ -396,9 +396,15 @@ impl DeadLetters for MemoryStore {
     fn keep<'a>(&'a self, letter: &'a DeadLetter) -> StoreFuture<'a, Kept> {
         let applied = matches!(
             self.records().get(&letter.key),
-            Some(Record { state: State::Completed(_), .. })
+            Some(Record {
+                state: State::Completed(_),
+                ..
+            })
         );
-        Box::pin(std::future::ready(Ok(self.shared.letters.keep_now(letter, applied))))
+        Box::pin(std::future::ready(Ok(self
+            .shared
+            .letters
+            .keep_now(letter, applied))))
     }
 
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<DeadLetter>> {

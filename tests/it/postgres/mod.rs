@@ -388,26 +388,26 @@ async fn at_least(count: &AtomicUsize, least: usize) {
 }
 
 /// A database of the test's own, with the credits table and the store's.
-struct Database {
+pub(crate) struct Database {
     /// How the store reaches it: straight, or through PgBouncer.
-    url: String,
-    pool: PgPool,
+    pub(crate) url: String,
+    pub(crate) pool: PgPool,
     /// Straight to the server, for what a pooler does not pass (locks held across
     /// statements, `pg_stat_activity`).
-    admin: PgPool,
+    pub(crate) admin: PgPool,
     /// The server, when the test has one of its own (to stop it).
     server: Option<PostgresServer>,
 }
 
 /// A new database on the server the tests share.
-async fn database() -> Option<Database> {
+pub(crate) async fn database() -> Option<Database> {
     let url = PostgresServer::shared()?.database();
     Some(prepared(url, None).await)
 }
 
 /// A new database on the server the tests share, reached through PgBouncer in
 /// transaction mode with fewer server connections than the pool's.
-async fn database_behind_pgbouncer() -> Option<Database> {
+pub(crate) async fn database_behind_pgbouncer() -> Option<Database> {
     let server = PostgresServer::shared()?;
     let bouncer = PgBouncer::shared()?;
     let name = server.database_name();

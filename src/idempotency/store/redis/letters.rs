@@ -14,8 +14,10 @@ use super::{redis_key, RedisStore};
 use crate::dead_letter::{DeadLetter, DeadLetters, Filter, Kept, Reason};
 use crate::idempotency::{StoreError, StoreFuture};
 
-/// How many of the oldest letters one keeping looks through to make room.
-const MAKE_ROOM_SCAN: isize = 100;
+/// How many of the letters seen longest ago one keeping past the bound looks through
+/// for resolved ones to make room: a flood of failures costs each a few round trips,
+/// not a walk of the whole set.
+const MAKE_ROOM_SCAN: isize = 10;
 
 /// The Redis key of the dead letter of the layer's `key`: the record's hash tag, so
 /// both are in one slot of a cluster.
@@ -98,14 +100,20 @@ where
                 continue;
             }
             let letter_key = letter_key(&self.prefix, &key);
-            let resolved: Option<String> = connection
-                .hget(&letter_key, "resolved")
+            // Both nil: the letter expired after it was resolved.
+            let (resolved, seen): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(&letter_key)
+                .arg("resolved")
+                .arg("last_seen")
+                .query_async(&mut connection)
                 .await
                 .map_err(StoreError::new)?;
-            let exists: bool = connection.exists(&letter_key).await.map_err(StoreError::new)?;
-            if resolved.is_some() || !exists {
+            if resolved.is_some() || seen.is_none() {
                 let () = connection.del(&letter_key).await.map_err(StoreError::new)?;
-                let () = connection.zrem(&index, &key).await.map_err(StoreError::new)?;
+                let () = connection
+                    .zrem(&index, &key)
+                    .await
+                    .map_err(StoreError::new)?;
                 over -= 1;
             }
         }
@@ -141,7 +149,10 @@ where
                 Some(_) => {}
                 // Expired after it was resolved.
                 None => {
-                    let () = connection.zrem(&index, &key).await.map_err(StoreError::new)?;
+                    let () = connection
+                        .zrem(&index, &key)
+                        .await
+                        .map_err(StoreError::new)?;
                 }
             }
         }
@@ -209,8 +220,9 @@ fn letter_of(key: &str, fields: &HashMap<String, Vec<u8>>) -> Result<DeadLetter,
         event_type: text("event_type"),
         delivery_id: text("delivery_id"),
         body: Bytes::from(fields.get("body").cloned().unwrap_or_default()),
-        reason: Reason::parse(&reason)
-            .ok_or_else(|| StoreError::new(format!("a letter with the unknown reason {reason:?}")))?,
+        reason: Reason::parse(&reason).ok_or_else(|| {
+            StoreError::new(format!("a letter with the unknown reason {reason:?}"))
+        })?,
         detail: text("detail"),
         status: u16::try_from(number("status")).unwrap_or_default(),
         attempts: number("attempts"),

@@ -13,11 +13,11 @@ use redis::{
 mod letters;
 
 use super::super::{Record, RecordKey, RecordState, StuckClaim};
-use crate::dead_letter::DeadLetters;
 use super::{
     ClaimOutcome, ClaimRequest, IdempotencyStore, OwnerToken, StoreError, StoreFuture,
     StoredResponse,
 };
+use crate::dead_letter::DeadLetters;
 
 /// The key prefix unless configured otherwise; the layer's key follows in braces, a
 /// Redis Cluster hash tag.

@@ -1,0 +1,583 @@
+//! Dead letters on every store: authentic deliveries that were not applied are kept,
+//! listed, and replayed exactly once; forged ones never are, and a flood stays within
+//! the bound.
+
+use crate::common;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use aghanim_webhook::{
+    body::{BufferedBody, ResponseBody},
+    dead_letter::{replay, DeadLetter, DeadLetters, Filter, Kept, MemoryDeadLetters, Reason},
+    dispatch::Dispatch,
+    events::{
+        Ack, ErrorCode, Event, EventType, ItemChange, PlayerVerify, PlayerVerifyResponse,
+        WebhookError,
+    },
+    idempotency::{DeliveryTransaction, IdempotencyLayer, MemoryStore},
+    sign_headers, unix_now, AghanimSignatureLayer,
+};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{util::BoxCloneService, ServiceBuilder, ServiceExt};
+
+const SECRET: &str = "whsec_dead_letters";
+
+type Stack = BoxCloneService<
+    Request<Full<Bytes>>,
+    Response<ResponseBody<ResponseBody<BufferedBody>>>,
+    std::convert::Infallible,
+>;
+
+/// One store the layer keeps its records and letters in.
+struct Case {
+    name: &'static str,
+    idempotency: IdempotencyLayer,
+    letters: Arc<dyn DeadLetters>,
+    /// Kept alive for the test's length.
+    _database: Option<Box<dyn std::any::Any + Send>>,
+}
+
+async fn cases() -> Vec<Case> {
+    let memory = MemoryStore::new();
+    let mut cases = vec![Case {
+        name: "memory",
+        idempotency: IdempotencyLayer::new(memory.clone()),
+        letters: Arc::new(memory),
+        _database: None,
+    }];
+    #[cfg(feature = "redis")]
+    if let Some(server) = common::redis_server::RedisServer::shared() {
+        let store = aghanim_webhook::idempotency::RedisStore::connect(&server.url())
+            .await
+            .unwrap()
+            .prefix(common::redis_server::prefix());
+        cases.push(Case {
+            name: "redis",
+            idempotency: IdempotencyLayer::new(store.clone()),
+            letters: Arc::new(store),
+            _database: None,
+        });
+    }
+    #[cfg(feature = "redis-cluster")]
+    if let Some(cluster) = common::redis_server::RedisCluster::shared() {
+        let connection = redis::cluster::ClusterClient::new(cluster.urls())
+            .unwrap()
+            .get_async_connection()
+            .await
+            .unwrap();
+        let store = aghanim_webhook::idempotency::RedisStore::with_connection(connection)
+            .prefix(common::redis_server::prefix());
+        cases.push(Case {
+            name: "redis-cluster",
+            idempotency: IdempotencyLayer::new(store.clone()),
+            letters: Arc::new(store),
+            _database: None,
+        });
+    }
+    #[cfg(feature = "postgres")]
+    for (name, database) in [
+        ("postgres", crate::postgres::database().await),
+        (
+            "postgres behind pgbouncer",
+            crate::postgres::database_behind_pgbouncer().await,
+        ),
+    ] {
+        if let Some(database) = database {
+            let store = aghanim_webhook::idempotency::PostgresStore::new(database.pool.clone());
+            cases.push(Case {
+                name,
+                idempotency: IdempotencyLayer::transactional(store.clone()),
+                letters: Arc::new(store),
+                _database: Some(Box::new(database.pool.clone())),
+            });
+        }
+    }
+    // Where CI requires the servers, every store is tested, not only memory.
+    let required = [
+        "AGHANIM_REQUIRE_REDIS",
+        "AGHANIM_REQUIRE_POSTGRES",
+        "AGHANIM_REQUIRE_PGBOUNCER",
+    ];
+    if required.iter().all(|name| std::env::var_os(name).is_some())
+        && cfg!(feature = "redis-cluster")
+    {
+        let names: Vec<_> = cases.iter().map(|case| case.name).collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+    }
+    cases
+}
+
+/// A game whose `item.add` handler fails until it is fixed, and counts its credits.
+#[derive(Clone, Default)]
+struct Shop {
+    fixed: Arc<AtomicBool>,
+    credits: Arc<AtomicUsize>,
+    /// How long a credit takes once fixed.
+    slow: Arc<AtomicBool>,
+}
+
+impl Shop {
+    fn dispatch(&self) -> Dispatch<Shop> {
+        Dispatch::with_state(self.clone())
+            .on(EventType::ItemAdd, credit)
+            .on(EventType::PlayerVerify, |_: Event<PlayerVerify>| async {
+                PlayerVerifyResponse::new("p1", "Player")
+            })
+    }
+
+    fn stack(&self, signature: AghanimSignatureLayer, idempotency: IdempotencyLayer) -> Stack {
+        self.stack_of(signature, idempotency, self.dispatch())
+    }
+
+    fn stack_of(
+        &self,
+        signature: AghanimSignatureLayer,
+        idempotency: IdempotencyLayer,
+        dispatch: Dispatch<Shop>,
+    ) -> Stack {
+        BoxCloneService::new(
+            ServiceBuilder::new()
+                .layer(signature)
+                .layer(idempotency)
+                .service(dispatch),
+        )
+    }
+
+    fn credits(&self) -> usize {
+        self.credits.load(Ordering::SeqCst)
+    }
+}
+
+async fn credit(
+    shop: Shop,
+    transaction: Option<DeliveryTransaction>,
+    _event: Event<ItemChange>,
+) -> Result<Ack, WebhookError> {
+    if !shop.fixed.load(Ordering::SeqCst) {
+        return Err(WebhookError::new(
+            ErrorCode::Custom("internal".into()),
+            "inventory constraint violated",
+        )
+        .with_status(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+    if shop.slow.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if let Some(transaction) = transaction {
+        let mut connection = transaction
+            .connection()
+            .await
+            .map_err(|e| WebhookError::validation(e.to_string()))?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *connection)
+            .await
+            .map_err(|e| WebhookError::validation(e.to_string()))?;
+    }
+    shop.credits.fetch_add(1, Ordering::SeqCst);
+    Ok(Ack)
+}
+
+fn purchase(order: &str) -> String {
+    format!(
+        r#"{{"event_id":"whevt_{order}","event_type":"item.add","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","items":[{{"sku":"gems","quantity":5}}]}}}}"#
+    )
+}
+
+fn signed_at(body: &str, timestamp: u64) -> Request<Full<Bytes>> {
+    let mut request = Request::post("/webhook")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    sign_headers(request.headers_mut(), SECRET, timestamp, body);
+    request
+}
+
+async fn status(stack: &Stack, request: Request<Full<Bytes>>) -> StatusCode {
+    stack.clone().oneshot(request).await.unwrap().status()
+}
+
+/// An order id of its own: each case's store is its own (a new memory store, a new
+/// Redis prefix, a new database).
+fn order(case: &Case, what: &str) -> String {
+    format!("ord_{}_{what}", case.name.replace(' ', "_"))
+}
+
+async fn unresolved(case: &Case, order: &str) -> Vec<DeadLetter> {
+    let all = case
+        .letters
+        .list(&Filter::unresolved().game("gm_dl"))
+        .await
+        .unwrap();
+    all.into_iter()
+        .filter(|letter| letter.delivery_id == order)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failing_purchase_is_kept_then_replayed_once_after_the_fix() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "fix");
+        let body = purchase(&order);
+        for _ in 0..3 {
+            let answered = status(&stack, signed_at(&body, unix_now())).await;
+            assert_eq!(answered, StatusCode::INTERNAL_SERVER_ERROR, "{}", case.name);
+        }
+        let kept = unresolved(&case, &order).await;
+        assert_eq!(kept.len(), 1, "{}: one letter per key", case.name);
+        let letter = &kept[0];
+        assert_eq!(
+            (letter.reason, letter.status, letter.attempts),
+            (Reason::HandlerFailed, 500, 3),
+            "{}",
+            case.name
+        );
+        assert_eq!(letter.body, body.as_bytes(), "{}", case.name);
+        assert_eq!(
+            (letter.event_type.as_str(), letter.game_id.as_str()),
+            ("item.add", "gm_dl")
+        );
+        assert!(
+            letter.detail.contains("inventory constraint violated"),
+            "{}: {}",
+            case.name,
+            letter.detail
+        );
+
+        shop.fixed.store(true, Ordering::SeqCst);
+        let first = replay(&*case.letters, letter, SECRET, stack.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.status, first.was_applied_before, first.resolved),
+            (200, false, true),
+            "{}",
+            case.name
+        );
+        let second = replay(&*case.letters, letter, SECRET, stack.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.status, second.was_applied_before),
+            (200, true),
+            "{}",
+            case.name
+        );
+        assert_eq!(shop.credits(), 1, "{}: credited once", case.name);
+        assert!(
+            unresolved(&case, &order).await.is_empty(),
+            "{}: resolved",
+            case.name
+        );
+        let resolved = case.letters.get(&letter.key).await.unwrap().unwrap();
+        assert!(resolved.resolved, "{}", case.name);
+    }
+}
+
+#[tokio::test]
+async fn a_replay_racing_aghanims_own_retry_credits_once() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "race");
+        let body = purchase(&order);
+        assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 500);
+        let letter = unresolved(&case, &order).await.remove(0);
+        shop.fixed.store(true, Ordering::SeqCst);
+        shop.slow.store(true, Ordering::SeqCst);
+        let (replayed, retried, replayed_again) = tokio::join!(
+            replay(&*case.letters, &letter, SECRET, stack.clone()),
+            status(&stack, signed_at(&body, unix_now())),
+            replay(&*case.letters, &letter, SECRET, stack.clone()),
+        );
+        let answers = [
+            replayed.unwrap().status,
+            retried.as_u16(),
+            replayed_again.unwrap().status,
+        ];
+        assert!(
+            answers.iter().all(|&status| status == 200 || status == 503),
+            "{}: {answers:?}",
+            case.name
+        );
+        assert_eq!(
+            shop.credits(),
+            1,
+            "{}: credited once, answers {answers:?}",
+            case.name
+        );
+        assert!(unresolved(&case, &order).await.is_empty(), "{}", case.name);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_authentic_delivery_is_kept_answered_403_and_replayed_once() {
+    for case in cases().await {
+        let shop = Shop::default();
+        shop.fixed.store(true, Ordering::SeqCst);
+        let signature = AghanimSignatureLayer::new(SECRET).keep_stale(&case.idempotency);
+        let stack = shop.stack(signature, case.idempotency.clone());
+        let order = order(&case, "stale");
+        let body = purchase(&order);
+        let an_hour_ago = unix_now() - 3600;
+        assert_eq!(
+            status(&stack, signed_at(&body, an_hour_ago)).await,
+            StatusCode::FORBIDDEN,
+            "{}",
+            case.name
+        );
+        assert_eq!(shop.credits(), 0);
+        let letter = unresolved(&case, &order).await.remove(0);
+        assert_eq!(letter.reason, Reason::Stale, "{}", case.name);
+        assert_eq!(letter.status, 403);
+        assert!(
+            letter.detail.starts_with("36"),
+            "{}: the age, {}",
+            case.name,
+            letter.detail
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                replay(&*case.letters, &letter, SECRET, stack.clone())
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
+        }
+        assert_eq!(shop.credits(), 1, "{}", case.name);
+        assert!(unresolved(&case, &order).await.is_empty(), "{}", case.name);
+    }
+}
+
+#[tokio::test]
+async fn without_keep_stale_a_stale_delivery_is_not_kept() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "stale_off");
+        assert_eq!(
+            status(&stack, signed_at(&purchase(&order), unix_now() - 3600)).await,
+            403
+        );
+        assert!(unresolved(&case, &order).await.is_empty(), "{}", case.name);
+    }
+}
+
+#[tokio::test]
+async fn a_forged_request_is_never_kept() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let signature = AghanimSignatureLayer::new(SECRET).keep_stale(&case.idempotency);
+        let stack = shop.stack(signature, case.idempotency.clone());
+        let order = order(&case, "forged");
+        let body = purchase(&order);
+        for timestamp in [unix_now(), unix_now() - 3600] {
+            let mut request = Request::post("/webhook")
+                .body(Full::new(Bytes::from(body.clone())))
+                .unwrap();
+            sign_headers(request.headers_mut(), "not the secret", timestamp, &body);
+            assert_eq!(status(&stack, request).await, 403);
+        }
+        assert!(
+            unresolved(&case, &order).await.is_empty(),
+            "{}: nothing before the MAC check is stored",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn deliveries_no_handler_takes_are_kept_whatever_the_fallback_answers() {
+    for case in cases().await {
+        for accept in [false, true] {
+            let shop = Shop::default();
+            let dispatch = if accept {
+                shop.dispatch().accept_unhandled()
+            } else {
+                shop.dispatch()
+            };
+            let stack = shop.stack_of(
+                AghanimSignatureLayer::new(SECRET),
+                case.idempotency.clone(),
+                dispatch,
+            );
+            let expected = if accept {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            // A type nobody documents (passed through), and a documented notification
+            // without a handler (deduplicated per payload).
+            for (event_type, what) in [
+                ("quest.completed", "quest"),
+                ("payment.succeeded", "payment"),
+            ] {
+                let order = order(&case, &format!("{what}_{accept}"));
+                let body = format!(
+                    r#"{{"event_id":"whevt_{order}","event_type":"{event_type}","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{}}}}"#
+                );
+                assert_eq!(
+                    status(&stack, signed_at(&body, unix_now())).await,
+                    expected,
+                    "{} {event_type}",
+                    case.name
+                );
+                let kept = unresolved(&case, &order).await;
+                assert_eq!(kept.len(), 1, "{} {event_type} accept {accept}", case.name);
+                assert_eq!(kept[0].reason, Reason::NoHandler);
+                assert_eq!(kept[0].status, expected.as_u16());
+            }
+            // A read without a handler is not kept: there is nothing to apply later.
+            let order = order(&case, &format!("verify_{accept}"));
+            let verify = format!(
+                r#"{{"event_id":"whevt_{order}","event_type":"player.lookup","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{}}}}"#
+            );
+            status(&stack, signed_at(&verify, unix_now())).await;
+            assert!(unresolved(&case, &order).await.is_empty(), "{}", case.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_payload_the_parser_refuses_is_kept_naming_the_field() {
+    for case in cases().await {
+        let shop = Shop::default();
+        shop.fixed.store(true, Ordering::SeqCst);
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "invalid");
+        let body = format!(
+            r#"{{"event_id":"whevt_{order}","event_type":"item.add","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","items":[{{"sku":"gems","quantity":"five"}}]}}}}"#
+        );
+        assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 400);
+        let kept = unresolved(&case, &order).await;
+        assert_eq!(kept.len(), 1, "{}", case.name);
+        assert_eq!(kept[0].reason, Reason::Invalid);
+        assert!(
+            kept[0].detail.contains("quantity"),
+            "{}: {}",
+            case.name,
+            kept[0].detail
+        );
+        assert_eq!(shop.credits(), 0);
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_distinct_failures_stay_within_the_bound_through_the_layer() {
+    let letters = MemoryDeadLetters::with_limits(500, 64 * 1024 * 1024);
+    let store = MemoryStore::new().with_dead_letters(letters.clone());
+    let shop = Shop::default();
+    let stack = shop.stack(
+        AghanimSignatureLayer::new(SECRET),
+        IdempotencyLayer::new(store),
+    );
+    // One purchase resolves early, so there is something to make room with.
+    let early = purchase("ord_bound_early");
+    for (index, chunk) in (0..10_000).collect::<Vec<_>>().chunks(200).enumerate() {
+        for n in chunk {
+            let request = signed_at(&purchase(&format!("ord_bound_{n}")), unix_now());
+            assert_eq!(status(&stack, request).await, 500);
+        }
+        if index == 0 {
+            assert_eq!(status(&stack, signed_at(&early, unix_now())).await, 500);
+            shop.fixed.store(true, Ordering::SeqCst);
+            assert_eq!(status(&stack, signed_at(&early, unix_now())).await, 200);
+            shop.fixed.store(false, Ordering::SeqCst);
+        }
+        assert!(letters.len() <= 500, "{} letters", letters.len());
+    }
+    assert_eq!(letters.len(), 500);
+    let kept = letters.list(&Filter::unresolved()).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        500,
+        "the resolved letter made room; then new ones were refused"
+    );
+    // The oldest failures are kept: Aghanim has stopped retrying those.
+    assert!(kept
+        .iter()
+        .any(|letter| letter.delivery_id == "ord_bound_0"));
+    assert!(!kept
+        .iter()
+        .any(|letter| letter.delivery_id == "ord_bound_9999"));
+}
+
+/// Each store's own bound, filled with 10,000 distinct letters: the oldest resolved
+/// letter makes room, and once every letter is unresolved new ones are not kept.
+#[tokio::test]
+async fn ten_thousand_distinct_letters_stay_within_each_stores_bound() {
+    for case in bounded_cases(100).await {
+        let mut kept = 0;
+        let mut full = 0;
+        for n in 0..10_000 {
+            let body = purchase(&format!("ord_{}_flood_{n}", case.name.replace(' ', "_")));
+            let letter = DeadLetter::of_delivery(
+                body.as_bytes(),
+                false,
+                Reason::HandlerFailed,
+                500,
+                "broken",
+            )
+            .unwrap();
+            match case.letters.keep(&letter).await.unwrap() {
+                Kept::Created => kept += 1,
+                Kept::Full => full += 1,
+                other => panic!("{}: distinct keys, yet {other:?}", case.name),
+            }
+        }
+        let listed = case
+            .letters
+            .list(&Filter::unresolved().with_resolved())
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 100, "{}", case.name);
+        assert_eq!((kept, full), (100, 9_900), "{}", case.name);
+    }
+}
+
+/// The stores with a bound of `max` letters, each under keys of its own.
+async fn bounded_cases(max: usize) -> Vec<Case> {
+    let memory =
+        MemoryStore::new().with_dead_letters(MemoryDeadLetters::with_limits(max, usize::MAX));
+    let mut cases = vec![Case {
+        name: "memory",
+        idempotency: IdempotencyLayer::new(memory.clone()),
+        letters: Arc::new(memory),
+        _database: None,
+    }];
+    #[cfg(feature = "redis")]
+    if let Some(server) = common::redis_server::RedisServer::shared() {
+        let store = aghanim_webhook::idempotency::RedisStore::connect(&server.url())
+            .await
+            .unwrap()
+            .prefix(common::redis_server::prefix())
+            .max_dead_letters(max);
+        cases.push(Case {
+            name: "redis",
+            idempotency: IdempotencyLayer::new(store.clone()),
+            letters: Arc::new(store),
+            _database: None,
+        });
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(database) = crate::postgres::database().await {
+        let store = aghanim_webhook::idempotency::PostgresStore::new(database.pool.clone())
+            .max_dead_letters(max);
+        cases.push(Case {
+            name: "postgres",
+            idempotency: IdempotencyLayer::transactional(store.clone()),
+            letters: Arc::new(store),
+            _database: Some(Box::new(database.pool.clone())),
+        });
+    }
+    cases
+}
