@@ -70,6 +70,21 @@ pub fn describe_metrics() {
         "Events Dispatch refused itself (not a handler's answer), by reason and type"
     );
     describe_counter!(
+        "aghanim_webhook_dead_letters_kept_total",
+        Unit::Count,
+        "Authentic deliveries not applied and kept for replay, by reason and type"
+    );
+    describe_counter!(
+        "aghanim_webhook_dead_letters_not_kept_total",
+        Unit::Count,
+        "Authentic deliveries not applied that could not be kept, by reason and type"
+    );
+    describe_gauge!(
+        "aghanim_webhook_dead_letters_unresolved",
+        Unit::Count,
+        "Kept deliveries not applied yet, by type, in the whole store (read with max)"
+    );
+    describe_counter!(
         "aghanim_webhook_idempotency_decisions_total",
         Unit::Count,
         "What the idempotency layer did with deduplicated deliveries"

@@ -291,8 +291,9 @@ fn router_with(
         .fallback(acknowledge_documented);
     Router::new()
         .route("/webhook", post_service(dispatch))
-        .layer(idempotency)
-        .layer(AghanimSignatureLayer::new(secret))
+        .layer(idempotency.clone())
+        // A stale delivery is still authentic: kept, so that an operator can replay it.
+        .layer(AghanimSignatureLayer::new(secret).keep_stale(&idempotency))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_deadline(run_timeout),

@@ -146,6 +146,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     });
     aghanim_webhook::describe_metrics();
+    // The gauge of failed deliveries not yet applied, which the alert rules read.
+    tokio::spawn({
+        let idempotency = app.idempotency.clone();
+        async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                if let Some(letters) = idempotency.letters() {
+                    if let Err(error) = aghanim_webhook::dead_letter::unresolved(letters).await {
+                        tracing::warn!(%error, "could not count the failed deliveries kept");
+                    }
+                }
+            }
+        }
+    });
     let ops = app::ops_router(app.backing.clone(), Some(metrics));
     let drain = match env::var("DRAIN_SECONDS") {
         Ok(seconds) => Duration::from_secs(

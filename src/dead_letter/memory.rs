@@ -171,7 +171,7 @@ impl DeadLetters for MemoryDeadLetters {
             .filter(|letter| filter.matches(letter, now))
             .cloned()
             .collect();
-        listed.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+        listed.sort_by_key(|letter| std::cmp::Reverse(letter.last_seen));
         listed.truncate(filter.limit.unwrap_or(usize::MAX));
         Box::pin(std::future::ready(Ok(listed)))
     }

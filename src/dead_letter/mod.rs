@@ -57,7 +57,7 @@
 //! use aghanim_webhook::{
 //!     dead_letter::{DeadLetters, Filter, Reason},
 //!     dispatch::Dispatch,
-//!     events::{Event, EventType, ItemChange, WebhookError},
+//!     events::{Ack, ErrorCode, Event, EventType, ItemChange, WebhookError},
 //!     idempotency::{IdempotencyLayer, MemoryStore},
 //!     sign_headers, AghanimSignatureLayer,
 //! };
@@ -70,7 +70,8 @@
 //! # async fn main() {
 //! let store = MemoryStore::new();
 //! let broken = Dispatch::new().on(EventType::ItemAdd, |_: Event<ItemChange>| async {
-//!     Err::<aghanim_webhook::events::Ack, _>(WebhookError::internal("inventory table is locked"))
+//!     let locked = WebhookError::new(ErrorCode::Custom("internal".into()), "inventory table is locked");
+//!     Err::<Ack, _>(locked.with_status(http::StatusCode::INTERNAL_SERVER_ERROR))
 //! });
 //! let webhook = ServiceBuilder::new()
 //!     .layer(AghanimSignatureLayer::new("secret"))

@@ -222,8 +222,8 @@ where
     ///
     /// Either way the answer is marked [`Unhandled`](super::Unhandled): the idempotency
     /// layer does not record it and keeps the delivery as a
-    /// [dead letter](crate::dead_letter), so nothing is swallowed unseen, and it is
-    /// counted (`aghanim_webhook_dispatch_refusals_total{reason="unknown_event_type"}`).
+    /// [dead letter], so nothing is swallowed unseen, and it is counted
+    /// (`aghanim_webhook_dispatch_refusals_total{reason="unknown_event_type"}`).
     /// The default stays 400: Aghanim then retries the delivery, which a handler
     /// deployed meanwhile applies without a replay.
     ///
@@ -232,6 +232,12 @@ where
     ///
     /// let dispatch = Dispatch::new().accept_unhandled();
     /// ```
+    ///
+    #[cfg_attr(feature = "idempotency", doc = "[dead letter]: crate::dead_letter")]
+    #[cfg_attr(
+        not(feature = "idempotency"),
+        doc = "[dead letter]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/dead_letter/"
+    )]
     #[must_use]
     pub fn accept_unhandled(mut self) -> Self {
         self.routes_mut().accept_unhandled = true;
@@ -269,7 +275,10 @@ where
             }
             Err(error) => refuse(event, &error, Some(verified)),
         };
-        if handler.is_some() {
+        // A fallback of the game's own that answers a documented type took it; a type
+        // nobody documents, or one no handler and no fallback took, was not.
+        let fallback_took = self.routes.fallback.is_some() && event_type.is_documented();
+        if handler.is_some() || fallback_took {
             answered
         } else {
             answered.unhandled()

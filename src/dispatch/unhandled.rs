@@ -1,9 +1,12 @@
-/// In a response's extensions: no handler took the delivery, `Dispatch` answered it
-/// itself (its fallback, or its refusal of a type without one).
+/// In a response's extensions: no handler took the delivery. `Dispatch` marks its
+/// answer to a type without a handler when it has no fallback (its 400
+/// `unknown_event_type`, or the 202 of [`accept_unhandled`](super::Dispatch::accept_unhandled)),
+/// and its fallback's answer to a type Aghanim does not document; a fallback's answer to
+/// a documented type is the game's own decision and is not marked.
 ///
 /// The idempotency layer never records such an answer, whatever its status, so the
 /// delivery runs again once a handler is deployed, and keeps it as a
-/// [dead letter](crate::dead_letter) with [`Reason::NoHandler`](crate::dead_letter::Reason::NoHandler).
+/// [dead letter] with the reason `no_handler` (feature `idempotency`).
 /// A service of your own that answers a type it does not handle can insert it too.
 ///
 /// # Example
@@ -26,5 +29,11 @@
 /// assert!(response.extensions().get::<Unhandled>().is_some());
 /// # }
 /// ```
+///
+#[cfg_attr(feature = "idempotency", doc = "[dead letter]: crate::dead_letter")]
+#[cfg_attr(
+    not(feature = "idempotency"),
+    doc = "[dead letter]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/dead_letter/"
+)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unhandled;

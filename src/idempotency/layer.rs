@@ -259,6 +259,19 @@ impl IdempotencyLayer {
         self
     }
 
+    /// Where the layer keeps its dead letters, if anywhere: for a studio's own admin
+    /// page, or a schedule that runs [`dead_letter::unresolved`](crate::dead_letter::unresolved).
+    ///
+    /// ```
+    /// use aghanim_webhook::idempotency::IdempotencyLayer;
+    ///
+    /// assert!(IdempotencyLayer::in_memory().letters().is_some());
+    /// assert!(IdempotencyLayer::in_memory().without_dead_letters().letters().is_none());
+    /// ```
+    pub fn letters(&self) -> Option<&dyn DeadLetters> {
+        self.config.dead_letters()
+    }
+
     /// Keeps no dead letters: a delivery that is not applied lives only in Aghanim's
     /// retries and the logs.
     pub fn without_dead_letters(mut self) -> Self {

@@ -9,6 +9,7 @@ use std::{
 };
 
 use aghanim_webhook::{
+    dead_letter::{DeadLetter, DeadLetters, Filter},
     events::EventType,
     idempotency::{
         PostgresStore, Record, RecordKey, RecordState, RedisStore, StuckClaim,
@@ -35,8 +36,36 @@ pub(crate) enum Records {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Remove a delivery's record, so that its next delivery runs the handler again
-    /// (the player's inventory is not touched)
+    /// Authentic deliveries that were not applied (dead letters), newest first: age,
+    /// event type, delivery id, reason, last status, attempts
+    Failed {
+        #[command(flatten)]
+        filter: LetterFilter,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Deliver kept failed deliveries again to your endpoint, signed with a fresh
+    /// timestamp, through its signature check, idempotency layer and handler: one
+    /// (--store-key, or its ids) or every one --all and the filters select. Credited
+    /// once however often it is replayed; a 2xx resolves it
+    Replay {
+        /// The endpoint, e.g. http://127.0.0.1:8000/webhook
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        secrets: crate::Secrets,
+        #[command(flatten)]
+        delivery: OptionalDelivery,
+        /// Every unresolved delivery the filters select
+        #[arg(long, conflicts_with_all = ["store_key", "key", "event_id"])]
+        all: bool,
+        #[command(flatten)]
+        filter: LetterFilter,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a delivery's record and its kept failed delivery, so that its next
+    /// delivery runs the handler again (the player's inventory is not touched)
     Forget {
         #[command(flatten)]
         delivery: Delivery,
@@ -78,6 +107,66 @@ pub(crate) struct Delivery {
     store_key: Option<String>,
 }
 
+/// Which kept deliveries.
+#[derive(Args)]
+pub(crate) struct LetterFilter {
+    /// Only this event type, e.g. item.add
+    #[arg(long)]
+    event_type: Option<String>,
+    /// Only this game id, gm_...
+    #[arg(long)]
+    game: Option<String>,
+    /// Only those failing for at least this many seconds
+    #[arg(long)]
+    older_than: Option<u64>,
+    /// Resolved ones too (applied since)
+    #[arg(long)]
+    resolved: bool,
+    /// At most this many
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl LetterFilter {
+    fn filter(&self) -> Filter {
+        let mut filter = Filter::unresolved();
+        if let Some(event_type) = &self.event_type {
+            filter = filter.event_type(event_type);
+        }
+        if let Some(game) = &self.game {
+            filter = filter.game(game);
+        }
+        if let Some(age) = self.older_than {
+            filter = filter.older_than(Duration::from_secs(age));
+        }
+        if self.resolved {
+            filter = filter.with_resolved();
+        }
+        if let Some(limit) = self.limit {
+            filter = filter.limit(limit);
+        }
+        filter
+    }
+}
+
+/// One delivery by its store key or its ids, for `replay`.
+#[derive(Args)]
+pub(crate) struct OptionalDelivery {
+    /// The store key, 64 hex digits (as `records failed` prints it)
+    #[arg(long)]
+    store_key: Option<String>,
+    /// The delivery came from the sandbox (default: live)
+    #[arg(long)]
+    sandbox: bool,
+    /// The delivery's idempotency_key (for item.add: ord_...), with --game and
+    /// --event-type
+    #[arg(long, conflicts_with = "event_id")]
+    key: Option<String>,
+    /// The delivery's event_id, with --game and --event-type
+    #[arg(long)]
+    event_id: Option<String>,
+}
+
 #[derive(Args)]
 pub(crate) struct StoreArgs {
     /// The PostgreSQL store's database
@@ -100,6 +189,18 @@ enum Store {
 }
 
 impl Store {
+    fn letters(&self) -> &dyn DeadLetters {
+        match self {
+            Store::Postgres(store) => store,
+            Store::Redis(store) => store,
+        }
+    }
+
+    async fn letter(&self, key: &RecordKey) -> Result<Option<DeadLetter>, String> {
+        let letter = self.letters().get(key.as_str()).await;
+        letter.map_err(|error| error.to_string())
+    }
+
     async fn record(&self, key: &RecordKey) -> Result<Option<Record>, String> {
         match self {
             Store::Postgres(store) => store.record(key).await,
@@ -191,6 +292,32 @@ impl Delivery {
     }
 }
 
+impl OptionalDelivery {
+    /// The store key of the delivery given by its store key, or by its ids with the
+    /// filter's game and event type.
+    fn key(&self, filter: &LetterFilter) -> Result<RecordKey, String> {
+        if let Some(store_key) = &self.store_key {
+            return RecordKey::from_hex(store_key)
+                .ok_or_else(|| format!("{store_key:?} is not a store key of 64 hex digits"));
+        }
+        let event_type = filter.event_type.as_deref();
+        match (
+            &filter.game,
+            event_type,
+            self.key.as_ref().or(self.event_id.as_ref()),
+        ) {
+            (Some(game), Some(event_type), Some(id)) => {
+                let event_type = EventType::from(event_type);
+                Ok(RecordKey::new(game, self.sandbox, &event_type, id))
+            }
+            _ => Err(
+                "give --store-key, or --game, --event-type and --key (or --event-id), or --all"
+                    .into(),
+            ),
+        }
+    }
+}
+
 impl Records {
     pub(crate) fn run(self) -> Result<ExitCode, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -204,14 +331,24 @@ impl Records {
         match self {
             Records::Show { delivery, store } => {
                 let (key, described) = delivery.key()?;
-                let record = store.open().await?.record(&key).await?;
+                let store = store.open().await?;
+                let record = store.record(&key).await?;
+                let letter = store.letter(&key).await?;
                 say!("delivery   {described}");
                 say!("store key  {key}");
-                match record {
-                    Some(record) => print_record(&record),
-                    None => {
+                match (record, &letter) {
+                    (Some(record), _) => print_record(&record),
+                    (None, Some(letter)) => say!(
+                        "state      failed {} times, last because {}",
+                        letter.attempts,
+                        because(letter)
+                    ),
+                    (None, None) => {
                         say!("state      unknown: no record (never delivered here, or forgotten)")
                     }
+                }
+                if let Some(letter) = letter {
+                    print_letter(&letter);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -226,6 +363,112 @@ impl Records {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Records::Failed { filter, store } => {
+                let store = store.open().await?;
+                let letters = store.letters().list(&filter.filter()).await;
+                let letters = letters.map_err(|error| error.to_string())?;
+                if letters.is_empty() {
+                    say!(
+                        "no failed delivery kept{}",
+                        if filter.resolved { "" } else { " unresolved" }
+                    );
+                }
+                for letter in &letters {
+                    print_letter_line(letter);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Records::Replay {
+                url,
+                secrets,
+                delivery,
+                all,
+                filter,
+                store,
+            } => {
+                let store = store.open().await?;
+                let letters = if all {
+                    let listed = store.letters().list(&filter.filter()).await;
+                    listed.map_err(|error| error.to_string())?
+                } else {
+                    let key = delivery.key(&filter)?;
+                    match store.letter(&key).await? {
+                        Some(letter) => vec![letter],
+                        None => return Err(format!("no failed delivery is kept under {key}")),
+                    }
+                };
+                if letters.is_empty() {
+                    say!("nothing to replay");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let secret = secrets.get();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(60)))
+                    .build()
+                    .into();
+                let mut all_2xx = true;
+                for letter in &letters {
+                    let answer = {
+                        let (agent, url, secret, body) = (
+                            agent.clone(),
+                            url.clone(),
+                            secret.clone(),
+                            letter.body.clone(),
+                        );
+                        tokio::task::spawn_blocking(move || {
+                            crate::deliver(&agent, &url, &secret, &body)
+                        })
+                        .await
+                        .map_err(|error| error.to_string())?
+                    };
+                    let resolved = store
+                        .letter(
+                            &RecordKey::from_hex(&letter.key)
+                                .ok_or("a letter with a malformed key")?,
+                        )
+                        .await?;
+                    let resolved = resolved.is_some_and(|letter| letter.resolved);
+                    match answer {
+                        Ok(answer) => {
+                            let ok = (200..300).contains(&answer.status);
+                            all_2xx &= ok;
+                            say!(
+                                "{} {} {}  {}{} {}  {}",
+                                letter.event_type,
+                                letter.delivery_id,
+                                letter.key,
+                                answer.status,
+                                if answer.replayed {
+                                    " (applied before: replayed)"
+                                } else {
+                                    ""
+                                },
+                                if resolved {
+                                    "resolved"
+                                } else {
+                                    "still failing: kept, see records failed"
+                                },
+                                answer.body
+                            );
+                        }
+                        Err(error) => {
+                            all_2xx = false;
+                            say!(
+                                "{} {} {}  not delivered: {error}",
+                                letter.event_type,
+                                letter.delivery_id,
+                                letter.key
+                            );
+                        }
+                    }
+                }
+                Ok(if all_2xx {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
             Records::Forget {
                 delivery,
                 store,
@@ -235,9 +478,14 @@ impl Records {
                 let store = store.open().await?;
                 say!("delivery   {described}");
                 say!("store key  {key}");
+                let letter = store.letter(&key).await?;
+                if let Some(letter) = &letter {
+                    print_letter(letter);
+                }
                 if !yes {
                     match store.record(&key).await? {
                         Some(record) => print_record(&record),
+                        None if letter.is_some() => {}
                         None => say!("state      unknown: nothing to forget"),
                     }
                     eprintln!(
@@ -245,12 +493,18 @@ impl Records {
                     );
                     return Ok(ExitCode::FAILURE);
                 }
+                let forgotten_letter = store.letters().forget(key.as_str()).await;
+                let forgotten_letter = forgotten_letter.map_err(|error| error.to_string())?;
+                if forgotten_letter.is_some() {
+                    say!("forgotten: the kept failed delivery");
+                }
                 match store.forget(&key).await? {
                     Some(record) => {
                         print_record(&record);
                         say!("forgotten: the next delivery of this key runs the handler again; inventory untouched");
                         Ok(ExitCode::SUCCESS)
                     }
+                    None if forgotten_letter.is_some() => Ok(ExitCode::SUCCESS),
                     None => {
                         say!("state      unknown: nothing to forget");
                         Ok(ExitCode::FAILURE)
@@ -301,6 +555,52 @@ fn print_record(record: &Record) {
         }
         say!("body       {}", String::from_utf8_lossy(body));
     }
+}
+
+/// Why a kept delivery failed last, in words.
+fn because(letter: &DeadLetter) -> String {
+    format!(
+        "{} ({})",
+        letter.reason.as_str().replace('_', " "),
+        letter.detail
+    )
+}
+
+fn print_letter(letter: &DeadLetter) {
+    let resolved = if letter.resolved {
+        " (resolved: applied since)"
+    } else {
+        ""
+    };
+    say!(
+        "failed     {} times{resolved}, last because {}",
+        letter.attempts,
+        because(letter)
+    );
+    say!("first seen {}", when(letter.first_seen));
+    say!("last seen  {}", when(letter.last_seen));
+    say!(
+        "replay     aghanim-webhook records replay --store-key {} --url <your endpoint>",
+        letter.key
+    );
+}
+
+fn print_letter_line(letter: &DeadLetter) {
+    let age = SystemTime::now()
+        .duration_since(letter.first_seen)
+        .map_or(0, |age| age.as_secs());
+    say!(
+        "{age:>7} s  {}  {}{}  {}  {}  {} attempts{}  {}  {}",
+        letter.event_type,
+        letter.game_id,
+        if letter.sandbox { " sandbox" } else { "" },
+        letter.delivery_id,
+        letter.reason.as_str(),
+        letter.attempts,
+        if letter.resolved { "  resolved" } else { "" },
+        letter.status,
+        letter.key
+    );
 }
 
 fn print_stuck(claim: &StuckClaim) {

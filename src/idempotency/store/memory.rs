@@ -321,6 +321,36 @@ impl IdempotencyStore for MemoryStore {
     }
 }
 
+/// Its dead letters are kept beside the records, in this process: a letter is resolved
+/// when its key completes, and kept resolved when its key had completed already.
+impl DeadLetters for MemoryStore {
+    fn keep<'a>(&'a self, letter: &'a DeadLetter) -> StoreFuture<'a, Kept> {
+        let applied = matches!(
+            self.records().get(&letter.key),
+            Some(Record {
+                state: State::Completed(_),
+                ..
+            })
+        );
+        Box::pin(std::future::ready(Ok(self
+            .shared
+            .letters
+            .keep_now(letter, applied))))
+    }
+
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<DeadLetter>> {
+        self.shared.letters.list(filter)
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
+        self.shared.letters.get(key)
+    }
+
+    fn forget<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
+        self.shared.letters.forget(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -387,35 +417,5 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         let outcome = store.claim("k", &claim(&OwnerToken::random(), "f")).await;
         assert_eq!(outcome.unwrap(), ClaimOutcome::Claimed { attempt: 1 });
-    }
-}
-
-/// Its dead letters are kept beside the records, in this process: a letter is resolved
-/// when its key completes, and kept resolved when its key had completed already.
-impl DeadLetters for MemoryStore {
-    fn keep<'a>(&'a self, letter: &'a DeadLetter) -> StoreFuture<'a, Kept> {
-        let applied = matches!(
-            self.records().get(&letter.key),
-            Some(Record {
-                state: State::Completed(_),
-                ..
-            })
-        );
-        Box::pin(std::future::ready(Ok(self
-            .shared
-            .letters
-            .keep_now(letter, applied))))
-    }
-
-    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<DeadLetter>> {
-        self.shared.letters.list(filter)
-    }
-
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
-        self.shared.letters.get(key)
-    }
-
-    fn forget<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<DeadLetter>> {
-        self.shared.letters.forget(key)
     }
 }
