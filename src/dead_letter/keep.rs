@@ -53,9 +53,23 @@ pub(crate) fn reason_of(response: &Response<Bytes>) -> (Reason, String) {
     (reason, detail)
 }
 
-/// Keeps `letter` in `letters` within `timeout`, and reports how it went; a failure
-/// to keep changes no answer.
-pub(crate) async fn keep(letters: &dyn DeadLetters, letter: &DeadLetter, timeout: Duration) {
+/// Keeps `letter` where `config` keeps dead letters, within the store timeout, in a
+/// task of its own, and waits for it: a request dropped meanwhile (the client hung up)
+/// does not drop the keeping. A failure to keep changes no answer; it is reported.
+pub(crate) async fn keep(config: Arc<Config>, letter: DeadLetter) {
+    if config.dead_letters().is_none() {
+        return;
+    }
+    let keeping = tokio::spawn(async move {
+        if let Some(letters) = config.dead_letters() {
+            keep_within(letters, &letter, config.store_timeout).await;
+        }
+    });
+    let _ = keeping.await;
+}
+
+/// Keeps `letter` in `letters` within `timeout`, and reports how it went.
+async fn keep_within(letters: &dyn DeadLetters, letter: &DeadLetter, timeout: Duration) {
     match tokio::time::timeout(timeout, letters.keep(letter)).await {
         Ok(Ok(kept)) => super::metrics::kept(letter, Ok(kept), None),
         Ok(Err(error)) => {
@@ -84,6 +98,7 @@ impl Keeper {
     /// for the keeping's timeout, a type the layer passes through, no id.
     pub(crate) fn stale(&self, body: Bytes, age: u64, status: u16) -> Option<Keeping> {
         tokio::runtime::Handle::try_current().ok()?;
+        self.config.dead_letters()?;
         let event_type = crate::events::peek_event_type(&body).ok()?;
         let per_payload = match self.config.policy(&event_type) {
             Policy::PassThrough => return None,
@@ -93,11 +108,6 @@ impl Keeper {
         let key = Delivery::of(&body, per_payload)?.store_key;
         let detail = format!("{age} s away from this server's clock");
         let letter = DeadLetter::keyed(key.as_str(), body, Reason::Stale, status, &detail);
-        let config = Arc::clone(&self.config);
-        Some(Box::pin(async move {
-            if let Some(letters) = config.dead_letters() {
-                keep(letters, &letter, config.store_timeout).await;
-            }
-        }))
+        Some(Box::pin(keep(Arc::clone(&self.config), letter)))
     }
 }

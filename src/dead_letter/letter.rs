@@ -67,6 +67,11 @@ pub enum Reason {
     TimedOut,
     /// Cancelled at a drain, past its deadline.
     Cancelled,
+    /// The request was dropped while the handler ran (the client hung up, a timeout
+    /// outside the layer fired): on the transactional store, its transaction rolled
+    /// back. (The memory and Redis stores run the handler to its end in a task of its
+    /// own, whatever happens to the request.)
+    Dropped,
     /// Refused 403 by the signature layer: authentic, but its timestamp outside the
     /// window (a late retry, a clock that is off).
     Stale,
@@ -74,13 +79,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::HandlerFailed,
         Self::Invalid,
         Self::NoHandler,
         Self::NotFinal,
         Self::TimedOut,
         Self::Cancelled,
+        Self::Dropped,
         Self::Stale,
     ];
 
@@ -100,6 +106,7 @@ impl Reason {
             Self::NotFinal => "not_final",
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
+            Self::Dropped => "dropped",
             Self::Stale => "stale",
         }
     }
@@ -255,19 +262,19 @@ impl DeadLetter {
             event_id: Option<String>,
         }
         let ids: Ids = serde_json::from_slice(&body).unwrap_or_default();
-        let present = |id: Option<String>| id.filter(|id| !id.is_empty());
+        let present = |id: Option<String>| id.filter(|id| !id.is_empty()).map(|id| text(&id));
         let now = SystemTime::now();
         Self {
             key: key.to_owned(),
-            game_id: ids.game_id.unwrap_or_default(),
+            game_id: ids.game_id.as_deref().map(text).unwrap_or_default(),
             sandbox: ids.sandbox == Some(true),
-            event_type: ids.event_type.unwrap_or_default(),
+            event_type: ids.event_type.as_deref().map(text).unwrap_or_default(),
             delivery_id: present(ids.idempotency_key)
                 .or_else(|| present(ids.event_id))
                 .unwrap_or_default(),
             body,
             reason,
-            detail: truncated(detail),
+            detail: text(&truncated(detail)),
             status,
             attempts: 1,
             first_seen: now,
@@ -275,6 +282,12 @@ impl DeadLetter {
             resolved: false,
         }
     }
+}
+
+/// `text` without NUL characters, which no store's text column takes (PostgreSQL's
+/// refuses them): an id Aghanim signed with `\u0000` in it is still kept.
+fn text(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
 }
 
 /// `text` cut to [`MAX_DETAIL`] bytes, on a character boundary.

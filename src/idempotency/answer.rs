@@ -1,7 +1,7 @@
 //! What both deduplicated paths, leased and transactional, do around the handler: call
 //! it and collect its answer, then mark and report what the layer did.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -139,11 +139,8 @@ impl Failed {
 
 /// Keeps the delivery `verified`, stored under `key`, as a dead letter, where the
 /// layer keeps them, if anywhere.
-pub(crate) async fn keep_failed(config: &Config, key: &str, verified: Bytes, failed: Failed) {
-    let Some(letters) = config.dead_letters() else {
-        return;
-    };
-    if verified.is_empty() {
+pub(crate) async fn keep_failed(config: &Arc<Config>, key: &str, verified: Bytes, failed: Failed) {
+    if config.dead_letters().is_none() || verified.is_empty() {
         return;
     }
     let Failed {
@@ -152,15 +149,15 @@ pub(crate) async fn keep_failed(config: &Config, key: &str, verified: Bytes, fai
         detail,
     } = failed;
     let letter = DeadLetter::keyed(key, verified, reason, status, &detail);
-    dead_letter::keep(letters, &letter, config.store_timeout).await;
+    dead_letter::keep(Arc::clone(config), letter).await;
 }
 
 /// Keeps the delivery `verified`, passed through and answered `status` without a
 /// handler, keyed as the layer would key it.
-pub(crate) async fn keep_unhandled(config: std::sync::Arc<Config>, verified: Bytes, status: u16) {
-    let Some(letters) = config.dead_letters() else {
+pub(crate) async fn keep_unhandled(config: Arc<Config>, verified: Bytes, status: u16) {
+    if config.dead_letters().is_none() {
         return;
-    };
+    }
     // The documented types that pass through are reads (`player.verify`, `store.get`)
     // and analytics: nothing to apply later.
     let documented = crate::events::peek_event_type(&verified)
@@ -179,5 +176,47 @@ pub(crate) async fn keep_unhandled(config: std::sync::Arc<Config>, verified: Byt
         status,
         &detail,
     );
-    dead_letter::keep(letters, &letter, config.store_timeout).await;
+    dead_letter::keep(config, letter).await;
+}
+
+/// Keeps the delivery as a dead letter if it is dropped while armed: the request
+/// future dropped while the handler runs (the client hung up, a timeout outside the
+/// layer), or a panic unwinding through it. For a run that is not a task of its own
+/// (the transactional store's): its transaction is rolled back either way.
+pub(crate) struct KeepIfDropped {
+    armed: Option<(Arc<Config>, String, Bytes)>,
+}
+
+impl KeepIfDropped {
+    pub(crate) fn new(config: &Arc<Config>, key: &str, verified: &Bytes) -> Self {
+        let armed = (config.dead_letters().is_some() && !verified.is_empty())
+            .then(|| (Arc::clone(config), key.to_owned(), verified.clone()));
+        Self { armed }
+    }
+
+    /// The run went on to an answer: it keeps its own letter if it must.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for KeepIfDropped {
+    fn drop(&mut self) {
+        let Some((config, key, verified)) = self.armed.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (reason, detail) = if std::thread::panicking() {
+            (Reason::HandlerFailed, "the handler panicked: rolled back")
+        } else {
+            (
+                Reason::Dropped,
+                "the request was dropped before it was answered: rolled back",
+            )
+        };
+        let letter = DeadLetter::keyed(&key, verified, reason, 500, detail);
+        runtime.spawn(dead_letter::keep(config, letter));
+    }
 }

@@ -100,6 +100,24 @@ async fn cases() -> Vec<Case> {
             });
         }
     }
+    // A pool of one connection: the letter is kept after the delivery's connection is
+    // given back, never while it is held.
+    #[cfg(feature = "postgres")]
+    if let Some(database) = crate::postgres::database().await {
+        let one = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&database.url)
+            .await
+            .unwrap();
+        let store = aghanim_webhook::idempotency::PostgresStore::new(one.clone());
+        cases.push(Case {
+            name: "postgres pool of one",
+            idempotency: IdempotencyLayer::transactional(store.clone()),
+            letters: Arc::new(store),
+            _database: Some(Box::new(one)),
+        });
+    }
     // Where CI requires the servers, every store is tested, not only memory.
     let required = [
         "AGHANIM_REQUIRE_REDIS",
@@ -110,7 +128,7 @@ async fn cases() -> Vec<Case> {
         && cfg!(feature = "redis-cluster")
     {
         let names: Vec<_> = cases.iter().map(|case| case.name).collect();
-        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(names.len(), 6, "{names:?}");
     }
     cases
 }
@@ -448,6 +466,32 @@ async fn deliveries_no_handler_takes_are_kept_whatever_the_fallback_answers() {
 }
 
 #[tokio::test]
+async fn a_fallback_answering_a_documented_type_took_it_and_nothing_is_kept() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let dispatch = shop.dispatch().fallback(|_: Event| async { Ack });
+        let stack = shop.stack_of(
+            AghanimSignatureLayer::new(SECRET),
+            case.idempotency.clone(),
+            dispatch,
+        );
+        for (event_type, kept) in [("payment.succeeded", false), ("quest.completed", true)] {
+            let order = order(&case, event_type);
+            let body = format!(
+                r#"{{"event_id":"whevt_{order}","event_type":"{event_type}","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{}}}}"#
+            );
+            assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 200);
+            assert_eq!(
+                unresolved(&case, &order).await.len(),
+                usize::from(kept),
+                "{} {event_type}",
+                case.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_payload_the_parser_refuses_is_kept_naming_the_field() {
     for case in cases().await {
         let shop = Shop::default();
@@ -580,4 +624,118 @@ async fn bounded_cases(max: usize) -> Vec<Case> {
         });
     }
     cases
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_the_handler_runs_is_kept_and_its_retry_resolves_it() {
+    for case in cases().await {
+        let shop = Shop::default();
+        shop.fixed.store(true, Ordering::SeqCst);
+        shop.slow.store(true, Ordering::SeqCst);
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "dropped");
+        let body = purchase(&order);
+        // The client hangs up 100 ms into a 300 ms handler.
+        let hung_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            status(&stack, signed_at(&body, unix_now())),
+        )
+        .await;
+        assert!(hung_up.is_err());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let kept = unresolved(&case, &order).await;
+        if case.name.starts_with("postgres") {
+            // Rolled back with its transaction: kept, then applied by the retry.
+            assert_eq!(kept.len(), 1, "{}", case.name);
+            assert_eq!(kept[0].reason, Reason::Dropped, "{}", case.name);
+            assert_eq!(
+                shop.credits(),
+                0,
+                "{}: the handler was dropped with its transaction",
+                case.name
+            );
+        } else {
+            // The run went on in a task of its own and was applied: nothing to keep.
+            assert!(kept.is_empty(), "{}", case.name);
+        }
+        assert_eq!(
+            status(&stack, signed_at(&body, unix_now())).await,
+            200,
+            "{}",
+            case.name
+        );
+        assert_eq!(shop.credits(), 1, "{}", case.name);
+        assert!(
+            unresolved(&case, &order).await.is_empty(),
+            "{}: resolved by the retry",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_kept() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let dispatch = Dispatch::with_state(shop.clone()).on(
+            EventType::ItemAdd,
+            |_: Shop, _: Event<ItemChange>| async {
+                if true {
+                    panic!("the handler panics");
+                }
+                Ack
+            },
+        );
+        let stack = shop.stack_of(
+            AghanimSignatureLayer::new(SECRET),
+            case.idempotency.clone(),
+            dispatch,
+        );
+        let order = order(&case, "panic");
+        let request = signed_at(&purchase(&order), unix_now());
+        let panicked = tokio::spawn(async move { stack.oneshot(request).await }).await;
+        assert!(panicked.is_err(), "{}", case.name);
+        let kept = common::eventually(|| async {
+            let kept = unresolved(&case, &order).await;
+            (!kept.is_empty()).then_some(kept)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{}: not kept", case.name));
+        assert_eq!(kept[0].reason, Reason::HandlerFailed, "{}", case.name);
+        assert!(
+            kept[0].detail.contains("panicked"),
+            "{}: {}",
+            case.name,
+            kept[0].detail
+        );
+    }
+}
+
+#[tokio::test]
+async fn ids_with_a_nul_character_are_still_kept() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "nul");
+        let body = format!(
+            r#"{{"event_id":"whevt_{order}","event_type":"item.add","game_id":"gm_dl","idempotency_key":"{order}\u0000","event_data":{{"player_id":"p1","items":[]}}}}"#
+        );
+        assert_eq!(
+            status(&stack, signed_at(&body, unix_now())).await,
+            500,
+            "{}",
+            case.name
+        );
+        let kept = case
+            .letters
+            .list(&Filter::unresolved().game("gm_dl"))
+            .await
+            .unwrap();
+        assert!(
+            kept.iter()
+                .any(|letter| letter.delivery_id == format!("{order}\u{fffd}")),
+            "{}: {kept:?}",
+            case.name
+        );
+    }
 }

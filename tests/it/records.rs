@@ -237,6 +237,119 @@ mod cli {
         purchase_found_forgotten_and_sent_again(app.router, ("DATABASE_URL", &url)).await;
     }
 
+    /// The example server on PostgreSQL, its inventory broken by a constraint: every
+    /// delivery of a purchase fails and is kept; `records failed` and `records show`
+    /// say so; once the constraint is dropped, `records replay` applies it, once,
+    /// however often it is replayed or Aghanim retries it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_purchase_is_listed_and_replayed_once_by_the_tool_on_postgres() {
+        let Some(server) = PostgresServer::shared() else {
+            return;
+        };
+        let url = server.database();
+        let app = server_app::on_postgres(SECRET, &url, DEFAULT_RUN_TIMEOUT)
+            .await
+            .unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/webhook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app.router).await });
+        let store = ("DATABASE_URL", url.as_str());
+        let held = || async {
+            let held: Option<i64> =
+                sqlx::query_scalar("SELECT sum(quantity)::bigint FROM inventory")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            held.unwrap_or(0)
+        };
+
+        sqlx::raw_sql("ALTER TABLE inventory ADD CONSTRAINT nothing_credited CHECK (quantity < 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let send = [
+            "send", "item.add", "--id", "dl1", "--url", &endpoint, "--repeat", "3",
+        ];
+        let (ok, out) = tool(&send, store).await;
+        assert!(
+            !ok && out.contains("#1 503") && out.contains("#3 503"),
+            "{out}"
+        );
+        let (ok, out) = tool(&["records", "failed"], store).await;
+        assert!(ok, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        assert!(
+            lines[0].contains("item.add  gm_cli sandbox  ord_dl1  handler_failed  3 attempts  503"),
+            "{out}"
+        );
+        let ids = [
+            "--game",
+            "gm_cli",
+            "--sandbox",
+            "--event-type",
+            "item.add",
+            "--key",
+            "ord_dl1",
+        ];
+        let show: Vec<&str> = ["records", "show"].iter().chain(&ids).copied().collect();
+        let (ok, out) = tool(&show, store).await;
+        assert!(
+            ok && out.contains(
+                "state      failed 3 times, last because handler failed (503 unavailable"
+            ),
+            "{out}"
+        );
+        assert_eq!(held().await, 0);
+
+        sqlx::raw_sql("ALTER TABLE inventory DROP CONSTRAINT nothing_credited")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let replay = [
+            "records",
+            "replay",
+            "--all",
+            "--event-type",
+            "item.add",
+            "--url",
+            &endpoint,
+        ];
+        let (ok, out) = tool(&replay, store).await;
+        assert!(
+            ok && out.contains("ord_dl1") && out.contains(" 200 resolved"),
+            "{out}"
+        );
+        let credited = held().await;
+        assert!(credited > 0);
+        let (ok, out) = tool(&["records", "failed"], store).await;
+        assert!(
+            ok && out.contains("no failed delivery kept unresolved"),
+            "{out}"
+        );
+
+        // Replayed again by its ids, and retried by Aghanim: applied once.
+        let by_ids: Vec<&str> = ["records", "replay", "--url", &endpoint, "--resolved"]
+            .iter()
+            .chain(&ids)
+            .copied()
+            .collect();
+        let (ok, out) = tool(&by_ids, store).await;
+        assert!(
+            ok && out.contains("(applied before: replayed) resolved"),
+            "{out}"
+        );
+        let (ok, out) = tool(&send[..6], store).await;
+        assert!(ok && out.contains("(replayed)"), "{out}");
+        assert_eq!(held().await, credited);
+        let (ok, out) = tool(&show, store).await;
+        assert!(
+            ok && out.contains("state      completed") && out.contains("(resolved: applied since)"),
+            "{out}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn the_records_command_on_redis() {
         // A server of its own: the example's records go under the default prefix.

@@ -16,7 +16,7 @@ use super::{
     DeliveryTransaction, PostgresStore,
 };
 use crate::idempotency::{
-    answer::{bounded, handle, keep_failed, marked, report, Ended, Failed},
+    answer::{bounded, handle, keep_failed, marked, report, Ended, Failed, KeepIfDropped},
     config::Config,
     key::{Claim, Delivery, HexDigest},
     metrics,
@@ -108,7 +108,9 @@ where
     // the run timeout and a cancellation drop the handler's future here, and the
     // transaction is rolled back below.
     let mut in_flight = config.in_flight.enter();
+    let mut dropped = KeepIfDropped::new(&config, key.as_str(), &verified);
     let handled = bounded(handle(inner, request), config.run_timeout, &mut in_flight).await;
+    dropped.disarm();
     // The handler may have kept a copy of the transaction and its connection (in a task
     // of its own): waiting for it is bounded too.
     open = match timeout(config.store_timeout, transaction.end()).await {
