@@ -739,3 +739,53 @@ async fn ids_with_a_nul_character_are_still_kept() {
         );
     }
 }
+
+/// What a dead letter costs in Redis: a thousand letters of a 394-byte `item.add`
+/// delivery, each hash and its entry in the index, by `MEMORY USAGE`.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_dead_letter_of_a_purchase_costs_under_1200_bytes_in_redis() {
+    let Some(server) = common::redis_server::RedisServer::shared() else {
+        return;
+    };
+    let prefix = common::redis_server::prefix();
+    let store = aghanim_webhook::idempotency::RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .prefix(prefix.clone());
+    let mut keys = Vec::new();
+    for n in 0..1_000 {
+        let body = format!(
+            r#"{{"event_id":"whevt_{n:024}","event_type":"item.add","game_id":"gm_2qLJ6z7q","idempotency_key":"ord_{n:024}","event_data":{{"player_id":"player_{n:016}","items":[{{"sku":"gems_pack_500","name":"500 gems","quantity":1,"price":499,"currency":"USD"}}],"order_id":"ord_{n:024}","transaction_id":"tx_{n:024}"}},"sandbox":false}}"#
+        );
+        let detail = "500 internal: inventory constraint violated";
+        let letter =
+            DeadLetter::of_delivery(body.as_bytes(), false, Reason::HandlerFailed, 500, detail)
+                .unwrap();
+        assert_eq!(store.keep(&letter).await.unwrap(), Kept::Created);
+        keys.push(letter.key);
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut bytes = 0_u64;
+    for key in &keys {
+        let used: u64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(format!("{prefix}failed:{{{key}}}"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        bytes += used;
+    }
+    let index: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(format!("{prefix}failed"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let per_letter = (bytes + index) / 1_000;
+    eprintln!(
+        "a dead letter in Redis: {per_letter} bytes ({bytes} in the letters, {index} in the index)"
+    );
+    assert!(per_letter < 1_200, "{per_letter} bytes per dead letter");
+}

@@ -886,6 +886,35 @@ async fn a_purged_record_costs_under_320_bytes_with_its_indexes() {
     assert!(per_row < 320, "{per_row} bytes per purged record");
 }
 
+/// What a dead letter costs in PostgreSQL: ten thousand letters of a 394-byte
+/// `item.add` delivery, with the primary key and the `last_seen` index.
+#[tokio::test]
+async fn a_dead_letter_of_a_purchase_costs_under_900_bytes_with_its_indexes() {
+    let Some(db) = database().await else { return };
+    sqlx::raw_sql(
+        "INSERT INTO aghanim_idempotency_failed (key, game_id, sandbox, event_type, delivery_id, \
+         body, reason, detail, status) \
+         SELECT encode(sha256(i::text::bytea), 'hex'), 'gm_2qLJ6z7q', false, 'item.add', \
+         'ord_' || lpad(i::text, 24, '0'), convert_to(repeat('x', 394), 'UTF8'), 'handler_failed', \
+         '500 internal: inventory constraint violated', 500 FROM generate_series(1, 10000) AS i",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql("VACUUM ANALYZE aghanim_idempotency_failed")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let bytes: i64 =
+        sqlx::query_scalar("SELECT pg_total_relation_size('aghanim_idempotency_failed')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let per_row = bytes / 10_000;
+    eprintln!("a dead letter: {per_row} bytes with its indexes ({bytes} bytes for 10000)");
+    assert!(per_row < 900, "{per_row} bytes per dead letter");
+}
+
 async fn a_nested_begin_committed_then_a_500_leaves_nothing_and_the_retry_credits_once(
     db: Database,
 ) {
