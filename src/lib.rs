@@ -92,6 +92,11 @@
     not(feature = "events"),
     doc = "[`dispatch::Dispatch`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/dispatch/struct.Dispatch.html"
 )]
+#![cfg_attr(feature = "idempotency", doc = "[`dead_letter`]: mod@dead_letter")]
+#![cfg_attr(
+    not(feature = "idempotency"),
+    doc = "[`dead_letter`]: https://docs.rs/aghanim-webhook/latest/aghanim_webhook/dead_letter/index.html"
+)]
 #![warn(missing_docs, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]

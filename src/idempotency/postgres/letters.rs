@@ -1,7 +1,9 @@
 //! The PostgreSQL store's dead letters: a table beside the records, `<table>_failed`,
 //! one row per delivery key. A letter is resolved exactly when its key's record is
 //! committed with an answer: the listing reads the records, so the two can never
-//! disagree, and a successful delivery writes nothing more.
+//! disagree, and a successful delivery writes nothing more. Forgetting a record marks
+//! its letter resolved for good (`resolved_at`), since a replay would then apply it
+//! again.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +19,7 @@ const COLUMNS: &str = "l.key, l.game_id, l.sandbox, l.event_type, l.delivery_id,
      l.reason, l.detail, l.status, l.attempts, \
      extract(epoch from l.first_seen)::float8 AS first_seen, \
      extract(epoch from l.last_seen)::float8 AS last_seen, \
-     (r.status IS NOT NULL) AS resolved";
+     (r.status IS NOT NULL OR l.resolved_at IS NOT NULL) AS resolved";
 
 impl PostgresStore {
     /// The letters' table: the records' table's name with `_failed`.
@@ -42,7 +44,8 @@ impl PostgresStore {
                  status      integer NOT NULL,\n    \
                  attempts    bigint NOT NULL DEFAULT 1,\n    \
                  first_seen  timestamptz NOT NULL DEFAULT now(),\n    \
-                 last_seen   timestamptz NOT NULL DEFAULT now()\n\
+                 last_seen   timestamptz NOT NULL DEFAULT now(),\n    \
+                 resolved_at timestamptz\n\
              );\n\
              CREATE INDEX IF NOT EXISTS {index} ON {letters} (last_seen);\n"
         )
@@ -55,7 +58,7 @@ impl PostgresStore {
     }
 
     async fn keep_letter(&self, letter: &DeadLetter) -> Result<Kept, StoreError> {
-        let (letters, records) = (self.letters_table(), self.table_name());
+        let letters = self.letters_table();
         let upsert = format!(
             "INSERT INTO {letters} AS l (key, game_id, sandbox, event_type, delivery_id, body, \
              reason, detail, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -63,6 +66,7 @@ impl PostgresStore {
              detail = excluded.detail, status = excluded.status, attempts = l.attempts + 1, \
              last_seen = now() RETURNING (xmax = 0) AS created"
         );
+        let mut pinned = self.pinned().await?;
         let created: bool = sqlx::query_scalar(AssertSqlSafe(upsert))
             .bind(&letter.key)
             .bind(&letter.game_id)
@@ -73,17 +77,29 @@ impl PostgresStore {
             .bind(letter.reason.as_str())
             .bind(&letter.detail)
             .bind(i32::from(letter.status))
-            .fetch_one(self.pool())
+            .fetch_one(&mut *pinned)
             .await
             .map_err(StoreError::new)?;
-        if !created {
-            return Ok(Kept::Updated);
-        }
-        // Past the bound, the resolved letters seen longest ago make room; when too few
-        // are resolved, the new letter goes.
+        let kept = if created {
+            self.within_bound(&mut pinned, letter).await?
+        } else {
+            Kept::Updated
+        };
+        pinned.commit().await.map_err(StoreError::new)?;
+        Ok(kept)
+    }
+
+    /// Past the bound, the resolved letters seen longest ago make room for the new
+    /// `letter`; when too few are resolved, it goes.
+    async fn within_bound(
+        &self,
+        pinned: &mut sqlx::PgConnection,
+        letter: &DeadLetter,
+    ) -> Result<Kept, StoreError> {
+        let (letters, records) = (self.letters_table(), self.table_name());
         let count = format!("SELECT count(*) FROM {letters}");
         let kept: i64 = sqlx::query_scalar(AssertSqlSafe(count))
-            .fetch_one(self.pool())
+            .fetch_one(&mut *pinned)
             .await
             .map_err(StoreError::new)?;
         let over = kept - self.letters_bound();
@@ -92,12 +108,13 @@ impl PostgresStore {
         }
         let make_room = format!(
             "DELETE FROM {letters} WHERE key IN (SELECT l.key FROM {letters} l \
-             JOIN {records} r ON r.key = l.key WHERE r.status IS NOT NULL \
+             LEFT JOIN {records} r ON r.key = l.key \
+             WHERE r.status IS NOT NULL OR l.resolved_at IS NOT NULL \
              ORDER BY l.last_seen LIMIT $1)"
         );
         let freed = sqlx::query(AssertSqlSafe(make_room))
             .bind(over)
-            .execute(self.pool())
+            .execute(&mut *pinned)
             .await
             .map_err(StoreError::new)?
             .rows_affected();
@@ -107,7 +124,7 @@ impl PostgresStore {
         let drop_new = format!("DELETE FROM {letters} WHERE key = $1 AND attempts = 1");
         sqlx::query(AssertSqlSafe(drop_new))
             .bind(&letter.key)
-            .execute(self.pool())
+            .execute(&mut *pinned)
             .await
             .map_err(StoreError::new)?;
         Ok(Kept::Full)
@@ -121,10 +138,11 @@ impl PostgresStore {
              AND ($2::text IS NULL OR l.game_id = $2) \
              AND ($3::float8 IS NULL OR l.first_seen <= now() - make_interval(secs => $3)) \
              AND ($4::float8 IS NULL OR l.last_seen >= now() - make_interval(secs => $4)) \
-             AND ($5 OR r.status IS NULL) \
+             AND ($5 OR (r.status IS NULL AND l.resolved_at IS NULL)) \
              ORDER BY l.last_seen DESC LIMIT $6"
         );
         let seconds = |age: Option<Duration>| age.map(|age| age.as_secs_f64());
+        let mut pinned = self.pinned().await?;
         let rows = sqlx::query(AssertSqlSafe(list))
             .bind(filter.event_type.as_deref())
             .bind(filter.game_id.as_deref())
@@ -136,9 +154,10 @@ impl PostgresStore {
                     .limit
                     .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX)),
             )
-            .fetch_all(self.pool())
+            .fetch_all(&mut *pinned)
             .await
             .map_err(StoreError::new)?;
+        pinned.commit().await.map_err(StoreError::new)?;
         rows.iter().map(letter_of).collect()
     }
 
@@ -155,11 +174,13 @@ impl PostgresStore {
                  WHERE l.key = $1"
             )
         };
+        let mut pinned = self.pinned().await?;
         let row = sqlx::query(AssertSqlSafe(statement))
             .bind(key)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *pinned)
             .await
             .map_err(StoreError::new)?;
+        pinned.commit().await.map_err(StoreError::new)?;
         row.as_ref().map(letter_of).transpose()
     }
 }

@@ -45,9 +45,15 @@ impl PostgresStore {
     /// When a delivery's transaction holds the key right now (nothing is deleted), or
     /// the database cannot be reached.
     pub async fn forget(&self, key: &RecordKey) -> Result<Option<Record>, StoreError> {
+        // A failed delivery kept for the key stays resolved: forgotten, its record no
+        // longer says the purchase was applied, and a replay would apply it again.
         let delete = format!(
-            "DELETE FROM {} WHERE key = $1 RETURNING {COLUMNS}",
-            self.table_name()
+            "WITH gone AS (DELETE FROM {table} WHERE key = $1 RETURNING *), \
+             resolved AS (UPDATE {letters} l SET resolved_at = now() FROM gone \
+                          WHERE l.key = gone.key AND gone.status IS NOT NULL) \
+             SELECT {COLUMNS} FROM gone",
+            table = self.table_name(),
+            letters = self.letters_table(),
         );
         match self.one_row(delete, key).await? {
             Some(row) => record_of(&row).map(Some),
@@ -79,9 +85,10 @@ impl PostgresStore {
              ORDER BY recorded_at"
         );
         let mut stuck = Vec::new();
+        let mut pinned = self.pinned().await?;
         for row in sqlx::query(AssertSqlSafe(unanswered))
             .bind(age.as_secs_f64())
-            .fetch_all(self.pool())
+            .fetch_all(&mut *pinned)
             .await
             .map_err(StoreError::new)?
         {
@@ -104,7 +111,7 @@ impl PostgresStore {
         for row in sqlx::query(sessions)
             .bind(age.as_secs_f64())
             .bind(table)
-            .fetch_all(self.pool())
+            .fetch_all(&mut *pinned)
             .await
             .map_err(StoreError::new)?
         {
@@ -125,6 +132,7 @@ impl PostgresStore {
                 ),
             });
         }
+        pinned.commit().await.map_err(StoreError::new)?;
         Ok(stuck)
     }
 
@@ -134,11 +142,14 @@ impl PostgresStore {
         statement: String,
         key: &RecordKey,
     ) -> Result<Option<PgRow>, StoreError> {
-        sqlx::query(AssertSqlSafe(statement))
+        let mut pinned = self.pinned().await?;
+        let row = sqlx::query(AssertSqlSafe(statement))
             .bind(key.as_str())
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *pinned)
             .await
-            .map_err(StoreError::new)
+            .map_err(StoreError::new)?;
+        pinned.commit().await.map_err(StoreError::new)?;
+        Ok(row)
     }
 
     /// Whether a delivery's open transaction holds `key`: an insert of the key waits

@@ -312,7 +312,8 @@ impl PostgresStore {
     /// the catalog takes no lock on the table.
     async fn schema_is_current(&self) -> Result<bool, StoreError> {
         let [recorded_at, unpurged] = self.index_names();
-        sqlx::query_scalar(
+        let mut pinned = self.pinned().await?;
+        let current = sqlx::query_scalar(
             "SELECT to_regclass($1) IS NOT NULL \
              AND EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass($1) \
                          AND attname = 'purged' AND NOT attisdropped) \
@@ -327,9 +328,11 @@ impl PostgresStore {
         .bind(TRIGGER)
         .bind(RECORDS_TRIGGER)
         .bind(self.letters_table())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *pinned)
         .await
-        .map_err(StoreError::new)
+        .map_err(StoreError::new)?;
+        pinned.commit().await.map_err(StoreError::new)?;
+        Ok(current)
     }
 
     async fn run_migration(&self) -> Result<(), sqlx::Error> {
@@ -384,15 +387,29 @@ impl PostgresStore {
     ///
     /// When the database cannot be reached; the batches already deleted stay deleted.
     pub async fn forget_older_than(&self, age: Duration) -> Result<u64, StoreError> {
-        let table = &self.table;
+        // A failed delivery kept for a forgotten key stays resolved (see `forget`).
+        let (table, letters) = (&self.table, self.letters_table());
         self.in_batches(
             format!(
-                "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
-                 WHERE recorded_at < now() - make_interval(secs => $1) LIMIT $2)"
+                "WITH gone AS (SELECT key, status FROM {table} \
+                 WHERE recorded_at < now() - make_interval(secs => $1) LIMIT $2), \
+                 resolved AS (UPDATE {letters} l SET resolved_at = now() FROM gone \
+                 WHERE l.key = gone.key AND gone.status IS NOT NULL) \
+                 DELETE FROM {table} WHERE key IN (SELECT key FROM gone)"
             ),
             age,
         )
         .await
+    }
+
+    /// A transaction of its own on a pooled connection, for a statement with bound
+    /// parameters: sqlx sends its parse and its bind in two exchanges, and a transaction
+    /// pooler (PgBouncer in transaction mode) may give each to another server
+    /// connection unless a transaction holds the one.
+    pub(super) async fn pinned(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool.begin().await.map_err(StoreError::new)
     }
 
     /// Runs `statement` with `age` and the batch size until it changes fewer rows than
@@ -401,13 +418,15 @@ impl PostgresStore {
         let statement = AssertSqlSafe(statement).into_sql_str();
         let mut changed = 0;
         loop {
+            let mut pinned = self.pinned().await?;
             let done = sqlx::query(statement.clone())
                 .bind(age.as_secs_f64())
                 .bind(PURGE_BATCH)
-                .execute(&self.pool)
+                .execute(&mut *pinned)
                 .await
                 .map_err(StoreError::new)?
                 .rows_affected();
+            pinned.commit().await.map_err(StoreError::new)?;
             changed += done;
             if done < PURGE_BATCH.unsigned_abs() {
                 return Ok(changed);

@@ -46,6 +46,23 @@ end
 return {created and 1 or 0, now}
 ";
 
+/// KEYS: the letter, the record. The letter's fields, marked resolved first when its
+/// record is completed (a completion by an instance that did not resolve it, or one
+/// that raced the keeping); with ARGV[1] = 'forget', deleted after it is read.
+pub(super) const READ_LETTER: &str = r"
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return fields end
+if redis.call('HEXISTS', KEYS[1], 'resolved') == 0
+   and redis.call('HGET', KEYS[2], 'state') == 'completed' then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'resolved', tonumber(t[1]) * 1000)
+  table.insert(fields, 'resolved')
+  table.insert(fields, '1')
+end
+if ARGV[1] == 'forget' then redis.call('DEL', KEYS[1]) end
+return fields
+";
+
 impl<C> RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
@@ -161,13 +178,16 @@ where
 
     async fn letter(&self, key: &str, forget: bool) -> Result<Option<DeadLetter>, StoreError> {
         let mut connection = self.connection.clone();
-        let letter_key = letter_key(&self.prefix, key);
-        let fields: HashMap<String, Vec<u8>> = connection
-            .hgetall(&letter_key)
+        let fields: HashMap<String, Vec<u8>> = self
+            .scripts
+            .read_letter
+            .key(letter_key(&self.prefix, key))
+            .key(redis_key(&self.prefix, key))
+            .arg(if forget { "forget" } else { "read" })
+            .invoke_async(&mut connection)
             .await
             .map_err(StoreError::new)?;
         if forget {
-            let () = connection.del(&letter_key).await.map_err(StoreError::new)?;
             let () = connection
                 .zrem(self.letters_index(), key)
                 .await

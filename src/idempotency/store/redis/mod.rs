@@ -75,6 +75,7 @@ struct Scripts {
     release: Script,
     read: Script,
     keep: Script,
+    read_letter: Script,
 }
 
 impl RedisStore {
@@ -115,6 +116,7 @@ where
                 release: Script::new(RELEASE),
                 read: Script::new(READ),
                 keep: Script::new(letters::KEEP),
+                read_letter: Script::new(letters::READ_LETTER),
             }),
             max_letters: crate::dead_letter::DEFAULT_MAX_DEAD_LETTERS,
         }
@@ -255,6 +257,7 @@ where
             .scripts
             .read
             .key(self.redis_key(key))
+            .key(letters::letter_key(&self.prefix, key))
             .arg(mode)
             .invoke_async(&mut connection)
             .await
@@ -551,8 +554,9 @@ redis.call('HDEL', KEYS[1], 'owner', 'lease_until')
 return 1
 ";
 
-/// The record and the server's time; with ARGV[1] = 'forget', deleted unless a live
-/// lease holds it.
+/// KEYS: the record, its dead letter. The record and the server's time; with ARGV[1] =
+/// 'forget', deleted unless a live lease holds it, and its letter, if the record was
+/// completed, marked resolved for good: a replay would apply it again.
 const READ: &str = concat!(
     lua_now!(),
     r"
@@ -560,7 +564,12 @@ local r = redis.call('HMGET', KEYS[1], 'state', 'status', 'ctype', 'body', 'leas
   'claimed_at', 'completed_at', 'attempt')
 if not r[1] then return {} end
 local running = r[1] == 'in_progress' and tonumber(r[5] or '0') > now
-if ARGV[1] == 'forget' and not running then redis.call('DEL', KEYS[1]) end
+if ARGV[1] == 'forget' and not running then
+  if r[1] == 'completed' and redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('HSET', KEYS[2], 'resolved', now)
+  end
+  redis.call('DEL', KEYS[1])
+end
 for i = 1, 8 do r[i] = r[i] or '' end
 r[9] = tostring(now)
 return r
