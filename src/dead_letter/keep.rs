@@ -1,7 +1,13 @@
 //! What the layers do to keep a letter: why an answer was not applied, and the keeping
 //! itself, bounded in time, counted and logged.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::Response;
@@ -80,17 +86,50 @@ async fn keep_within(letters: &dyn DeadLetters, letter: &DeadLetter, timeout: Du
 }
 
 /// What the signature layer holds to keep the authentic deliveries it refuses as
-/// stale: the idempotency layer's settings (its store, its policies).
+/// stale: the idempotency layer's settings (its store, its policies), and the keys it
+/// kept lately.
 #[derive(Clone)]
 pub(crate) struct Keeper {
     config: Arc<Config>,
+    recent: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// How long a stale delivery kept is not written again: a captured delivery replayed
+/// in a flood (authentic, stale) costs one write per key in this time, not one per
+/// request.
+const STALE_REWRITE_AFTER: Duration = Duration::from_secs(10);
+/// The most keys remembered; past it the memory is cleared.
+const STALE_REMEMBERED: usize = 4096;
 
 type Keeping = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Keeper {
     pub(crate) fn new(config: Arc<Config>) -> Self {
-        Self { config }
+        Self {
+            config,
+            recent: Arc::default(),
+        }
+    }
+
+    /// Whether `key` was kept less than [`STALE_REWRITE_AFTER`] ago; remembers it now
+    /// if not.
+    fn kept_lately(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if recent
+            .get(key)
+            .is_some_and(|kept| now.duration_since(*kept) < STALE_REWRITE_AFTER)
+        {
+            return true;
+        }
+        if recent.len() >= STALE_REMEMBERED {
+            recent.clear();
+        }
+        recent.insert(key.to_owned(), now);
+        false
     }
 
     /// Keeps the stale delivery `body`, answered `status`, `age` seconds away from the
@@ -106,6 +145,9 @@ impl Keeper {
             Policy::DeduplicateAllowingChanges => true,
         };
         let key = Delivery::of(&body, per_payload)?.store_key;
+        if self.kept_lately(key.as_str()) {
+            return None;
+        }
         let detail = format!("{age} s away from this server's clock");
         let letter = DeadLetter::keyed(key.as_str(), body, Reason::Stale, status, &detail);
         Some(Box::pin(keep(Arc::clone(&self.config), letter)))

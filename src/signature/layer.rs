@@ -191,7 +191,9 @@ impl AghanimSignatureLayer {
     /// can replay it (`aghanim-webhook records replay`) and the replay is credited once
     /// (feature `idempotency`). The answer is still 403; types the layer passes through
     /// are not kept. A stale delivery is kept before it is answered, within the
-    /// layer's store timeout; nothing before the MAC check is ever stored.
+    /// layer's store timeout; nothing before the MAC check is ever stored. A captured
+    /// delivery replayed in a flood is written once per key every 10 s, not once per
+    /// request.
     ///
     /// ```
     /// use aghanim_webhook::{idempotency::IdempotencyLayer, AghanimSignatureLayer};

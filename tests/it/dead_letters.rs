@@ -870,3 +870,23 @@ async fn failed_then_applied(case: &Case, order: &str) -> DeadLetter {
     );
     letter
 }
+
+/// A captured delivery replayed in a flood after its window: every copy is refused 403,
+/// and the store is written once, not once per copy.
+#[tokio::test]
+async fn a_stale_delivery_replayed_in_a_flood_is_written_once() {
+    for case in cases().await {
+        let shop = Shop::default();
+        let signature = AghanimSignatureLayer::new(SECRET).keep_stale(&case.idempotency);
+        let stack = shop.stack(signature, case.idempotency.clone());
+        let order = order(&case, "flood");
+        let body = purchase(&order);
+        let captured = unix_now() - 3600;
+        for _ in 0..50 {
+            assert_eq!(status(&stack, signed_at(&body, captured)).await, 403);
+        }
+        let kept = unresolved(&case, &order).await;
+        assert_eq!(kept.len(), 1, "{}", case.name);
+        assert_eq!(kept[0].attempts, 1, "{}", case.name);
+    }
+}

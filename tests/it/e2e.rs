@@ -1015,10 +1015,10 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
     let frozen_at = Instant::now();
 
     // Another instance gets the purchase through, within the bound.
-    let credited = loop {
+    let (credited, replayed) = loop {
         let reply = post_signed(other, &purchase).await;
         if reply.status == 200 {
-            break frozen_at.elapsed();
+            break (frozen_at.elapsed(), reply.replayed);
         }
         assert_eq!(reply.status, 503, "{}", reply.body);
         assert!(
@@ -1041,7 +1041,17 @@ async fn a_frozen_instance_holding_a_claim_frees_it_and_never_answers_2xx_when_i
         .await
         .expect("the resumed instance answers")
         .unwrap();
-    assert_ne!(late.status / 100, 2, "{}", late.body);
+    // Only a commit made before the freeze took hold (a loaded machine can run the
+    // instance for a moment after `kill -STOP`) may answer 2xx, and then the other
+    // instance replayed it rather than ran it.
+    if late.status / 100 == 2 {
+        assert!(
+            replayed,
+            "a 2xx after the server ended the transaction: {}",
+            late.body
+        );
+        eprintln!("the instance committed before the freeze took hold: the frozen path was not exercised this run");
+    }
     assert_eq!(owned(other, "gems").await, 10);
     assert_eq!(owned(frozen, "gems").await, 10);
 }
