@@ -137,6 +137,15 @@ impl Failed {
     }
 }
 
+/// The verified bytes a request carries (the service has checked that it does).
+pub(crate) fn verified_bytes<B>(request: &Request<B>) -> Bytes {
+    request
+        .extensions()
+        .get::<crate::VerifiedBody>()
+        .map(|verified| verified.bytes().clone())
+        .unwrap_or_default()
+}
+
 /// Keeps the delivery `verified`, stored under `key`, as a dead letter, where the
 /// layer keeps them, if anywhere.
 pub(crate) async fn keep_failed(config: &Arc<Config>, key: &str, verified: Bytes, failed: Failed) {

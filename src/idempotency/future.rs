@@ -11,6 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::answer::keep_unhandled;
 use super::{config::Config, IdempotencyOutcome};
 use crate::{body::ResponseBody, dispatch::Unhandled, ready_call::ReadyCall};
 
@@ -96,41 +97,41 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
-        match kind.as_mut().project() {
-            KindProj::PassedThrough { call, keep } => {
-                let mut response = ready!(call.poll(cx))?;
-                response
-                    .extensions_mut()
-                    .insert(IdempotencyOutcome::PassedThrough);
-                let unhandled = response.extensions().get::<Unhandled>().is_some();
-                match keep.take() {
-                    Some((config, verified)) if unhandled => {
-                        let status = response.status().as_u16();
-                        let keeping =
-                            Box::pin(super::answer::keep_unhandled(config, verified, status));
-                        kind.set(Kind::Keeping {
-                            keeping,
-                            response: Some(response),
-                        });
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
+        loop {
+            let response = match kind.as_mut().project() {
+                KindProj::PassedThrough { call, keep } => {
+                    let mut response = ready!(call.poll(cx))?;
+                    response
+                        .extensions_mut()
+                        .insert(IdempotencyOutcome::PassedThrough);
+                    let unhandled = response.extensions().get::<Unhandled>().is_some();
+                    match keep.take() {
+                        Some((config, verified)) if unhandled => {
+                            let status = response.status().as_u16();
+                            let keeping = keep_unhandled(config, verified, status);
+                            kind.set(Kind::Keeping {
+                                keeping: Box::pin(keeping),
+                                response: Some(response),
+                            });
+                            continue;
+                        }
+                        _ => response,
                     }
-                    _ => Poll::Ready(Ok(response.map(ResponseBody::inner))),
                 }
-            }
-            KindProj::Keeping { keeping, response } => {
-                ready!(keeping.as_mut().poll(cx));
-                let response = response.take().expect("future polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
-            }
-            KindProj::Deduplicated { future } => {
-                let response = ready!(future.as_mut().poll(cx))?;
-                Poll::Ready(Ok(response.map(ResponseBody::buffered)))
-            }
-            KindProj::Answered { response } => {
-                let response = response.take().expect("future polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::buffered)))
-            }
+                KindProj::Keeping { keeping, response } => {
+                    ready!(keeping.as_mut().poll(cx));
+                    response.take().expect("future polled after completion")
+                }
+                KindProj::Deduplicated { future } => {
+                    let response = ready!(future.as_mut().poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::buffered)));
+                }
+                KindProj::Answered { response } => {
+                    let response = response.take().expect("future polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::buffered)));
+                }
+            };
+            return Poll::Ready(Ok(response.map(ResponseBody::inner)));
         }
     }
 }

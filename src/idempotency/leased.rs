@@ -10,7 +10,7 @@ use tokio::{runtime::Handle, time::Instant};
 use tower_service::Service;
 
 use super::{
-    answer::{bounded, handle, keep_failed, marked, report, Ended, Failed},
+    answer::{bounded, handle, keep_failed, marked, report, verified_bytes, Ended, Failed},
     config::Config,
     in_flight::Entry,
     key::{Claim, Delivery},
@@ -250,15 +250,6 @@ impl Claimed {
         keep_failed(&self.config, &self.guard.key, self.verified, failed).await;
         marked(response, reported, &self.dedupe_key)
     }
-}
-
-/// The verified bytes of a request the service has checked carries them.
-fn verified_bytes<B>(request: &Request<B>) -> Bytes {
-    request
-        .extensions()
-        .get::<crate::VerifiedBody>()
-        .map(|verified| verified.bytes().clone())
-        .unwrap_or_default()
 }
 
 /// A claim whose reply was lost may have been applied: asking again with the same

@@ -16,7 +16,9 @@ use super::{
     DeliveryTransaction, PostgresStore,
 };
 use crate::idempotency::{
-    answer::{bounded, handle, keep_failed, marked, report, Ended, Failed, KeepIfDropped},
+    answer::{
+        bounded, handle, keep_failed, marked, report, verified_bytes, Ended, Failed, KeepIfDropped,
+    },
     config::Config,
     key::{Claim, Delivery, HexDigest},
     metrics,
@@ -93,11 +95,7 @@ where
 
     trace::claim(&dedupe_key, Some(1));
     metrics::claim(true);
-    let verified = request
-        .extensions()
-        .get::<crate::VerifiedBody>()
-        .map(|verified| verified.bytes().clone())
-        .unwrap_or_default();
+    let verified = verified_bytes(&request);
     let transaction = DeliveryTransaction::new(open);
     request.extensions_mut().insert(transaction.clone());
     request.extensions_mut().insert(Claim {
