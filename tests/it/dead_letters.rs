@@ -890,3 +890,44 @@ async fn a_stale_delivery_replayed_in_a_flood_is_written_once() {
         assert_eq!(kept[0].attempts, 1, "{}", case.name);
     }
 }
+
+/// Behind PgBouncer in transaction mode, the store's calls with bound parameters
+/// (letters, records, purge) run at once from many clients: none may get another
+/// client's statement. sqlx parses and binds in two exchanges, which the pooler would
+/// give to two server connections outside a transaction.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn operator_calls_behind_pgbouncer_never_mix_their_statements() {
+    let Some(database) = crate::postgres::database_behind_pgbouncer().await else {
+        return;
+    };
+    let store = aghanim_webhook::idempotency::PostgresStore::new(database.pool.clone());
+    let calls = (0..16).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for round in 0..20 {
+                let body = purchase(&format!("ord_mix_{n}_{round}"));
+                let letter = DeadLetter::of_delivery(
+                    body.as_bytes(),
+                    false,
+                    Reason::HandlerFailed,
+                    500,
+                    "x",
+                )
+                .unwrap();
+                store.keep(&letter).await.unwrap();
+                store.list(&Filter::unresolved().limit(5)).await.unwrap();
+                store.get(&letter.key).await.unwrap();
+                let key = aghanim_webhook::idempotency::RecordKey::from_hex(&letter.key).unwrap();
+                store.record(&key).await.unwrap();
+                store
+                    .purge_expired(Duration::from_secs(3600))
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        call.await.unwrap();
+    }
+}
