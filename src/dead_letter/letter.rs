@@ -72,6 +72,10 @@ pub enum Reason {
     /// back. (The memory and Redis stores run the handler to its end in a task of its
     /// own, whatever happens to the request.)
     Dropped,
+    /// Recording its answer failed (on PostgreSQL, the commit): answered 503, rolled
+    /// back. Should the commit have gone through after all, the letter counts as
+    /// resolved, since the key's record is committed.
+    StoreFailed,
     /// Refused 403 by the signature layer: authentic, but its timestamp outside the
     /// window (a late retry, a clock that is off).
     Stale,
@@ -79,7 +83,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::HandlerFailed,
         Self::Invalid,
         Self::NoHandler,
@@ -87,6 +91,7 @@ impl Reason {
         Self::TimedOut,
         Self::Cancelled,
         Self::Dropped,
+        Self::StoreFailed,
         Self::Stale,
     ];
 
@@ -107,6 +112,7 @@ impl Reason {
             Self::TimedOut => "timed_out",
             Self::Cancelled => "cancelled",
             Self::Dropped => "dropped",
+            Self::StoreFailed => "store_failed",
             Self::Stale => "stale",
         }
     }

@@ -15,6 +15,8 @@
 //! | another answer that is not final (404, 409, 429, a 400 that is not `declined`) | [`Reason::NotFinal`] |
 //! | the handler ran past the run timeout | [`Reason::TimedOut`] |
 //! | cancelled by [`cancel_in_flight`](crate::idempotency::IdempotencyLayer::cancel_in_flight) at a drain | [`Reason::Cancelled`] |
+//! | the request dropped while the handler ran (the client hung up; the transactional store rolls it back, the others run it to its end) | [`Reason::Dropped`] |
+//! | the transactional store's commit failed or timed out (503) | [`Reason::StoreFailed`] (resolved at once should the commit have gone through) |
 //! | refused 403 as stale by the signature layer, when [`keep_stale`](crate::AghanimSignatureLayer::keep_stale) is on | [`Reason::Stale`], with its age |
 //!
 //! Never kept: a request whose signature did not verify (nothing before the MAC check

@@ -127,6 +127,23 @@ impl Failed {
         }
     }
 
+    /// The handler ended the delivery's transaction itself: 503.
+    pub(crate) fn ended_by_handler() -> Self {
+        let detail =
+            "the handler ended the delivery's transaction itself (its own COMMIT or ROLLBACK)";
+        Self::handler(detail, 503)
+    }
+
+    /// The store failed while the answer was being recorded: 503.
+    pub(crate) fn store(detail: &str) -> Self {
+        let detail = detail.to_owned();
+        Self {
+            reason: Reason::StoreFailed,
+            status: 503,
+            detail,
+        }
+    }
+
     fn handler(detail: &str, status: u16) -> Self {
         let detail = detail.to_owned();
         Self {

@@ -931,3 +931,46 @@ async fn operator_calls_behind_pgbouncer_never_mix_their_statements() {
         call.await.unwrap();
     }
 }
+
+/// On PostgreSQL, a handler that commits the delivery's transaction itself is answered
+/// 503 and nothing of it stays: the delivery is kept.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_handler_ending_the_delivery_transaction_itself_is_kept() {
+    for case in cases()
+        .await
+        .into_iter()
+        .filter(|case| case.name.starts_with("postgres"))
+    {
+        let shop = Shop::default();
+        let dispatch = Dispatch::with_state(shop.clone()).on(
+            EventType::ItemAdd,
+            |_: Shop, transaction: DeliveryTransaction, _: Event<ItemChange>| async move {
+                let mut connection = transaction.connection().await.unwrap();
+                let _ = sqlx::raw_sql("COMMIT").execute(&mut *connection).await;
+                Ack
+            },
+        );
+        let stack = shop.stack_of(
+            AghanimSignatureLayer::new(SECRET),
+            case.idempotency.clone(),
+            dispatch,
+        );
+        let order = order(&case, "own_commit");
+        assert_eq!(
+            status(&stack, signed_at(&purchase(&order), unix_now())).await,
+            503,
+            "{}",
+            case.name
+        );
+        let kept = unresolved(&case, &order).await;
+        assert_eq!(kept.len(), 1, "{}", case.name);
+        assert_eq!(kept[0].reason, Reason::HandlerFailed, "{}", case.name);
+        assert!(
+            kept[0].detail.contains("ended the delivery's transaction"),
+            "{}: {}",
+            case.name,
+            kept[0].detail
+        );
+    }
+}

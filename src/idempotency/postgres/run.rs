@@ -113,7 +113,12 @@ where
     // of its own): waiting for it is bounded too.
     open = match timeout(config.store_timeout, transaction.end()).await {
         Ok(Some(open)) => open,
-        Ok(None) | Err(_) => return Ok(unavailable(Failure::HeldByHandler, "end")),
+        Ok(None) | Err(_) => {
+            let failed =
+                Failed::store("the handler held the delivery's transaction past its answer");
+            keep_failed(&config, key.as_str(), verified, failed).await;
+            return Ok(unavailable(Failure::HeldByHandler, "end"));
+        }
     };
     let released = IdempotencyOutcome::Released { attempt: 1 };
     let (response, reported) = match handled {
@@ -174,9 +179,16 @@ where
     match committed {
         Ok(Ok(())) => Ok(answer(response, IdempotencyOutcome::Ran { attempt: 1 })),
         // Not committed, so nothing of the delivery's transaction happened: never a 2xx.
+        // Kept too: a letter whose commit went through after all counts as resolved,
+        // since its record is committed.
         Ok(Err(error)) => {
             Failure::Commit(&error).report("commit", &dedupe_key);
             rollback(open, &config).await;
+            let failed = match error {
+                CommitError::Ended => Failed::ended_by_handler(),
+                _ => Failed::store(&format!("the commit failed: {error}")),
+            };
+            keep_failed(&config, key.as_str(), verified, failed).await;
             let reported = match error {
                 // What the handler committed itself is out of reach, and duplicates
                 // are refused until an operator decides.
@@ -185,7 +197,11 @@ where
             };
             Ok(answer(outcome::store_unavailable(), reported))
         }
-        Err(_) => Ok(unavailable(Failure::TimedOut, "commit")),
+        Err(_) => {
+            let failed = Failed::store("the commit timed out");
+            keep_failed(&config, key.as_str(), verified, failed).await;
+            Ok(unavailable(Failure::TimedOut, "commit"))
+        }
     }
 }
 
