@@ -43,6 +43,13 @@
 //! (`aghanim_webhook_dead_letters_kept_total{reason,event_type}`) and
 //! `ops/alerts.yml`'s `AghanimPurchaseFailing` fires when purchases keep failing.
 //!
+//! **Past the retention** (memory and Redis stores: 7 days), a key's record is gone, as
+//! for any delivery: a replay of a letter whose record has expired runs the handler,
+//! which is right for a letter never applied, and is absorbed by the handler's own keyed
+//! write (the idempotency layer's second tier) for one that was. A letter resolved by
+//! its key's success stays resolved after the record expires; on PostgreSQL records are
+//! kept for good, and a record forgotten by an operator leaves its letter resolved.
+//!
 //! # Bounds
 //!
 //! A store keeps at most a stated number of letters ([`DEFAULT_MAX_DEAD_LETTERS`],
