@@ -150,6 +150,12 @@ impl Keeper {
         }
         let detail = format!("{age} s away from this server's clock");
         let letter = DeadLetter::keyed(key.as_str(), body, Reason::Stale, status, &detail);
+        // Signed more than half the retention ago, it may be a copy of a purchase applied
+        // so long ago that its record is gone: kept, its replay would apply it again.
+        if u128::from(age) * 2 >= self.config.retention.as_millis() / 1000 {
+            super::metrics::kept(&letter, Err("too_old"), None);
+            return None;
+        }
         Some(Box::pin(keep(Arc::clone(&self.config), letter)))
     }
 }

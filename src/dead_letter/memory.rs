@@ -92,23 +92,33 @@ impl MemoryDeadLetters {
     pub(crate) fn keep_now(&self, letter: &DeadLetter, applied: bool) -> Kept {
         let mut book = self.book();
         let now = SystemTime::now();
-        if let Some(kept) = book.letters.get_mut(&letter.key) {
-            let (old, new) = (kept.body.len(), letter.body.len());
+        if let Some(old) = book.letters.get(&letter.key).map(|kept| kept.body.len()) {
+            // The latest attempt's bytes, when they fit; else the letter keeps its own.
+            let new = letter.body.len();
+            let mut fits = book.bytes - old + new <= self.shared.max_bytes;
+            while !fits && book.drop_oldest_resolved(Some(&letter.key)) {
+                fits = book.bytes - old + new <= self.shared.max_bytes;
+            }
+            let Some(kept) = book.letters.get_mut(&letter.key) else {
+                return Kept::Full;
+            };
             kept.attempts += 1;
             kept.last_seen = now;
             kept.reason = letter.reason;
             kept.detail.clone_from(&letter.detail);
             kept.status = letter.status;
-            kept.body = letter.body.clone();
             kept.resolved |= applied;
-            book.bytes = book.bytes - old + new;
+            if fits {
+                kept.body = letter.body.clone();
+                book.bytes = book.bytes - old + new;
+            }
             return Kept::Updated;
         }
         let size = letter.body.len();
         while book.letters.len() >= self.shared.max_letters
             || book.bytes + size > self.shared.max_bytes
         {
-            if !book.drop_oldest_resolved() {
+            if !book.drop_oldest_resolved(None) {
                 return Kept::Full;
             }
         }
@@ -133,12 +143,13 @@ impl MemoryDeadLetters {
 }
 
 impl Book {
-    /// Drops the resolved letter seen longest ago; `false` when none is resolved.
-    fn drop_oldest_resolved(&mut self) -> bool {
+    /// Drops the resolved letter seen longest ago, other than `sparing`'s; `false` when
+    /// there is none.
+    fn drop_oldest_resolved(&mut self, sparing: Option<&str>) -> bool {
         let oldest = self
             .letters
             .values()
-            .filter(|letter| letter.resolved)
+            .filter(|letter| letter.resolved && Some(letter.key.as_str()) != sparing)
             .min_by_key(|letter| letter.last_seen)
             .map(|letter| letter.key.clone());
         match oldest.and_then(|key| self.letters.remove(&key)) {

@@ -10,7 +10,8 @@ pub(crate) const NOT_KEPT: &str = "aghanim_webhook_dead_letters_not_kept_total";
 #[cfg(feature = "metrics")]
 pub(crate) const UNRESOLVED: &str = "aghanim_webhook_dead_letters_unresolved";
 
-/// A letter kept, or why it could not be: `full`, `store_error` or `timed_out`.
+/// A letter kept, or why it could not be: `full`, `store_error`, `timed_out` or
+/// `too_old`.
 pub(crate) fn kept(letter: &DeadLetter, kept: Result<Kept, &'static str>, error: Option<&str>) {
     #[cfg(feature = "metrics")]
     {
@@ -51,6 +52,10 @@ pub(crate) fn kept(letter: &DeadLetter, kept: Result<Kept, &'static str>, error:
             Ok(Kept::Full) => tracing::error!(
                 target: TARGET, event_type, delivery_id, game_id, reason, status, detail,
                 "authentic delivery not applied, and NOT kept: the dead letters are full of unresolved ones"
+            ),
+            Err("too_old") => tracing::warn!(
+                target: TARGET, event_type, delivery_id, game_id, reason, status, detail,
+                "stale delivery signed more than half the retention ago: not kept for replay, which could apply a purchase whose record is gone"
             ),
             Err(why) => tracing::error!(
                 target: TARGET, event_type, delivery_id, game_id, reason, status, detail, why,

@@ -21,7 +21,10 @@
 //!
 //! Never kept: a request whose signature did not verify (nothing before the MAC check
 //! is stored), a duplicate that was replayed or waited, and a type the layer passes
-//! through (`player.verify`, `store.get`, ...) unless `Dispatch` had no handler for it.
+//! through (`player.verify`, `store.get`, `analytics.*`: reads, with nothing to apply
+//! later). A type this crate does not know is deduplicated per payload by default
+//! ([`Policy::default_for`](crate::idempotency::Policy::default_for)), so that its letter,
+//! replayed once a handler is deployed, is applied once.
 //!
 //! Each delivery key has **one** [`DeadLetter`], updated on every failed attempt
 //! (attempts, last seen, last reason and answer). It is kept in the store the layer
@@ -54,11 +57,20 @@
 //!
 //! A store keeps at most a stated number of letters ([`DEFAULT_MAX_DEAD_LETTERS`],
 //! 10,000), each at most the signature layer's body limit (the verified bytes). When
-//! full, the oldest resolved letter makes room; when every letter is unresolved, the
-//! new one is **not** kept and counted as not kept (`reason="full"`): the oldest failed
-//! deliveries are the ones Aghanim has stopped retrying, while a new one still has its
-//! retries. The memory store also bounds the letters' bytes
-//! ([`DEFAULT_MAX_DEAD_LETTER_BYTES`], 64 MiB).
+//! full, a resolved letter makes room (in memory and on PostgreSQL the one seen longest
+//! ago; on Redis the first one a sweep of the index finds, 50 letters per keeping, each
+//! keeping going on from where the last stopped); when none is found, the new one is
+//! **not** kept and counted as not kept (`reason="full"`): the oldest failed deliveries
+//! are the ones Aghanim has stopped retrying, while a new one still has its retries. The
+//! memory store also bounds the letters' bytes ([`DEFAULT_MAX_DEAD_LETTER_BYTES`],
+//! 64 MiB), updates included: a letter whose new attempt's bytes do not fit keeps its
+//! own.
+//!
+//! A stale delivery is kept only when it was signed less than half the idempotency
+//! layer's retention ago (see [`keep_stale`](crate::AghanimSignatureLayer::keep_stale)):
+//! an older copy of a purchase may have been applied so long ago that its record is
+//! gone, and a replay would apply it again. A resolved letter is never replayed by
+//! `records replay`, for the same reason.
 //!
 //! # Example
 //!

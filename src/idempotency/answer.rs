@@ -178,33 +178,6 @@ pub(crate) async fn keep_failed(config: &Arc<Config>, key: &str, verified: Bytes
     dead_letter::keep(Arc::clone(config), letter).await;
 }
 
-/// Keeps the delivery `verified`, passed through and answered `status` without a
-/// handler, keyed as the layer would key it.
-pub(crate) async fn keep_unhandled(config: Arc<Config>, verified: Bytes, status: u16) {
-    if config.dead_letters().is_none() {
-        return;
-    }
-    // The documented types that pass through are reads (`player.verify`, `store.get`)
-    // and analytics: nothing to apply later.
-    let documented = crate::events::peek_event_type(&verified)
-        .map_or(true, |event_type| event_type.is_documented());
-    if documented {
-        return;
-    }
-    let Some(key) = super::key::Delivery::of(&verified, false) else {
-        return;
-    };
-    let detail = format!("{status}: no handler for its event type");
-    let letter = DeadLetter::keyed(
-        key.store_key.as_str(),
-        verified,
-        Reason::NoHandler,
-        status,
-        &detail,
-    );
-    dead_letter::keep(config, letter).await;
-}
-
 /// Keeps the delivery as a dead letter if it is dropped while armed: the request
 /// future dropped while the handler runs (the client hung up, a timeout outside the
 /// layer), or a panic unwinding through it. For a run that is not a task of its own

@@ -101,7 +101,7 @@ where
         // An idempotency layer further out has claimed this delivery already: claiming
         // it again would wait on that claim until the wait ran out, on every attempt.
         if request.extensions().get::<Claim>().is_some() {
-            return ResponseFuture::pass_through(inner, request, None);
+            return ResponseFuture::pass_through(inner, request);
         }
         // The type alone decides whether to deduplicate: reads pass through without
         // computing a key or a fingerprint.
@@ -114,11 +114,7 @@ where
             Policy::DeduplicateAllowingChanges => Delivery::of(verified, true),
         };
         let Some(delivery) = delivery else {
-            // Kept if no handler takes it, where there is a runtime to bound the keeping.
-            let keep = (self.config.dead_letters().is_some()
-                && tokio::runtime::Handle::try_current().is_ok())
-            .then(|| (Arc::clone(&self.config), verified.bytes().clone()));
-            return ResponseFuture::pass_through(inner, request, keep);
+            return ResponseFuture::pass_through(inner, request);
         };
         // The claimed run is a task of its own, and every store call is timed.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -195,6 +195,16 @@ impl AghanimSignatureLayer {
     /// delivery replayed in a flood is written once per key every 10 s, not once per
     /// request.
     ///
+    /// Only deliveries signed less than half the idempotency layer's
+    /// [`retention`](crate::idempotency::IdempotencyLayer::retention) ago (3.5 days by
+    /// default) are kept, and older ones counted as not kept (`reason="too_old"`): a
+    /// copy of a purchase applied long before could find its record gone (expired on
+    /// Redis, evicted from a full memory store, deleted by
+    /// `PostgresStore::forget_older_than`), and its replay would then apply it again.
+    /// Within that age a record of the purchase, if it was applied, is still there,
+    /// unless a memory store full to capacity evicted it or `forget_older_than` was
+    /// given a horizon shorter than the retention.
+    ///
     /// ```
     /// use aghanim_webhook::{idempotency::IdempotencyLayer, AghanimSignatureLayer};
     ///

@@ -974,3 +974,224 @@ async fn a_handler_ending_the_delivery_transaction_itself_is_kept() {
         );
     }
 }
+
+/// When the letters seen longest ago are unresolved, the resolved ones behind them still
+/// make room for a new failure (found by the adversarial review: Redis looked only at
+/// the ten oldest).
+#[tokio::test]
+async fn a_full_store_of_mostly_resolved_letters_keeps_a_new_failure() {
+    let mut outcomes = Vec::new();
+    for case in bounded_cases(30).await {
+        let tag = case.name.replace(' ', "_");
+        // 10 purchases that keep failing: the oldest letters, never resolved.
+        let broken = Shop::default();
+        let stack = broken.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        for n in 0..10 {
+            let body = purchase(&format!("ord_adv1_{tag}_old_{n}"));
+            assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 500);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        // 20 purchases that failed once, then were applied by Aghanim's retry.
+        for n in 0..20 {
+            failed_then_applied(&case, &format!("ord_adv1_{tag}_fixed_{n}")).await;
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let all = case
+            .letters
+            .list(&Filter::unresolved().with_resolved())
+            .await
+            .unwrap();
+        let unresolved_now = all.iter().filter(|l| !l.resolved).count();
+        assert_eq!((all.len(), unresolved_now), (30, 10), "{}", case.name);
+        // A new purchase fails: 20 resolved letters could make room for it.
+        let body = purchase(&format!("ord_adv1_{tag}_new"));
+        let letter =
+            DeadLetter::of_delivery(body.as_bytes(), false, Reason::HandlerFailed, 500, "x")
+                .unwrap();
+        let kept = case.letters.keep(&letter).await.unwrap();
+        outcomes.push((case.name, kept));
+    }
+    assert!(
+        outcomes.iter().all(|(_, kept)| *kept == Kept::Created),
+        "20 of 30 letters are resolved, yet: {outcomes:?}"
+    );
+}
+
+/// A captured copy of an applied purchase, sent stale once its record is gone (Redis:
+/// expired with the retention; PostgreSQL: `forget_older_than`): signed more than half
+/// the retention ago, it is not kept, so no replay can apply it again.
+#[tokio::test]
+async fn a_stale_copy_signed_past_half_the_retention_is_not_kept_and_never_credited_twice() {
+    let mut outcomes = Vec::new();
+    for case in cases().await {
+        let retention = Duration::from_secs(1);
+        let idempotency = case.idempotency.clone().retention(retention);
+        let shop = Shop::default();
+        shop.fixed.store(true, Ordering::SeqCst);
+        let signature = AghanimSignatureLayer::new(SECRET).keep_stale(&idempotency);
+        let stack = shop.stack(signature, idempotency);
+        let order = order(&case, "adv2b");
+        let body = purchase(&order);
+        let captured_at = unix_now();
+        assert_eq!(
+            status(&stack, signed_at(&body, captured_at)).await,
+            200,
+            "{}",
+            case.name
+        );
+        #[cfg(feature = "postgres")]
+        if case.name.starts_with("postgres") {
+            let pool = case
+                ._database
+                .as_ref()
+                .unwrap()
+                .downcast_ref::<sqlx::PgPool>()
+                .unwrap()
+                .clone();
+            let store = aghanim_webhook::idempotency::PostgresStore::new(pool);
+            store.forget_older_than(Duration::ZERO).await.unwrap();
+        }
+        if case.name == "memory" {
+            continue; // expiry is swept lazily: see the memory test above
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            status(&stack, signed_at(&body, captured_at - 3600)).await,
+            403
+        );
+        let kept = unresolved(&case, &order).await;
+        if let Some(letter) = kept.first() {
+            let replayed = replay(&*case.letters, letter, SECRET, stack.clone())
+                .await
+                .unwrap();
+            eprintln!(
+                "{}: replay {:?}",
+                case.name,
+                (replayed.status, replayed.was_applied_before)
+            );
+        }
+        outcomes.push((case.name, kept.len(), shop.credits()));
+    }
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, listed, credits)| (*listed, *credits) == (0, 1)),
+        "(store, listed as failed, credits): {outcomes:?}"
+    );
+}
+
+/// A type the crate does not document, with no handler: kept (no_handler). Once a
+/// handler is deployed, its letter replayed twice is applied once and resolved: such
+/// types are deduplicated per payload by default.
+#[tokio::test]
+async fn an_undocumented_types_letter_replayed_twice_is_applied_once() {
+    let mut outcomes = Vec::new();
+    for case in cases().await {
+        let shop = Shop::default();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "adv3");
+        let body = format!(
+            r#"{{"event_id":"whevt_{order}","event_type":"item.grant","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","sku":"gems"}}}}"#
+        );
+        assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 400);
+        let letter = unresolved(&case, &order).await.remove(0);
+        assert_eq!(letter.reason, Reason::NoHandler);
+        // The fix: a handler for the new type.
+        let fixed = shop.stack_of(
+            AghanimSignatureLayer::new(SECRET),
+            case.idempotency.clone(),
+            shop.dispatch().on(
+                EventType::from("item.grant"),
+                |shop: Shop, _: Event| async move {
+                    shop.credits.fetch_add(1, Ordering::SeqCst);
+                    Ack
+                },
+            ),
+        );
+        let first = replay(&*case.letters, &letter, SECRET, fixed.clone())
+            .await
+            .unwrap();
+        let second = replay(&*case.letters, &letter, SECRET, fixed.clone())
+            .await
+            .unwrap();
+        eprintln!(
+            "{}: {:?} {:?}",
+            case.name,
+            (first.status, first.resolved),
+            (second.status, second.was_applied_before, second.resolved)
+        );
+        outcomes.push((
+            case.name,
+            shop.credits(),
+            unresolved(&case, &order).await.len(),
+        ));
+    }
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, credits, left)| (*credits, *left) == (1, 0)),
+        "(store, credits, still unresolved): {outcomes:?}"
+    );
+}
+
+/// The memory letters' byte bound holds for updates too: a key's letter updated with a
+/// larger body keeps its own when the larger one does not fit.
+#[tokio::test]
+async fn an_updated_letter_stays_within_the_byte_bound() {
+    let letters = MemoryDeadLetters::with_limits(10, 1_000);
+    let small = purchase("ord_adv5");
+    let letter = DeadLetter::of_delivery(small.as_bytes(), false, Reason::Stale, 403, "x").unwrap();
+    assert_eq!(letters.keep(&letter).await.unwrap(), Kept::Created);
+    let padding = "g".repeat(50_000);
+    let large = small.replace("\"gems\"", &format!("\"{padding}\""));
+    let bigger = DeadLetter::of_delivery(large.as_bytes(), false, Reason::Stale, 403, "x").unwrap();
+    assert_eq!(bigger.key, letter.key);
+    let kept = letters.keep(&bigger).await.unwrap();
+    assert!(
+        letters.bytes() <= 1_000,
+        "{kept:?}: {} bytes kept, bound 1,000",
+        letters.bytes()
+    );
+}
+
+/// On PostgreSQL, a purchase whose commit fails (a deferred constraint the handler's
+/// write breaks, checked at COMMIT) is answered 503 and rolled back, and kept.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_purchase_whose_commit_fails_is_kept() {
+    let Some(database) = crate::postgres::database().await else {
+        return;
+    };
+    sqlx::raw_sql(
+        "CREATE TABLE adv6 (n int, CONSTRAINT adv6_unique UNIQUE (n) DEFERRABLE INITIALLY DEFERRED); \
+         INSERT INTO adv6 VALUES (1);",
+    )
+    .execute(&database.pool)
+    .await
+    .unwrap();
+    let store = aghanim_webhook::idempotency::PostgresStore::new(database.pool.clone());
+    let idempotency = IdempotencyLayer::transactional(store.clone());
+    let shop = Shop::default();
+    let dispatch = Dispatch::with_state(shop.clone()).on(
+        EventType::ItemAdd,
+        |_: Shop, transaction: Option<DeliveryTransaction>, _: Event<ItemChange>| async move {
+            let transaction = transaction.unwrap();
+            let mut connection = transaction.connection().await.unwrap();
+            sqlx::query("INSERT INTO adv6 VALUES (1)")
+                .execute(&mut *connection)
+                .await
+                .unwrap();
+            Ok::<_, WebhookError>(Ack)
+        },
+    );
+    let stack = shop.stack_of(AghanimSignatureLayer::new(SECRET), idempotency, dispatch);
+    let body = purchase("ord_adv6");
+    let answered = status(&stack, signed_at(&body, unix_now())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kept = store.list(&Filter::unresolved()).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "answered {answered}, not applied, kept: {kept:?}"
+    );
+}

@@ -336,10 +336,7 @@ mod cli {
             .copied()
             .collect();
         let (ok, out) = tool(&by_ids, store).await;
-        assert!(
-            ok && out.contains("(applied before: replayed) resolved"),
-            "{out}"
-        );
+        assert!(ok && out.contains("applied since: not replayed"), "{out}");
         let (ok, out) = tool(&send[..6], store).await;
         assert!(ok && out.contains("(replayed)"), "{out}");
         assert_eq!(held().await, credited);
@@ -347,6 +344,87 @@ mod cli {
         assert!(
             ok && out.contains("state      completed") && out.contains("(resolved: applied since)"),
             "{out}"
+        );
+    }
+
+    /// A purchase failed, was replayed and applied; its record is later deleted by the
+    /// retention job (`forget_older_than`), which marks its letter resolved for good.
+    /// `records replay` by its ids, or `--all --resolved`, does not send it again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn records_replay_never_sends_a_resolved_letter_whose_record_is_gone() {
+        let Some(server) = PostgresServer::shared() else {
+            return;
+        };
+        let url = server.database();
+        let app = server_app::on_postgres(SECRET, &url, DEFAULT_RUN_TIMEOUT)
+            .await
+            .unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/webhook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app.router).await });
+        let store = ("DATABASE_URL", url.as_str());
+        let held = || async {
+            let held: Option<i64> =
+                sqlx::query_scalar("SELECT sum(quantity)::bigint FROM inventory")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            held.unwrap_or(0)
+        };
+        sqlx::raw_sql("ALTER TABLE inventory ADD CONSTRAINT nothing_credited CHECK (quantity < 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let send = ["send", "item.add", "--id", "adv4", "--url", &endpoint];
+        let (ok, out) = tool(&send, store).await;
+        assert!(!ok && out.contains("#1 503"), "{out}");
+        sqlx::raw_sql("ALTER TABLE inventory DROP CONSTRAINT nothing_credited")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let replay_all = ["records", "replay", "--all", "--url", &endpoint];
+        let (ok, out) = tool(&replay_all, store).await;
+        assert!(ok && out.contains(" 200 resolved"), "{out}");
+        let once = held().await;
+        assert!(once > 0);
+
+        // The retention job.
+        let records = aghanim_webhook::idempotency::PostgresStore::new(pool.clone());
+        assert!(
+            records
+                .forget_older_than(std::time::Duration::ZERO)
+                .await
+                .unwrap()
+                >= 1
+        );
+        let (ok, out) = tool(&["records", "failed"], store).await;
+        assert!(
+            ok && out.contains("no failed delivery kept unresolved"),
+            "{out}"
+        );
+
+        let by_ids = [
+            "records",
+            "replay",
+            "--url",
+            &endpoint,
+            "--game",
+            "gm_cli",
+            "--sandbox",
+            "--event-type",
+            "item.add",
+            "--key",
+            "ord_adv4",
+        ];
+        let (ok, out) = tool(&by_ids, store).await;
+        assert!(ok && out.contains("applied since: not replayed"), "{out}");
+        let (ok, out) = tool(&[&replay_all[..], &["--resolved"]].concat(), store).await;
+        assert!(ok && out.contains("applied since: not replayed"), "{out}");
+        assert_eq!(
+            held().await,
+            once,
+            "credited again by a replay of a resolved letter"
         );
     }
 

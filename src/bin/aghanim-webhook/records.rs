@@ -47,7 +47,8 @@ pub(crate) enum Records {
     /// Deliver kept failed deliveries again to your endpoint, signed with a fresh
     /// timestamp, through its signature check, idempotency layer and handler: one
     /// (--store-key, or its ids) or every one --all and the filters select. Credited
-    /// once however often it is replayed; a 2xx resolves it
+    /// once however often it is replayed; a 2xx resolves it. Resolved ones (applied
+    /// since) are never replayed. Exits non-zero unless each is resolved
     Replay {
         /// The endpoint, e.g. http://127.0.0.1:8000/webhook
         #[arg(long)]
@@ -397,6 +398,18 @@ impl Records {
                         None => return Err(format!("no failed delivery is kept under {key}")),
                     }
                 };
+                // A resolved letter was applied: replayed after its record is gone (the
+                // retention, `forget_older_than`), it would be applied again.
+                let (applied, letters): (Vec<_>, Vec<_>) =
+                    letters.into_iter().partition(|letter| letter.resolved);
+                for letter in &applied {
+                    say!(
+                        "{} {} {}  applied since: not replayed",
+                        letter.event_type,
+                        letter.delivery_id,
+                        letter.key
+                    );
+                }
                 if letters.is_empty() {
                     say!("nothing to replay");
                     return Ok(ExitCode::SUCCESS);
@@ -407,7 +420,7 @@ impl Records {
                     .timeout_global(Some(Duration::from_secs(60)))
                     .build()
                     .into();
-                let mut all_2xx = true;
+                let mut all_applied = true;
                 for letter in &letters {
                     let answer = {
                         let (agent, url, secret, body) = (
@@ -431,8 +444,9 @@ impl Records {
                     let resolved = resolved.is_some_and(|letter| letter.resolved);
                     match answer {
                         Ok(answer) => {
-                            let ok = (200..300).contains(&answer.status);
-                            all_2xx &= ok;
+                            // A 2xx that left the letter unresolved (a 202 for a type
+                            // still without a handler) applied nothing.
+                            all_applied &= (200..300).contains(&answer.status) && resolved;
                             say!(
                                 "{} {} {}  {}{} {}  {}",
                                 letter.event_type,
@@ -453,7 +467,7 @@ impl Records {
                             );
                         }
                         Err(error) => {
-                            all_2xx = false;
+                            all_applied = false;
                             say!(
                                 "{} {} {}  not delivered: {error}",
                                 letter.event_type,
@@ -463,7 +477,7 @@ impl Records {
                         }
                     }
                 }
-                Ok(if all_2xx {
+                Ok(if all_applied {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE

@@ -285,13 +285,13 @@ impl IdempotencyStore for MemoryStore {
         response: &'a StoredResponse,
         retention: Duration,
     ) -> StoreFuture<'a, bool> {
+        // The key's letter is resolved under the records' lock, which a keeping holds
+        // too, so no letter is kept unresolved for a key completed meanwhile.
         let completed = self.with_claim(key, owner, |record, now| {
             record.state = State::Completed(response.clone());
             record.expires_at = now + retention;
-        });
-        if completed {
             self.shared.letters.resolve(key);
-        }
+        });
         self.shared.changed.notify_waiters();
         Box::pin(std::future::ready(Ok(completed)))
     }
@@ -325,17 +325,17 @@ impl IdempotencyStore for MemoryStore {
 /// when its key completes, and kept resolved when its key had completed already.
 impl DeadLetters for MemoryStore {
     fn keep<'a>(&'a self, letter: &'a DeadLetter) -> StoreFuture<'a, Kept> {
+        let records = self.records();
         let applied = matches!(
-            self.records().get(&letter.key),
+            records.get(&letter.key),
             Some(Record {
                 state: State::Completed(_),
                 ..
             })
         );
-        Box::pin(std::future::ready(Ok(self
-            .shared
-            .letters
-            .keep_now(letter, applied))))
+        let kept = self.shared.letters.keep_now(letter, applied);
+        drop(records);
+        Box::pin(std::future::ready(Ok(kept)))
     }
 
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<DeadLetter>> {

@@ -14,10 +14,10 @@ use super::{redis_key, RedisStore};
 use crate::dead_letter::{DeadLetter, DeadLetters, Filter, Kept, Reason};
 use crate::idempotency::{StoreError, StoreFuture};
 
-/// How many of the letters seen longest ago one keeping past the bound looks through
-/// for resolved ones to make room: a flood of failures costs each a few round trips,
+/// How many letters one keeping past the bound looks through for resolved ones to make
+/// room: a flood of failures at the bound costs each at most this many round trips,
 /// not a walk of the whole set.
-const MAKE_ROOM_SCAN: isize = 10;
+const MAKE_ROOM_PAGE: isize = 50;
 
 /// The Redis key of the dead letter of the layer's `key`: the record's hash tag, so
 /// both are in one slot of a cluster.
@@ -103,20 +103,30 @@ where
         if over == 0 {
             return Ok(Kept::Created);
         }
-        // Past the bound, the resolved letters seen longest ago (and index entries whose
-        // letter has expired) make room; when too few are, the new letter goes.
-        let oldest: Vec<String> = connection
-            .zrange(&index, 0, MAKE_ROOM_SCAN - 1)
+        // Past the bound, resolved letters (and index entries whose letter has expired)
+        // make room, found by a sweep of the index that each keeping past the bound
+        // takes on from where the last one stopped, from the letters seen longest ago;
+        // when a whole page holds none, the new letter goes.
+        let cursor_key = format!("{index}-sweep");
+        let at: Option<isize> = connection.get(&cursor_key).await.map_err(StoreError::new)?;
+        let mut start = at.unwrap_or(0).max(0);
+        let mut page: Vec<String> = connection
+            .zrange(&index, start, start + MAKE_ROOM_PAGE - 1)
             .await
             .map_err(StoreError::new)?;
-        for key in oldest {
+        if page.is_empty() && start > 0 {
+            start = 0;
+            page = connection
+                .zrange(&index, 0, MAKE_ROOM_PAGE - 1)
+                .await
+                .map_err(StoreError::new)?;
+        }
+        let mut kept_in_page = 0;
+        for key in &page {
             if over == 0 {
                 break;
             }
-            if key == letter.key {
-                continue;
-            }
-            let letter_key = letter_key(&self.prefix, &key);
+            let letter_key = letter_key(&self.prefix, key);
             // Both nil: the letter expired after it was resolved.
             let (resolved, seen): (Option<String>, Option<String>) = redis::cmd("HMGET")
                 .arg(&letter_key)
@@ -125,15 +135,21 @@ where
                 .query_async(&mut connection)
                 .await
                 .map_err(StoreError::new)?;
-            if resolved.is_some() || seen.is_none() {
+            if *key != letter.key && (resolved.is_some() || seen.is_none()) {
                 let () = connection.del(&letter_key).await.map_err(StoreError::new)?;
                 let () = connection
-                    .zrem(&index, &key)
+                    .zrem(&index, key)
                     .await
                     .map_err(StoreError::new)?;
                 over -= 1;
+            } else {
+                kept_in_page += 1;
             }
         }
+        let () = connection
+            .set(&cursor_key, start + kept_in_page)
+            .await
+            .map_err(StoreError::new)?;
         if over == 0 {
             return Ok(Kept::Created);
         }
