@@ -237,16 +237,16 @@ mod cli {
         purchase_found_forgotten_and_sent_again(app.router, ("DATABASE_URL", &url)).await;
     }
 
-    /// The example server on PostgreSQL, its inventory broken by a constraint: every
-    /// delivery of a purchase fails and is kept; `records failed` and `records show`
-    /// say so; once the constraint is dropped, `records replay` applies it, once,
-    /// however often it is replayed or Aghanim retries it.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_failing_purchase_is_listed_and_replayed_once_by_the_tool_on_postgres() {
-        let Some(server) = PostgresServer::shared() else {
-            return;
-        };
-        let url = server.database();
+    /// The example server on a database of its own, its inventory refusing every
+    /// credit (a constraint the tests drop to fix it).
+    struct Broken {
+        url: String,
+        pool: sqlx::PgPool,
+        endpoint: String,
+    }
+
+    async fn broken_inventory() -> Option<Broken> {
+        let url = PostgresServer::shared()?.database();
         let app = server_app::on_postgres(SECRET, &url, DEFAULT_RUN_TIMEOUT)
             .await
             .unwrap();
@@ -254,20 +254,42 @@ mod cli {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}/webhook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app.router).await });
-        let store = ("DATABASE_URL", url.as_str());
-        let held = || async {
-            let held: Option<i64> =
-                sqlx::query_scalar("SELECT sum(quantity)::bigint FROM inventory")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            held.unwrap_or(0)
-        };
-
         sqlx::raw_sql("ALTER TABLE inventory ADD CONSTRAINT nothing_credited CHECK (quantity < 0)")
             .execute(&pool)
             .await
             .unwrap();
+        Some(Broken {
+            url,
+            pool,
+            endpoint,
+        })
+    }
+
+    /// The gems in the inventory, every player's.
+    async fn held(pool: &sqlx::PgPool) -> i64 {
+        let held: Option<i64> = sqlx::query_scalar("SELECT sum(quantity)::bigint FROM inventory")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        held.unwrap_or(0)
+    }
+
+    /// The example server on PostgreSQL, its inventory broken by a constraint: every
+    /// delivery of a purchase fails and is kept; `records failed` and `records show`
+    /// say so; once the constraint is dropped, `records replay` applies it, once,
+    /// however often it is replayed or Aghanim retries it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_purchase_is_listed_and_replayed_once_by_the_tool_on_postgres() {
+        let Some(Broken {
+            url,
+            pool,
+            endpoint,
+        }) = broken_inventory().await
+        else {
+            return;
+        };
+        let store = ("DATABASE_URL", url.as_str());
+
         let send = [
             "send", "item.add", "--id", "dl1", "--url", &endpoint, "--repeat", "3",
         ];
@@ -301,7 +323,7 @@ mod cli {
             ),
             "{out}"
         );
-        assert_eq!(held().await, 0);
+        assert_eq!(held(&pool).await, 0);
 
         sqlx::raw_sql("ALTER TABLE inventory DROP CONSTRAINT nothing_credited")
             .execute(&pool)
@@ -321,7 +343,7 @@ mod cli {
             ok && out.contains("ord_dl1") && out.contains(" 200 resolved"),
             "{out}"
         );
-        let credited = held().await;
+        let credited = held(&pool).await;
         assert!(credited > 0);
         let (ok, out) = tool(&["records", "failed"], store).await;
         assert!(
@@ -339,7 +361,7 @@ mod cli {
         assert!(ok && out.contains("applied since: not replayed"), "{out}");
         let (ok, out) = tool(&send[..6], store).await;
         assert!(ok && out.contains("(replayed)"), "{out}");
-        assert_eq!(held().await, credited);
+        assert_eq!(held(&pool).await, credited);
         let (ok, out) = tool(&show, store).await;
         assert!(
             ok && out.contains("state      completed") && out.contains("(resolved: applied since)"),
@@ -352,30 +374,15 @@ mod cli {
     /// `records replay` by its ids, or `--all --resolved`, does not send it again.
     #[tokio::test(flavor = "multi_thread")]
     async fn records_replay_never_sends_a_resolved_letter_whose_record_is_gone() {
-        let Some(server) = PostgresServer::shared() else {
+        let Some(Broken {
+            url,
+            pool,
+            endpoint,
+        }) = broken_inventory().await
+        else {
             return;
         };
-        let url = server.database();
-        let app = server_app::on_postgres(SECRET, &url, DEFAULT_RUN_TIMEOUT)
-            .await
-            .unwrap();
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}/webhook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app.router).await });
         let store = ("DATABASE_URL", url.as_str());
-        let held = || async {
-            let held: Option<i64> =
-                sqlx::query_scalar("SELECT sum(quantity)::bigint FROM inventory")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            held.unwrap_or(0)
-        };
-        sqlx::raw_sql("ALTER TABLE inventory ADD CONSTRAINT nothing_credited CHECK (quantity < 0)")
-            .execute(&pool)
-            .await
-            .unwrap();
         let send = ["send", "item.add", "--id", "adv4", "--url", &endpoint];
         let (ok, out) = tool(&send, store).await;
         assert!(!ok && out.contains("#1 503"), "{out}");
@@ -386,7 +393,7 @@ mod cli {
         let replay_all = ["records", "replay", "--all", "--url", &endpoint];
         let (ok, out) = tool(&replay_all, store).await;
         assert!(ok && out.contains(" 200 resolved"), "{out}");
-        let once = held().await;
+        let once = held(&pool).await;
         assert!(once > 0);
 
         // The retention job.
@@ -422,7 +429,7 @@ mod cli {
         let (ok, out) = tool(&[&replay_all[..], &["--resolved"]].concat(), store).await;
         assert!(ok && out.contains("applied since: not replayed"), "{out}");
         assert_eq!(
-            held().await,
+            held(&pool).await,
             once,
             "credited again by a replay of a resolved letter"
         );
