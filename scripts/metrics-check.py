@@ -89,7 +89,12 @@ def main() -> int:
         ("item.add 2xx", value(metrics, "aghanim_webhook_events_total", event_type="item.add", **{"class": "2xx"}), purchases),
         ("player.verify 2xx", value(metrics, "aghanim_webhook_events_total", event_type="player.verify", **{"class": "2xx"}), 1),
         ("other 4xx", value(metrics, "aghanim_webhook_events_total", event_type="other", **{"class": "4xx"}), 1),
-        ("claimed", value(metrics, "aghanim_webhook_idempotency_decisions_total", decision="claimed"), purchases),
+        # The unknown type is claimed too (deduplicated per payload), then released: no
+        # handler took it.
+        ("claimed", value(metrics, "aghanim_webhook_idempotency_decisions_total", decision="claimed"), purchases + 1),
+        ("released", value(metrics, "aghanim_webhook_idempotency_decisions_total", decision="released"), 1),
+        ("kept: stale", value(metrics, "aghanim_webhook_dead_letters_kept_total", reason="stale", event_type="item.add"), 1),
+        ("kept: no handler", value(metrics, "aghanim_webhook_dead_letters_kept_total", reason="no_handler", event_type="other"), 1),
         ("recorded", value(metrics, "aghanim_webhook_idempotency_decisions_total", decision="recorded"), purchases),
         ("replayed", value(metrics, "aghanim_webhook_idempotency_decisions_total", decision="replayed"), purchases),
         ("bodies reading", value(metrics, "aghanim_webhook_bodies_reading"), 0),
