@@ -435,6 +435,81 @@ mod cli {
         );
     }
 
+    /// The example server on Redis, its inventory broken (the player's inventory key
+    /// holds a string, so every credit fails): the purchase is kept, listed, and once the
+    /// key is removed, replayed and applied once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_purchase_is_listed_and_replayed_once_by_the_tool_on_redis() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let url = server.url();
+        let app = server_app::on_redis(SECRET, &url, DEFAULT_RUN_TIMEOUT)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/webhook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app.router).await });
+        let store = ("REDIS_URL", url.as_str());
+        let mut redis = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let inventory = "game:{testplayer}:inventory";
+        let () = redis::cmd("SET")
+            .arg(inventory)
+            .arg("broken")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+
+        let send = [
+            "send", "item.add", "--id", "dlr", "--url", &endpoint, "--repeat", "2",
+        ];
+        let (ok, out) = tool(&send, store).await;
+        assert!(!ok && out.contains("#2 503"), "{out}");
+        let (ok, out) = tool(&["records", "failed", "--event-type", "item.add"], store).await;
+        assert!(
+            ok && out.contains("ord_dlr  handler_failed  2 attempts  503"),
+            "{out}"
+        );
+
+        let () = redis::cmd("DEL")
+            .arg(inventory)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let replay = ["records", "replay", "--all", "--url", &endpoint];
+        let (ok, out) = tool(&replay, store).await;
+        assert!(
+            ok && out.contains("ord_dlr") && out.contains(" 200 resolved"),
+            "{out}"
+        );
+        let (ok, out) = tool(&replay, store).await;
+        assert!(ok && out.contains("nothing to replay"), "{out}");
+        let (ok, out) = tool(&send[..6], store).await;
+        assert!(ok && out.contains("(replayed)"), "{out}");
+        let gems: Option<i64> = redis::cmd("HGET")
+            .arg(inventory)
+            .arg("gems_100")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(gems.is_some_and(|gems| gems > 0), "{gems:?}");
+        let (_, out) = tool(&["records", "failed", "--resolved"], store).await;
+        assert!(out.contains("ord_dlr") && out.contains("resolved"), "{out}");
+        let once = gems;
+        let (_, _) = tool(&replay, store).await;
+        let gems: Option<i64> = redis::cmd("HGET")
+            .arg(inventory)
+            .arg("gems_100")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(gems, once, "credited once");
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn the_records_command_on_redis() {
         // A server of its own: the example's records go under the default prefix.
