@@ -11,7 +11,7 @@
 //! |---|---|
 //! | the handler answered 5xx, failed (its service's error) or panicked | [`Reason::HandlerFailed`] |
 //! | `Dispatch` refused it: 400 `validation_error`, naming the field | [`Reason::Invalid`] |
-//! | no handler for its event type (`Dispatch`'s fallback, whatever it answers) | [`Reason::NoHandler`] |
+//! | no handler for its event type: `Dispatch`'s own answer (400, or 202 with [`accept_unhandled`](crate::dispatch::Dispatch::accept_unhandled)), or its fallback's answer to a type nobody documents | [`Reason::NoHandler`] |
 //! | another answer that is not final (404, 409, 429, a 400 that is not `declined`) | [`Reason::NotFinal`] |
 //! | the handler ran past the run timeout | [`Reason::TimedOut`] |
 //! | cancelled by [`cancel_in_flight`](crate::idempotency::IdempotencyLayer::cancel_in_flight) at a drain | [`Reason::Cancelled`] |

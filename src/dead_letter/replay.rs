@@ -29,9 +29,14 @@ pub struct Replayed {
 /// idempotency layer resolves the letter; any other answer updates it (one more
 /// attempt, the new reason), and nothing is deleted.
 ///
+/// A letter `letters` holds as resolved is not sent ([`ReplayError::Applied`]): it was
+/// applied, and should its record be gone (the retention, `forget_older_than`), a
+/// replay would apply it again.
+///
 /// # Errors
 ///
-/// When `service` fails, or reading the letter again from `letters` does.
+/// When the letter is resolved, `service` fails, or reading the letter from `letters`
+/// does.
 ///
 /// # Example
 ///
@@ -93,6 +98,10 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
+    let current = letters.get(&letter.key).await.map_err(ReplayError::Store)?;
+    if current.is_some_and(|current| current.resolved) {
+        return Err(ReplayError::Applied);
+    }
     let mut request = Request::post("/")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(letter.body.clone()))
@@ -126,6 +135,8 @@ where
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ReplayError<E> {
+    /// The letter is resolved: its delivery was applied, and is not sent again.
+    Applied,
     /// The service failed.
     Service(E),
     /// The letters could not be read.
@@ -135,6 +146,7 @@ pub enum ReplayError<E> {
 impl<E: std::fmt::Display> std::fmt::Display for ReplayError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Applied => f.write_str("the delivery was applied since: not replayed"),
             Self::Service(error) => write!(f, "the service failed: {error}"),
             Self::Store(error) => write!(f, "{error}"),
         }
@@ -144,6 +156,7 @@ impl<E: std::fmt::Display> std::fmt::Display for ReplayError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for ReplayError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            Self::Applied => None,
             Self::Service(error) => Some(error),
             Self::Store(error) => Some(error),
         }
