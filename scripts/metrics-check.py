@@ -89,7 +89,7 @@ def main() -> int:
         ("item.add 2xx", value(metrics, "aghanim_webhook_events_total", event_type="item.add", **{"class": "2xx"}), purchases),
         ("player.verify 2xx", value(metrics, "aghanim_webhook_events_total", event_type="player.verify", **{"class": "2xx"}), 1),
         ("other 4xx", value(metrics, "aghanim_webhook_events_total", event_type="other", **{"class": "4xx"}), 1),
-        # The unknown type is claimed too (deduplicated per payload), then released: no
+        # The unknown type is claimed too (deduplicated by its key), then released: no
         # handler took it.
         ("claimed", value(metrics, "aghanim_webhook_idempotency_decisions_total", decision="claimed"), purchases + 1),
         ("released", value(metrics, "aghanim_webhook_idempotency_decisions_total", decision="released"), 1),

@@ -5,7 +5,7 @@ use std::{
     time::SystemTime,
 };
 
-use super::{DeadLetter, DeadLetters, Filter, Kept};
+use super::{DeadLetter, DeadLetters, Filter, Kept, Reason};
 use crate::idempotency::StoreFuture;
 
 /// The most letters a store keeps unless configured otherwise.
@@ -143,13 +143,21 @@ impl MemoryDeadLetters {
 }
 
 impl Book {
-    /// Drops the resolved letter seen longest ago, other than `sparing`'s; `false` when
-    /// there is none.
+    /// Drops the resolved letter seen longest ago, else the one no handler took seen
+    /// longest ago (a type a studio acknowledges without a handler would otherwise fill
+    /// the bound for good), other than `sparing`'s; `false` when there is none.
     fn drop_oldest_resolved(&mut self, sparing: Option<&str>) -> bool {
+        self.drop_oldest(sparing, |letter| letter.resolved)
+            || self.drop_oldest(sparing, |letter| letter.reason == Reason::NoHandler)
+    }
+
+    /// Drops the letter seen longest ago among those `evictable` picks, other than
+    /// `sparing`'s.
+    fn drop_oldest(&mut self, sparing: Option<&str>, evictable: fn(&DeadLetter) -> bool) -> bool {
         let oldest = self
             .letters
             .values()
-            .filter(|letter| letter.resolved && Some(letter.key.as_str()) != sparing)
+            .filter(|letter| evictable(letter) && Some(letter.key.as_str()) != sparing)
             .min_by_key(|letter| letter.last_seen)
             .map(|letter| letter.key.clone());
         match oldest.and_then(|key| self.letters.remove(&key)) {

@@ -22,7 +22,7 @@
 //! Never kept: a request whose signature did not verify (nothing before the MAC check
 //! is stored), a duplicate that was replayed or waited, and a type the layer passes
 //! through (`player.verify`, `store.get`, `analytics.*`: reads, with nothing to apply
-//! later). A type this crate does not know is deduplicated per payload by default
+//! later). A type this crate does not know is deduplicated by its key by default
 //! ([`Policy::default_for`](crate::idempotency::Policy::default_for)), so that its letter,
 //! replayed once a handler is deployed, is applied once.
 //!

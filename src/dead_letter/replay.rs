@@ -31,7 +31,11 @@ pub struct Replayed {
 ///
 /// A letter `letters` holds as resolved is not sent ([`ReplayError::Applied`]): it was
 /// applied, and should its record be gone (the retention, `forget_older_than`), a
-/// replay would apply it again.
+/// replay would apply it again; nor is one `letters` no longer holds
+/// ([`ReplayError::Gone`]: forgotten, or expired after it was resolved). A [`Reason::Stale`](super::Reason::Stale) letter is
+/// sent: check first that its purchase was not applied, since a copy whose record was
+/// lost (evicted from a full memory store, a Redis failover) is not recognised
+/// (`aghanim-webhook records replay` asks for `--stale`).
 ///
 /// # Errors
 ///
@@ -98,9 +102,10 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
-    let current = letters.get(&letter.key).await.map_err(ReplayError::Store)?;
-    if current.is_some_and(|current| current.resolved) {
-        return Err(ReplayError::Applied);
+    match letters.get(&letter.key).await.map_err(ReplayError::Store)? {
+        Some(current) if current.resolved => return Err(ReplayError::Applied),
+        Some(_) => {}
+        None => return Err(ReplayError::Gone),
     }
     let mut request = Request::post("/")
         .header(header::CONTENT_TYPE, "application/json")
@@ -137,6 +142,9 @@ where
 pub enum ReplayError<E> {
     /// The letter is resolved: its delivery was applied, and is not sent again.
     Applied,
+    /// The letter is no longer kept (forgotten, or expired after it was resolved): it
+    /// is not sent from a copy.
+    Gone,
     /// The service failed.
     Service(E),
     /// The letters could not be read.
@@ -147,6 +155,7 @@ impl<E: std::fmt::Display> std::fmt::Display for ReplayError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Applied => f.write_str("the delivery was applied since: not replayed"),
+            Self::Gone => f.write_str("the letter is no longer kept: not replayed"),
             Self::Service(error) => write!(f, "the service failed: {error}"),
             Self::Store(error) => write!(f, "{error}"),
         }
@@ -156,7 +165,7 @@ impl<E: std::fmt::Display> std::fmt::Display for ReplayError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for ReplayError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Applied => None,
+            Self::Applied | Self::Gone => None,
             Self::Service(error) => Some(error),
             Self::Store(error) => Some(error),
         }

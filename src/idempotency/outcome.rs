@@ -25,8 +25,8 @@ pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-repl
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IdempotencyOutcome {
-    /// Not deduplicated: its type passes through, it carries no key, it is not an
-    /// event, or its payload changed under a policy that lets changes through.
+    /// Not deduplicated: its type passes through, it carries no key, or it is not an
+    /// event.
     PassedThrough,
     /// The handler ran under this claim and its final answer was recorded.
     Ran {

@@ -34,14 +34,16 @@ impl Policy {
     /// | event types | policy |
     /// |---|---|
     /// | `item.add`, `item.remove`, `coupon.redeemed` | [`Deduplicate`](Self::Deduplicate) |
+    /// | a type this crate does not know ([`EventType::Other`]): one Aghanim added since, maybe a purchase | [`Deduplicate`](Self::Deduplicate) |
     /// | `order.*`, `payment.*`, `subscription.*`, `fraud.reported`, `player.marketing_consent.updated` | [`DeduplicateAllowingChanges`](Self::DeduplicateAllowingChanges) |
-    /// | a type this crate does not know ([`EventType::Other`]): one Aghanim added since, maybe with an effect | [`DeduplicateAllowingChanges`](Self::DeduplicateAllowingChanges) |
     /// | every other documented type: `player.verify`, `player.lookup`, `store.get`, `player.update`, `analytics.*`, ... | [`PassThrough`](Self::PassThrough) |
     ///
-    /// A type nobody documents is deduplicated so that its delivery, refused while no
-    /// handler takes it, is kept as a [dead letter](crate::dead_letter) and applied once
-    /// when it is replayed after a handler is deployed; a read among such types would be
-    /// answered from its record only for a copy of the same event.
+    /// A type nobody documents is deduplicated by its key alone, as a purchase is, so
+    /// that its delivery, refused while no handler takes it, is kept as one
+    /// [dead letter](crate::dead_letter) (the latest payload) and applied once when it is
+    /// replayed after a handler is deployed, whatever payloads its retries carried; a
+    /// read among such types would be answered from its record only for a copy of the
+    /// same event.
     pub fn default_for(event_type: &EventType) -> Self {
         use EventType::*;
         match event_type {
@@ -66,8 +68,8 @@ impl Policy {
             | SubscriptionRenewed
             | SubscriptionDeactivated
             | FraudReported
-            | PlayerMarketingConsentUpdated
-            | Other(_) => Self::DeduplicateAllowingChanges,
+            | PlayerMarketingConsentUpdated => Self::DeduplicateAllowingChanges,
+            Other(_) => Self::Deduplicate,
             _ => Self::PassThrough,
         }
     }

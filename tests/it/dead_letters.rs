@@ -1094,7 +1094,7 @@ async fn a_stale_copy_signed_past_half_the_retention_is_not_kept_and_never_credi
 
 /// A type the crate does not document, with no handler: kept (no_handler). Once a
 /// handler is deployed, its letter replayed twice is applied once and resolved: such
-/// types are deduplicated per payload by default.
+/// types are deduplicated by their key by default.
 #[tokio::test]
 async fn an_undocumented_types_letter_replayed_twice_is_applied_once() {
     let mut outcomes = Vec::new();
@@ -1178,18 +1178,7 @@ async fn a_purchase_whose_commit_fails_is_kept() {
     let store = aghanim_webhook::idempotency::PostgresStore::new(database.pool.clone());
     let idempotency = IdempotencyLayer::transactional(store.clone());
     let shop = Shop::default();
-    let dispatch = Dispatch::with_state(shop.clone()).on(
-        EventType::ItemAdd,
-        |_: Shop, transaction: Option<DeliveryTransaction>, _: Event<ItemChange>| async move {
-            let transaction = transaction.unwrap();
-            let mut connection = transaction.connection().await.unwrap();
-            sqlx::query("INSERT INTO adv6 VALUES (1)")
-                .execute(&mut *connection)
-                .await
-                .unwrap();
-            Ok::<_, WebhookError>(Ack)
-        },
-    );
+    let dispatch = writing(&shop, "INSERT INTO adv6 VALUES (1)");
     let stack = shop.stack_of(AghanimSignatureLayer::new(SECRET), idempotency, dispatch);
     let body = purchase("ord_adv6");
     let answered = status(&stack, signed_at(&body, unix_now())).await;
@@ -1200,4 +1189,265 @@ async fn a_purchase_whose_commit_fails_is_kept() {
         1,
         "answered {answered}, not applied, kept: {kept:?}"
     );
+}
+
+/// `dead_letter::replay` refuses a resolved letter: once the key's record is past the
+/// retention, sending it would apply the purchase again (found by the second review).
+#[tokio::test]
+async fn the_library_replay_refuses_a_resolved_letter_past_the_retention() {
+    let mut outcomes = Vec::new();
+    for case in cases().await {
+        if case.name.starts_with("postgres") {
+            continue; // records kept for good
+        }
+        let idempotency = case.idempotency.clone().retention(Duration::from_secs(1));
+        let shop = Shop::default();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), idempotency);
+        let order = order(&case, "adv40_resolved");
+        let body = purchase(&order);
+        assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 500);
+        shop.fixed.store(true, Ordering::SeqCst);
+        assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 200);
+        let letter = case
+            .letters
+            .list(&Filter::unresolved().with_resolved().game("gm_dl"))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.delivery_id == order)
+            .unwrap();
+        assert!(letter.resolved, "{}", case.name);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Resolved, or on Redis expired with its record: not sent either way.
+        let replayed = replay(&*case.letters, &letter, SECRET, stack.clone()).await;
+        assert!(
+            matches!(replayed, Err(ReplayError::Applied | ReplayError::Gone)),
+            "{}",
+            case.name
+        );
+        outcomes.push((case.name, 0, shop.credits()));
+    }
+    assert!(
+        outcomes.iter().all(|(_, _, credits)| *credits == 1),
+        "(store, replay status, credits): {outcomes:?}"
+    );
+}
+
+/// A dispatcher that acknowledges types the game does not care about (202): each such
+/// delivery is an unresolved letter for good, and at the bound they make room for a
+/// failing purchase (found by the second review: the purchase was not kept).
+#[tokio::test]
+async fn acknowledged_unknown_types_make_room_for_a_failing_purchase() {
+    let mut outcomes = Vec::new();
+    for case in bounded_cases(3).await {
+        let shop = Shop::default();
+        let stack = shop.stack_of(
+            AghanimSignatureLayer::new(SECRET),
+            case.idempotency.clone(),
+            shop.dispatch().accept_unhandled(),
+        );
+        for n in 0..3 {
+            let id = format!("q_{}_{n}", case.name);
+            let body = format!(
+                r#"{{"event_id":"{id}","event_type":"quest.completed","game_id":"gm_dl","event_data":{{"player_id":"p1"}}}}"#
+            );
+            assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 202);
+        }
+        let order = order(&case, "adv40_full");
+        assert_eq!(
+            status(&stack, signed_at(&purchase(&order), unix_now())).await,
+            500
+        );
+        outcomes.push((case.name, unresolved(&case, &order).await.len()));
+    }
+    assert!(
+        outcomes.iter().all(|(_, kept)| *kept == 1),
+        "(store, failing purchase kept): {outcomes:?}"
+    );
+}
+
+/// A type the crate does not know, its retry carrying a changed field: one letter for
+/// the one key, applied once by the replays (found by the second review: deduplicated
+/// per payload, it was two letters, applied twice).
+#[tokio::test]
+async fn an_unknown_types_retry_with_another_payload_is_one_letter_applied_once() {
+    let mut outcomes = Vec::new();
+    for case in cases().await {
+        let shop = Shop::default();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        let order = order(&case, "adv40_pp");
+        for attempt in 1..=2 {
+            let body = format!(
+                r#"{{"event_id":"whevt_{order}","event_type":"item.grant","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","sku":"gems","attempt":{attempt}}}}}"#
+            );
+            assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 400);
+        }
+        let fixed = shop.stack_of(
+            AghanimSignatureLayer::new(SECRET),
+            case.idempotency.clone(),
+            shop.dispatch().on(
+                EventType::from("item.grant"),
+                |shop: Shop, _: Event| async move {
+                    shop.credits.fetch_add(1, Ordering::SeqCst);
+                    Ack
+                },
+            ),
+        );
+        let letters = unresolved(&case, &order).await;
+        for letter in &letters {
+            replay(&*case.letters, letter, SECRET, fixed.clone())
+                .await
+                .unwrap();
+        }
+        outcomes.push((case.name, letters.len(), shop.credits()));
+    }
+    assert!(
+        outcomes.iter().all(|(_, _, credits)| *credits == 1),
+        "(store, letters for one order, credits): {outcomes:?}"
+    );
+}
+
+/// PostgreSQL on a pool of ONE: a commit that times out is kept; its connection is
+/// closed before the keeping needs one (found by the second review).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn on_a_pool_of_one_a_commit_timing_out_is_kept() {
+    commit_timing_out_is_kept(1).await;
+}
+
+/// The same on a pool of five.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn on_a_pool_of_five_a_commit_timing_out_is_kept() {
+    commit_timing_out_is_kept(5).await;
+}
+
+#[cfg(feature = "postgres")]
+async fn commit_timing_out_is_kept(connections: u32) {
+    let Some(database) = crate::postgres::database().await else {
+        return;
+    };
+    sqlx::raw_sql(
+        "CREATE TABLE adv40_slow (n int); \
+         CREATE FUNCTION adv40_slow_fail() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_sleep(1.5); RAISE EXCEPTION 'adv40 deferred failure'; END $$; \
+         CREATE CONSTRAINT TRIGGER adv40_slow_check AFTER INSERT ON adv40_slow \
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION adv40_slow_fail();",
+    )
+    .execute(&database.pool)
+    .await
+    .unwrap();
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&database.url)
+        .await
+        .unwrap();
+    let store = aghanim_webhook::idempotency::PostgresStore::new(one.clone());
+    let idempotency =
+        IdempotencyLayer::transactional(store.clone()).store_timeout(Duration::from_millis(500));
+    let shop = Shop::default();
+    let dispatch = writing(&shop, "INSERT INTO adv40_slow VALUES (1)");
+    let stack = shop.stack_of(AghanimSignatureLayer::new(SECRET), idempotency, dispatch);
+    let body = purchase("ord_adv40_slow");
+    let answered = status(&stack, signed_at(&body, unix_now())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let record = store
+        .record(
+            &aghanim_webhook::idempotency::RecordKey::of_delivery(body.as_bytes(), false).unwrap(),
+        )
+        .await
+        .unwrap();
+    let kept = store.list(&Filter::unresolved()).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "answered {answered}, record {record:?}, not applied, kept: {kept:?}"
+    );
+}
+
+/// Forty distinct keepings at once into an empty store with a bound of five keep five
+/// (found by the second review: Redis kept none, PostgreSQL sometimes six).
+#[tokio::test]
+async fn concurrent_keeps_stay_within_the_bound() {
+    let mut outcomes = Vec::new();
+    for case in bounded_cases(5).await {
+        let letters = case.letters.clone();
+        let mut tasks = Vec::new();
+        for n in 0..40 {
+            let letters = letters.clone();
+            let name = case.name;
+            tasks.push(tokio::spawn(async move {
+                let body = purchase(&format!("ord_adv40_c_{}_{n}", name));
+                let letter = DeadLetter::of_delivery(
+                    body.as_bytes(),
+                    false,
+                    Reason::HandlerFailed,
+                    500,
+                    "x",
+                )
+                .unwrap();
+                letters.keep(&letter).await.unwrap()
+            }));
+        }
+        let mut kept = Vec::new();
+        for task in tasks {
+            kept.push(task.await.unwrap());
+        }
+        let created = kept.iter().filter(|k| **k == Kept::Created).count();
+        let listed = letters
+            .list(&Filter::unresolved().with_resolved())
+            .await
+            .unwrap()
+            .len();
+        outcomes.push((case.name, created, listed));
+    }
+    assert!(
+        outcomes.iter().all(|(_, _, listed)| *listed == 5),
+        "40 distinct failures at once into an empty store, bound 5; (store, Created, letters held): {outcomes:?}"
+    );
+}
+
+/// An unknown type's letter is under the key its ids give (`records` by ids finds it).
+#[tokio::test]
+async fn an_unknown_types_letter_is_found_by_its_ids() {
+    let memory = MemoryStore::new();
+    let shop = Shop::default();
+    let stack = shop.stack(
+        AghanimSignatureLayer::new(SECRET),
+        IdempotencyLayer::new(memory.clone()),
+    );
+    let body = r#"{"event_id":"whevt_adv40_q","event_type":"quest.completed","game_id":"gm_dl","idempotency_key":"q_adv40","event_data":{"player_id":"p1"}}"#;
+    assert_eq!(status(&stack, signed_at(body, unix_now())).await, 400);
+    let letter = memory.list(&Filter::unresolved()).await.unwrap().remove(0);
+    let by_ids = aghanim_webhook::idempotency::RecordKey::new(
+        "gm_dl",
+        false,
+        &EventType::from("quest.completed"),
+        "q_adv40",
+    );
+    assert!(
+        memory.get(by_ids.as_str()).await.unwrap().is_some(),
+        "the letter's key {} is not the key its ids give, {}",
+        letter.key,
+        by_ids.as_str()
+    );
+}
+
+/// A dispatcher whose `item.add` handler runs `statement` in the delivery's
+/// transaction, then acknowledges.
+#[cfg(feature = "postgres")]
+fn writing(shop: &Shop, statement: &'static str) -> Dispatch<Shop> {
+    Dispatch::with_state(shop.clone()).on(
+        EventType::ItemAdd,
+        move |_: Shop, transaction: Option<DeliveryTransaction>, _: Event<ItemChange>| async move {
+            let transaction = transaction.unwrap();
+            let mut connection = transaction.connection().await.unwrap();
+            sqlx::query(statement)
+                .execute(&mut *connection)
+                .await
+                .unwrap();
+            Ok::<_, WebhookError>(Ack)
+        },
+    )
 }

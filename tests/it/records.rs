@@ -358,13 +358,17 @@ mod cli {
             .copied()
             .collect();
         let (ok, out) = tool(&by_ids, store).await;
-        assert!(ok && out.contains("applied since: not replayed"), "{out}");
+        assert!(
+            ok && out.contains("resolved since (applied, or declined): not replayed"),
+            "{out}"
+        );
         let (ok, out) = tool(&send[..6], store).await;
         assert!(ok && out.contains("(replayed)"), "{out}");
         assert_eq!(held(&pool).await, credited);
         let (ok, out) = tool(&show, store).await;
         assert!(
-            ok && out.contains("state      completed") && out.contains("(resolved: applied since)"),
+            ok && out.contains("state      completed")
+                && out.contains("(resolved: a delivery of its key was answered finally since"),
             "{out}"
         );
     }
@@ -425,9 +429,15 @@ mod cli {
             "ord_adv4",
         ];
         let (ok, out) = tool(&by_ids, store).await;
-        assert!(ok && out.contains("applied since: not replayed"), "{out}");
+        assert!(
+            ok && out.contains("resolved since (applied, or declined): not replayed"),
+            "{out}"
+        );
         let (ok, out) = tool(&[&replay_all[..], &["--resolved"]].concat(), store).await;
-        assert!(ok && out.contains("applied since: not replayed"), "{out}");
+        assert!(
+            ok && out.contains("resolved since (applied, or declined): not replayed"),
+            "{out}"
+        );
         assert_eq!(
             held(&pool).await,
             once,

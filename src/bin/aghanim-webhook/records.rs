@@ -9,7 +9,7 @@ use std::{
 };
 
 use aghanim_webhook::{
-    dead_letter::{DeadLetter, DeadLetters, Filter},
+    dead_letter::{DeadLetter, DeadLetters, Filter, Reason},
     events::EventType,
     idempotency::{
         PostgresStore, Record, RecordKey, RecordState, RedisStore, StuckClaim,
@@ -60,6 +60,11 @@ pub(crate) enum Records {
         /// Every unresolved delivery the filters select
         #[arg(long, conflicts_with_all = ["store_key", "key", "event_id"])]
         all: bool,
+        /// Stale deliveries too (kept by keep_stale). Check first that the purchase was
+        /// not applied: a copy whose record was lost (a full memory store, a Redis
+        /// failover) is not recognised, and would be applied again
+        #[arg(long)]
+        stale: bool,
         #[command(flatten)]
         filter: LetterFilter,
         #[command(flatten)]
@@ -197,6 +202,30 @@ impl Store {
         }
     }
 
+    /// The letters of a delivery by its ids: under a policy that keys each payload on
+    /// its own (`payment.*`, `order.*`), its letters are not under the key its ids give.
+    async fn letters_of(
+        &self,
+        game: &str,
+        sandbox: bool,
+        event_type: &str,
+        id: &str,
+    ) -> Result<Vec<DeadLetter>, String> {
+        let filter = Filter::unresolved()
+            .with_resolved()
+            .game(game)
+            .event_type(event_type);
+        let listed = self
+            .letters()
+            .list(&filter)
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(listed
+            .into_iter()
+            .filter(|letter| letter.delivery_id == id && letter.sandbox == sandbox)
+            .collect())
+    }
+
     async fn letter(&self, key: &RecordKey) -> Result<Option<DeadLetter>, String> {
         let letter = self.letters().get(key.as_str()).await;
         letter.map_err(|error| error.to_string())
@@ -261,6 +290,16 @@ impl StoreArgs {
 }
 
 impl Delivery {
+    /// The game, event type and id given, if the delivery was named by its ids.
+    fn ids(&self) -> Option<(&str, &str, &str)> {
+        let id = self.key.as_ref().or(self.event_id.as_ref())?;
+        Some((
+            self.game.as_deref()?,
+            self.event_type.as_deref()?,
+            id.as_str(),
+        ))
+    }
+
     /// The store key, and the delivery in words.
     fn key(&self) -> Result<(RecordKey, String), String> {
         if let Some(path) = &self.body {
@@ -294,6 +333,16 @@ impl Delivery {
 }
 
 impl OptionalDelivery {
+    /// The game, event type and id given, if the delivery was named by its ids.
+    fn ids<'a>(&'a self, filter: &'a LetterFilter) -> Option<(&'a str, &'a str, &'a str)> {
+        let id = self.key.as_ref().or(self.event_id.as_ref())?;
+        Some((
+            filter.game.as_deref()?,
+            filter.event_type.as_deref()?,
+            id.as_str(),
+        ))
+    }
+
     /// The store key of the delivery given by its store key, or by its ids with the
     /// filter's game and event type.
     fn key(&self, filter: &LetterFilter) -> Result<RecordKey, String> {
@@ -334,7 +383,15 @@ impl Records {
                 let (key, described) = delivery.key()?;
                 let store = store.open().await?;
                 let record = store.record(&key).await?;
-                let letter = store.letter(&key).await?;
+                let mut letter = store.letter(&key).await?;
+                if letter.is_none() {
+                    if let Some((game, event_type, id)) = delivery.ids() {
+                        let by_ids = store
+                            .letters_of(game, delivery.sandbox, event_type, id)
+                            .await?;
+                        letter = by_ids.into_iter().next();
+                    }
+                }
                 say!("delivery   {described}");
                 say!("store key  {key}");
                 match (record, &letter) {
@@ -384,6 +441,7 @@ impl Records {
                 secrets,
                 delivery,
                 all,
+                stale,
                 filter,
                 store,
             } => {
@@ -395,16 +453,34 @@ impl Records {
                     let key = delivery.key(&filter)?;
                     match store.letter(&key).await? {
                         Some(letter) => vec![letter],
-                        None => return Err(format!("no failed delivery is kept under {key}")),
+                        None => match delivery.ids(&filter) {
+                            Some((game, event_type, id)) => {
+                                let by_ids = store
+                                    .letters_of(game, delivery.sandbox, event_type, id)
+                                    .await?;
+                                if by_ids.is_empty() {
+                                    return Err(format!("no failed delivery is kept for {id}"));
+                                }
+                                by_ids
+                            }
+                            None => return Err(format!("no failed delivery is kept under {key}")),
+                        },
                     }
                 };
                 // A resolved letter was applied: replayed after its record is gone (the
                 // retention, `forget_older_than`), it would be applied again.
-                let (applied, letters): (Vec<_>, Vec<_>) =
-                    letters.into_iter().partition(|letter| letter.resolved);
-                for letter in &applied {
+                let (skipped, letters): (Vec<_>, Vec<_>) =
+                    letters.into_iter().partition(|letter| {
+                        letter.resolved || (letter.reason == Reason::Stale && !stale)
+                    });
+                for letter in &skipped {
+                    let why = if letter.resolved {
+                        "resolved since (applied, or declined): not replayed"
+                    } else {
+                        "stale: not replayed without --stale"
+                    };
                     say!(
-                        "{} {} {}  applied since: not replayed",
+                        "{} {} {}  {why}",
                         letter.event_type,
                         letter.delivery_id,
                         letter.key
@@ -507,12 +583,15 @@ impl Records {
                     );
                     return Ok(ExitCode::FAILURE);
                 }
+                // The record first: a key a delivery holds right now is refused, and then
+                // its letter stays too.
+                let forgotten_record = store.forget(&key).await?;
                 let forgotten_letter = store.letters().forget(key.as_str()).await;
                 let forgotten_letter = forgotten_letter.map_err(|error| error.to_string())?;
                 if forgotten_letter.is_some() {
                     say!("forgotten: the kept failed delivery");
                 }
-                match store.forget(&key).await? {
+                match forgotten_record {
                     Some(record) => {
                         print_record(&record);
                         say!("forgotten: the next delivery of this key runs the handler again; inventory untouched");

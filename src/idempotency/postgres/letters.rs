@@ -67,6 +67,12 @@ impl PostgresStore {
              last_seen = now() RETURNING (xmax = 0) AS created"
         );
         let mut pinned = self.pinned().await?;
+        // One keeping at a time, so that concurrent ones count each other's letters
+        // against the bound (each would count only committed rows).
+        sqlx::raw_sql("SELECT pg_advisory_xact_lock(hashtext('aghanim-webhook dead letters'))")
+            .execute(&mut *pinned)
+            .await
+            .map_err(StoreError::new)?;
         let created: bool = sqlx::query_scalar(AssertSqlSafe(upsert))
             .bind(&letter.key)
             .bind(&letter.game_id)
@@ -90,7 +96,8 @@ impl PostgresStore {
     }
 
     /// Past the bound, the resolved letters seen longest ago make room for the new
-    /// `letter`; when too few are resolved, it goes.
+    /// `letter`, then those no handler took (a type a studio acknowledges without a
+    /// handler would otherwise fill the bound for good); when too few are, it goes.
     async fn within_bound(
         &self,
         pinned: &mut sqlx::PgConnection,
@@ -109,11 +116,13 @@ impl PostgresStore {
         let make_room = format!(
             "DELETE FROM {letters} WHERE key IN (SELECT l.key FROM {letters} l \
              LEFT JOIN {records} r ON r.key = l.key \
-             WHERE r.status IS NOT NULL OR l.resolved_at IS NOT NULL \
-             ORDER BY l.last_seen LIMIT $1)"
+             WHERE (r.status IS NOT NULL OR l.resolved_at IS NOT NULL OR l.reason = 'no_handler') \
+             AND l.key <> $2 \
+             ORDER BY (r.status IS NULL AND l.resolved_at IS NULL), l.last_seen LIMIT $1)"
         );
         let freed = sqlx::query(AssertSqlSafe(make_room))
             .bind(over)
+            .bind(&letter.key)
             .execute(&mut *pinned)
             .await
             .map_err(StoreError::new)?

@@ -198,6 +198,8 @@ where
             Ok(answer(outcome::store_unavailable(), reported))
         }
         Err(_) => {
+            // Closed first: on a pool of one, the keeping needs its connection.
+            drop(open);
             let failed = Failed::store("the commit timed out");
             keep_failed(&config, key.as_str(), verified, failed).await;
             Ok(unavailable(Failure::TimedOut, "commit"))

@@ -98,59 +98,16 @@ where
         if !created {
             return Ok(Kept::Updated);
         }
-        let kept: usize = connection.zcard(&index).await.map_err(StoreError::new)?;
-        let mut over = kept.saturating_sub(self.max_letters);
-        if over == 0 {
+        // Within the bound when fewer than the bound were seen before it: concurrent
+        // keepings each count those ahead of them, not each other's letters twice.
+        let ahead = self.ahead_of(&mut connection, &index, &letter.key).await?;
+        if ahead < self.max_letters {
             return Ok(Kept::Created);
         }
-        // Past the bound, resolved letters (and index entries whose letter has expired)
-        // make room, found by a sweep of the index that each keeping past the bound
-        // takes on from where the last one stopped, from the letters seen longest ago;
-        // when a whole page holds none, the new letter goes.
-        let cursor_key = format!("{index}-sweep");
-        let at: Option<isize> = connection.get(&cursor_key).await.map_err(StoreError::new)?;
-        let mut start = at.unwrap_or(0).max(0);
-        let mut page: Vec<String> = connection
-            .zrange(&index, start, start + MAKE_ROOM_PAGE - 1)
-            .await
-            .map_err(StoreError::new)?;
-        if page.is_empty() && start > 0 {
-            start = 0;
-            page = connection
-                .zrange(&index, 0, MAKE_ROOM_PAGE - 1)
-                .await
-                .map_err(StoreError::new)?;
-        }
-        let mut kept_in_page = 0;
-        for key in &page {
-            if over == 0 {
-                break;
-            }
-            let letter_key = letter_key(&self.prefix, key);
-            // Both nil: the letter expired after it was resolved.
-            let (resolved, seen): (Option<String>, Option<String>) = redis::cmd("HMGET")
-                .arg(&letter_key)
-                .arg("resolved")
-                .arg("last_seen")
-                .query_async(&mut connection)
-                .await
-                .map_err(StoreError::new)?;
-            if *key != letter.key && (resolved.is_some() || seen.is_none()) {
-                let () = connection.del(&letter_key).await.map_err(StoreError::new)?;
-                let () = connection
-                    .zrem(&index, key)
-                    .await
-                    .map_err(StoreError::new)?;
-                over -= 1;
-            } else {
-                kept_in_page += 1;
-            }
-        }
-        let () = connection
-            .set(&cursor_key, start + kept_in_page)
-            .await
-            .map_err(StoreError::new)?;
-        if over == 0 {
+        let need = ahead - self.max_letters + 1;
+        self.make_room(&mut connection, &index, &letter.key, need)
+            .await?;
+        if self.ahead_of(&mut connection, &index, &letter.key).await? < self.max_letters {
             return Ok(Kept::Created);
         }
         let () = connection
@@ -162,6 +119,78 @@ where
             .await
             .map_err(StoreError::new)?;
         Ok(Kept::Full)
+    }
+
+    /// How many letters the index holds ahead of `key`'s (seen before it).
+    async fn ahead_of(
+        &self,
+        connection: &mut C,
+        index: &str,
+        key: &str,
+    ) -> Result<usize, StoreError> {
+        let rank: Option<usize> = connection
+            .zrank(index, key)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(rank.unwrap_or(usize::MAX))
+    }
+
+    /// Removes up to `need` letters, from one page of a sweep of the index: those resolved,
+    /// those no handler took (a type a studio acknowledges without a handler would
+    /// otherwise fill the bound for good), and the index entries whose letter has
+    /// expired; each sweep goes on from where the last one stopped, from the letters
+    /// seen longest ago.
+    async fn make_room(
+        &self,
+        connection: &mut C,
+        index: &str,
+        keeping: &str,
+        mut need: usize,
+    ) -> Result<(), StoreError> {
+        let cursor_key = format!("{index}-sweep");
+        let at: Option<isize> = connection.get(&cursor_key).await.map_err(StoreError::new)?;
+        let mut start = at.unwrap_or(0).max(0);
+        let mut page: Vec<String> = connection
+            .zrange(index, start, start + MAKE_ROOM_PAGE - 1)
+            .await
+            .map_err(StoreError::new)?;
+        if page.is_empty() && start > 0 {
+            start = 0;
+            page = connection
+                .zrange(index, 0, MAKE_ROOM_PAGE - 1)
+                .await
+                .map_err(StoreError::new)?;
+        }
+        let mut kept_in_page = 0;
+        for key in &page {
+            if need == 0 {
+                break;
+            }
+            let letter_key = letter_key(&self.prefix, key);
+            // All nil: the letter expired after it was resolved.
+            let (resolved, reason, seen): (Option<String>, Option<String>, Option<String>) =
+                redis::cmd("HMGET")
+                    .arg(&letter_key)
+                    .arg("resolved")
+                    .arg("reason")
+                    .arg("last_seen")
+                    .query_async(connection)
+                    .await
+                    .map_err(StoreError::new)?;
+            let unhandled = reason.as_deref() == Some(Reason::NoHandler.as_str());
+            if key != keeping && (resolved.is_some() || unhandled || seen.is_none()) {
+                let () = connection.del(&letter_key).await.map_err(StoreError::new)?;
+                let () = connection.zrem(index, key).await.map_err(StoreError::new)?;
+                need -= 1;
+            } else {
+                kept_in_page += 1;
+            }
+        }
+        let () = connection
+            .set(&cursor_key, start + kept_in_page)
+            .await
+            .map_err(StoreError::new)?;
+        Ok(())
     }
 
     async fn list_letters(&self, filter: &Filter) -> Result<Vec<DeadLetter>, StoreError> {
