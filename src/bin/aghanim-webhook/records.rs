@@ -661,7 +661,7 @@ fn because(letter: &DeadLetter) -> String {
 
 fn print_letter(letter: &DeadLetter) {
     let resolved = if letter.resolved {
-        " (resolved: applied since)"
+        " (resolved: a delivery of its key was answered finally since: applied, or declined)"
     } else {
         ""
     };
