@@ -273,6 +273,19 @@ async fn a_failing_purchase_is_kept_then_replayed_once_after_the_fix() {
             letter.detail
         );
 
+        // Replayed before the fix: it fails again, and its letter says so.
+        let early = replay(&*case.letters, letter, SECRET, stack.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            (early.status, early.resolved),
+            (500, false),
+            "{}",
+            case.name
+        );
+        let again = case.letters.get(&letter.key).await.unwrap().unwrap();
+        assert_eq!(again.attempts, 4, "{}", case.name);
+
         shop.fixed.store(true, Ordering::SeqCst);
         let first = replay(&*case.letters, letter, SECRET, stack.clone())
             .await
@@ -1450,4 +1463,65 @@ fn writing(shop: &Shop, statement: &'static str) -> Dispatch<Shop> {
             Ok::<_, WebhookError>(Ack)
         },
     )
+}
+
+/// A run past the run timeout, and runs cancelled at a drain, are kept with their
+/// reason; a duplicate answered from a record is never kept.
+#[tokio::test]
+async fn timed_out_and_cancelled_runs_are_kept_and_a_replayed_duplicate_is_not() {
+    for case in cases().await {
+        let shop = Shop::default();
+        shop.fixed.store(true, Ordering::SeqCst);
+        // Applied, then delivered again: replayed from its record, nothing kept.
+        let order_applied = order(&case, "applied");
+        let body = purchase(&order_applied);
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
+        for _ in 0..2 {
+            assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 200);
+        }
+        let all = case
+            .letters
+            .list(&Filter::unresolved().with_resolved())
+            .await
+            .unwrap();
+        assert!(
+            !all.iter().any(|letter| letter.delivery_id == order_applied),
+            "{}",
+            case.name
+        );
+        shop.slow.store(true, Ordering::SeqCst);
+        // The handler takes 300 ms.
+        let short = case
+            .idempotency
+            .clone()
+            .run_timeout(Duration::from_millis(100));
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), short);
+        let order_timed_out = order(&case, "timed_out");
+        let answered = status(&stack, signed_at(&purchase(&order_timed_out), unix_now())).await;
+        assert_eq!(answered, 503, "{}", case.name);
+        let kept = unresolved(&case, &order_timed_out).await;
+        assert_eq!(kept.len(), 1, "{}", case.name);
+        assert_eq!(
+            (kept[0].reason, kept[0].status),
+            (Reason::TimedOut, 503),
+            "{}",
+            case.name
+        );
+
+        // Last: cancelling the runs of a layer cancels its later runs too.
+        let draining = case.idempotency.clone();
+        let stack = shop.stack(AghanimSignatureLayer::new(SECRET), draining.clone());
+        let order_cancelled = order(&case, "cancelled");
+        let request = signed_at(&purchase(&order_cancelled), unix_now());
+        let running = tokio::spawn({
+            let stack = stack.clone();
+            async move { stack.oneshot(request).await.unwrap().status() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(draining.cancel_in_flight().await, 1, "{}", case.name);
+        assert_eq!(running.await.unwrap(), 503, "{}", case.name);
+        let kept = unresolved(&case, &order_cancelled).await;
+        assert_eq!(kept.len(), 1, "{}", case.name);
+        assert_eq!(kept[0].reason, Reason::Cancelled, "{}", case.name);
+    }
 }
