@@ -254,12 +254,12 @@ impl Send {
                 "--repeat and --concurrency must be at least 1, --delay a number of seconds".into(),
             );
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let shared = Arc::new((agent, body, secret, self.url.clone()));
+        let shared = Arc::new((
+            agent(Duration::from_secs(30)),
+            body,
+            secret,
+            self.url.clone(),
+        ));
         let senders = self.concurrency.min(self.repeat);
         let mut all_2xx = true;
         let threads: Vec<_> = (0..senders)
@@ -374,6 +374,16 @@ struct Answer {
     latency: Duration,
     replayed: bool,
     body: String,
+}
+
+/// An HTTP client that reads every answer, whatever its status, each exchange within
+/// `timeout`.
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
 }
 
 /// One delivery, signed at the moment it is sent.

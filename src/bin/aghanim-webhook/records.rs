@@ -226,9 +226,15 @@ impl Store {
             .collect())
     }
 
-    async fn letter(&self, key: &RecordKey) -> Result<Option<DeadLetter>, String> {
-        let letter = self.letters().get(key.as_str()).await;
+    /// The letter under the store key `key`.
+    async fn letter(&self, key: &str) -> Result<Option<DeadLetter>, String> {
+        let letter = self.letters().get(key).await;
         letter.map_err(|error| error.to_string())
+    }
+
+    async fn list(&self, filter: &Filter) -> Result<Vec<DeadLetter>, String> {
+        let listed = self.letters().list(filter).await;
+        listed.map_err(|error| error.to_string())
     }
 
     async fn record(&self, key: &RecordKey) -> Result<Option<Record>, String> {
@@ -368,6 +374,115 @@ impl OptionalDelivery {
     }
 }
 
+impl OptionalDelivery {
+    /// Its letters: the one under its store key, or, by its ids, each payload's under
+    /// a policy that keys payloads apart.
+    async fn letters(
+        &self,
+        store: &Store,
+        filter: &LetterFilter,
+    ) -> Result<Vec<DeadLetter>, String> {
+        let key = self.key(filter)?;
+        if let Some(letter) = store.letter(key.as_str()).await? {
+            return Ok(vec![letter]);
+        }
+        let Some((game, event_type, id)) = self.ids(filter) else {
+            return Err(format!("no failed delivery is kept under {key}"));
+        };
+        let by_ids = store.letters_of(game, self.sandbox, event_type, id).await?;
+        if by_ids.is_empty() {
+            return Err(format!("no failed delivery is kept for {id}"));
+        }
+        Ok(by_ids)
+    }
+}
+
+/// Sends each of `letters` to `url`, signed with `secret` now, and says how each went;
+/// success only when each is resolved after. Resolved letters are never sent, stale ones
+/// only with `stale`.
+async fn replay(
+    store: &Store,
+    letters: Vec<DeadLetter>,
+    stale: bool,
+    url: &str,
+    secret: &str,
+) -> Result<ExitCode, String> {
+    // A resolved letter was applied: replayed after its record is gone (the retention,
+    // `forget_older_than`), it would be applied again.
+    let (skipped, letters): (Vec<_>, Vec<_>) = letters
+        .into_iter()
+        .partition(|letter| letter.resolved || (letter.reason == Reason::Stale && !stale));
+    for letter in &skipped {
+        let why = if letter.resolved {
+            "resolved since (applied, or declined): not replayed"
+        } else {
+            "stale: not replayed without --stale"
+        };
+        say!("{}  {why}", named(letter));
+    }
+    if letters.is_empty() {
+        say!("nothing to replay");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let agent = crate::agent(Duration::from_secs(60));
+    let mut all_applied = true;
+    for letter in &letters {
+        let answer = {
+            let (agent, url, secret, body) = (
+                agent.clone(),
+                url.to_owned(),
+                secret.to_owned(),
+                letter.body.clone(),
+            );
+            tokio::task::spawn_blocking(move || crate::deliver(&agent, &url, &secret, &body))
+                .await
+                .map_err(|error| error.to_string())?
+        };
+        let resolved = store
+            .letter(&letter.key)
+            .await?
+            .is_some_and(|letter| letter.resolved);
+        // A 2xx that left the letter unresolved (a 202 for a type still without a
+        // handler) applied nothing.
+        all_applied &= answer
+            .as_ref()
+            .is_ok_and(|answer| (200..300).contains(&answer.status))
+            && resolved;
+        match answer {
+            Ok(answer) => say!(
+                "{}  {}{} {}  {}",
+                named(letter),
+                answer.status,
+                if answer.replayed {
+                    " (applied before: replayed)"
+                } else {
+                    ""
+                },
+                if resolved {
+                    "resolved"
+                } else {
+                    "still failing: kept, see records failed"
+                },
+                answer.body
+            ),
+            Err(error) => say!("{}  not delivered: {error}", named(letter)),
+        }
+    }
+    Ok(if all_applied {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A kept delivery in one line's words: its type, id and store key.
+fn named(letter: &DeadLetter) -> String {
+    format!(
+        "{} {} {}",
+        letter.event_type, letter.delivery_id, letter.key
+    )
+}
+
 impl Records {
     pub(crate) fn run(self) -> Result<ExitCode, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -383,7 +498,7 @@ impl Records {
                 let (key, described) = delivery.key()?;
                 let store = store.open().await?;
                 let record = store.record(&key).await?;
-                let mut letter = store.letter(&key).await?;
+                let mut letter = store.letter(key.as_str()).await?;
                 if letter.is_none() {
                     if let Some((game, event_type, id)) = delivery.ids() {
                         let by_ids = store
@@ -423,8 +538,7 @@ impl Records {
             }
             Records::Failed { filter, store } => {
                 let store = store.open().await?;
-                let letters = store.letters().list(&filter.filter()).await;
-                let letters = letters.map_err(|error| error.to_string())?;
+                let letters = store.list(&filter.filter()).await?;
                 if letters.is_empty() {
                     say!(
                         "no failed delivery kept{}",
@@ -447,117 +561,11 @@ impl Records {
             } => {
                 let store = store.open().await?;
                 let letters = if all {
-                    let listed = store.letters().list(&filter.filter()).await;
-                    listed.map_err(|error| error.to_string())?
+                    store.list(&filter.filter()).await?
                 } else {
-                    let key = delivery.key(&filter)?;
-                    match store.letter(&key).await? {
-                        Some(letter) => vec![letter],
-                        None => match delivery.ids(&filter) {
-                            Some((game, event_type, id)) => {
-                                let by_ids = store
-                                    .letters_of(game, delivery.sandbox, event_type, id)
-                                    .await?;
-                                if by_ids.is_empty() {
-                                    return Err(format!("no failed delivery is kept for {id}"));
-                                }
-                                by_ids
-                            }
-                            None => return Err(format!("no failed delivery is kept under {key}")),
-                        },
-                    }
+                    delivery.letters(&store, &filter).await?
                 };
-                // A resolved letter was applied: replayed after its record is gone (the
-                // retention, `forget_older_than`), it would be applied again.
-                let (skipped, letters): (Vec<_>, Vec<_>) =
-                    letters.into_iter().partition(|letter| {
-                        letter.resolved || (letter.reason == Reason::Stale && !stale)
-                    });
-                for letter in &skipped {
-                    let why = if letter.resolved {
-                        "resolved since (applied, or declined): not replayed"
-                    } else {
-                        "stale: not replayed without --stale"
-                    };
-                    say!(
-                        "{} {} {}  {why}",
-                        letter.event_type,
-                        letter.delivery_id,
-                        letter.key
-                    );
-                }
-                if letters.is_empty() {
-                    say!("nothing to replay");
-                    return Ok(ExitCode::SUCCESS);
-                }
-                let secret = secrets.get();
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build()
-                    .into();
-                let mut all_applied = true;
-                for letter in &letters {
-                    let answer = {
-                        let (agent, url, secret, body) = (
-                            agent.clone(),
-                            url.clone(),
-                            secret.clone(),
-                            letter.body.clone(),
-                        );
-                        tokio::task::spawn_blocking(move || {
-                            crate::deliver(&agent, &url, &secret, &body)
-                        })
-                        .await
-                        .map_err(|error| error.to_string())?
-                    };
-                    let resolved = store
-                        .letter(
-                            &RecordKey::from_hex(&letter.key)
-                                .ok_or("a letter with a malformed key")?,
-                        )
-                        .await?;
-                    let resolved = resolved.is_some_and(|letter| letter.resolved);
-                    match answer {
-                        Ok(answer) => {
-                            // A 2xx that left the letter unresolved (a 202 for a type
-                            // still without a handler) applied nothing.
-                            all_applied &= (200..300).contains(&answer.status) && resolved;
-                            say!(
-                                "{} {} {}  {}{} {}  {}",
-                                letter.event_type,
-                                letter.delivery_id,
-                                letter.key,
-                                answer.status,
-                                if answer.replayed {
-                                    " (applied before: replayed)"
-                                } else {
-                                    ""
-                                },
-                                if resolved {
-                                    "resolved"
-                                } else {
-                                    "still failing: kept, see records failed"
-                                },
-                                answer.body
-                            );
-                        }
-                        Err(error) => {
-                            all_applied = false;
-                            say!(
-                                "{} {} {}  not delivered: {error}",
-                                letter.event_type,
-                                letter.delivery_id,
-                                letter.key
-                            );
-                        }
-                    }
-                }
-                Ok(if all_applied {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                })
+                replay(&store, letters, stale, &url, &secrets.get()).await
             }
             Records::Forget {
                 delivery,
@@ -568,7 +576,7 @@ impl Records {
                 let store = store.open().await?;
                 say!("delivery   {described}");
                 say!("store key  {key}");
-                let letter = store.letter(&key).await?;
+                let letter = store.letter(key.as_str()).await?;
                 if let Some(letter) = &letter {
                     print_letter(letter);
                 }
