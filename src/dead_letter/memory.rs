@@ -95,22 +95,21 @@ impl MemoryDeadLetters {
         if let Some(old) = book.letters.get(&letter.key).map(|kept| kept.body.len()) {
             // The latest attempt's bytes, when they fit; else the letter keeps its own.
             let new = letter.body.len();
-            let mut fits = book.bytes - old + new <= self.shared.max_bytes;
-            while !fits && book.drop_oldest_resolved(Some(&letter.key)) {
-                fits = book.bytes - old + new <= self.shared.max_bytes;
-            }
-            let Some(kept) = book.letters.get_mut(&letter.key) else {
-                return Kept::Full;
-            };
-            kept.attempts += 1;
-            kept.last_seen = now;
-            kept.reason = letter.reason;
-            kept.detail.clone_from(&letter.detail);
-            kept.status = letter.status;
-            kept.resolved |= applied;
-            if fits {
-                kept.body = letter.body.clone();
-                book.bytes = book.bytes - old + new;
+            let fits = |book: &Book| book.bytes - old + new <= self.shared.max_bytes;
+            while !fits(&book) && book.make_room(Some(&letter.key)) {}
+            let fits = fits(&book);
+            let Book { letters, bytes } = &mut *book;
+            if let Some(kept) = letters.get_mut(&letter.key) {
+                kept.attempts += 1;
+                kept.last_seen = now;
+                kept.reason = letter.reason;
+                kept.detail.clone_from(&letter.detail);
+                kept.status = letter.status;
+                kept.resolved |= applied;
+                if fits {
+                    kept.body = letter.body.clone();
+                    *bytes = *bytes - old + new;
+                }
             }
             return Kept::Updated;
         }
@@ -118,7 +117,7 @@ impl MemoryDeadLetters {
         while book.letters.len() >= self.shared.max_letters
             || book.bytes + size > self.shared.max_bytes
         {
-            if !book.drop_oldest_resolved(None) {
+            if !book.make_room(None) {
                 return Kept::Full;
             }
         }
@@ -146,7 +145,7 @@ impl Book {
     /// Drops the resolved letter seen longest ago, else the one no handler took seen
     /// longest ago (a type a studio acknowledges without a handler would otherwise fill
     /// the bound for good), other than `sparing`'s; `false` when there is none.
-    fn drop_oldest_resolved(&mut self, sparing: Option<&str>) -> bool {
+    fn make_room(&mut self, sparing: Option<&str>) -> bool {
         self.drop_oldest(sparing, |letter| letter.resolved)
             || self.drop_oldest(sparing, |letter| letter.reason == Reason::NoHandler)
     }
