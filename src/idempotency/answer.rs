@@ -105,10 +105,6 @@ impl Failed {
         Self::handler("the handler's service returned an error", 500)
     }
 
-    pub(crate) fn panicked() -> Self {
-        Self::handler("the handler panicked", 500)
-    }
-
     pub(crate) fn timed_out() -> Self {
         let detail = "the handler ran past the run timeout".to_owned();
         Self {
@@ -178,28 +174,29 @@ pub(crate) async fn keep_failed(config: &Arc<Config>, key: &str, verified: Bytes
     dead_letter::keep(Arc::clone(config), letter).await;
 }
 
-/// Keeps the delivery as a dead letter if it is dropped while armed: the request
-/// future dropped while the handler runs (the client hung up, a timeout outside the
-/// layer), or a panic unwinding through it. For a run that is not a task of its own
-/// (the transactional store's): its transaction is rolled back either way.
-pub(crate) struct KeepIfDropped {
-    armed: Option<(Arc<Config>, String, Bytes)>,
+/// Keeps the delivery as a dead letter if it is dropped while armed: a panic
+/// unwinding through the run, or, on the transactional store (whose run is not a task
+/// of its own), the request future dropped while the handler runs (the client hung
+/// up, a timeout outside the layer). It borrows what it would keep, so a run that ends
+/// normally pays no allocation for it.
+pub(crate) struct KeepIfDropped<'a> {
+    armed: Option<(&'a Arc<Config>, &'a str, &'a Bytes)>,
 }
 
-impl KeepIfDropped {
-    pub(crate) fn new(config: &Arc<Config>, key: &str, verified: &Bytes) -> Self {
+impl<'a> KeepIfDropped<'a> {
+    pub(crate) fn new(config: &'a Arc<Config>, key: &'a str, verified: &'a Bytes) -> Self {
         let armed = (config.dead_letters().is_some() && !verified.is_empty())
-            .then(|| (Arc::clone(config), key.to_owned(), verified.clone()));
+            .then_some((config, key, verified));
         Self { armed }
     }
 
     /// The run went on to an answer: it keeps its own letter if it must.
-    pub(crate) fn disarm(&mut self) {
+    pub(crate) fn disarm(mut self) {
         self.armed = None;
     }
 }
 
-impl Drop for KeepIfDropped {
+impl Drop for KeepIfDropped<'_> {
     fn drop(&mut self) {
         let Some((config, key, verified)) = self.armed.take() else {
             return;
@@ -208,14 +205,14 @@ impl Drop for KeepIfDropped {
             return;
         };
         let (reason, detail) = if std::thread::panicking() {
-            (Reason::HandlerFailed, "the handler panicked: rolled back")
+            (Reason::HandlerFailed, "the handler panicked")
         } else {
             (
                 Reason::Dropped,
-                "the request was dropped before it was answered: rolled back",
+                "the request was dropped before it was answered",
             )
         };
-        let letter = DeadLetter::keyed(&key, verified, reason, 500, detail);
-        runtime.spawn(dead_letter::keep(config, letter));
+        let letter = DeadLetter::keyed(key, verified.clone(), reason, 500, detail);
+        runtime.spawn(dead_letter::keep(Arc::clone(config), letter));
     }
 }

@@ -10,7 +10,9 @@ use tokio::{runtime::Handle, time::Instant};
 use tower_service::Service;
 
 use super::{
-    answer::{bounded, handle, keep_failed, marked, report, verified_bytes, Ended, Failed},
+    answer::{
+        bounded, handle, keep_failed, marked, report, verified_bytes, Ended, Failed, KeepIfDropped,
+    },
     config::Config,
     in_flight::Entry,
     key::{Claim, Delivery},
@@ -111,14 +113,13 @@ where
         attempt,
     });
     let in_flight = config.in_flight.enter();
-    let (letters_config, key) = (Arc::clone(&config), guard.key.clone());
     let claimed = Claimed {
         config,
         guard,
         attempt,
         dedupe_key,
         in_flight,
-        verified: verified.clone(),
+        verified,
     };
     // Detached from the request: a client that hangs up or a timeout outside drops the
     // request future, not the run, so a handler that has started always has its
@@ -126,12 +127,9 @@ where
     match runtime.spawn(claimed.run(inner, request)).await {
         Ok(answered) => answered,
         Err(failed) => match failed.try_into_panic() {
-            // The claim was released as the panic unwound; the caller sees the panic,
-            // as it would without the layer.
-            Ok(payload) => {
-                keep_failed(&letters_config, &key, verified, Failed::panicked()).await;
-                panic::resume_unwind(payload)
-            }
+            // The claim was released, and the delivery kept, as the panic unwound; the
+            // caller sees the panic, as it would without the layer.
+            Ok(payload) => panic::resume_unwind(payload),
             // The runtime is shutting down: nothing was recorded.
             Err(_) => Ok(outcome::store_unavailable()),
         },
@@ -166,10 +164,12 @@ impl Claimed {
     {
         let config = Arc::clone(&self.config);
         let attempt = self.attempt;
+        let dropped = KeepIfDropped::new(&config, &self.guard.key, &self.verified);
         let handled = renewing(handle(inner, request), &config, &self.guard);
         // The handler's future is dropped inside `bounded`: a claim given up below can
         // never be run elsewhere while this handler still writes.
         let handled = bounded(handled, config.run_timeout, &mut self.in_flight).await;
+        dropped.disarm();
         let response = match handled {
             Ended::Done(Ok(Ok(response))) if config.is_final(&response) => response,
             Ended::Done(Ok(Ok(response))) => {

@@ -106,7 +106,7 @@ where
     // the run timeout and a cancellation drop the handler's future here, and the
     // transaction is rolled back below.
     let mut in_flight = config.in_flight.enter();
-    let mut dropped = KeepIfDropped::new(&config, key.as_str(), &verified);
+    let dropped = KeepIfDropped::new(&config, key.as_str(), &verified);
     let handled = bounded(handle(inner, request), config.run_timeout, &mut in_flight).await;
     dropped.disarm();
     // The handler may have kept a copy of the transaction and its connection (in a task
