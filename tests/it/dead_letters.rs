@@ -207,8 +207,17 @@ async fn credit(
 }
 
 fn purchase(order: &str) -> String {
+    delivery(
+        "item.add",
+        order,
+        r#"{"player_id":"p1","items":[{"sku":"gems","quantity":5}]}"#,
+    )
+}
+
+/// A delivery of `event_type` for the game `gm_dl`, keyed by `order`.
+fn delivery(event_type: &str, order: &str, event_data: &str) -> String {
     format!(
-        r#"{{"event_id":"whevt_{order}","event_type":"item.add","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","items":[{{"sku":"gems","quantity":5}}]}}}}"#
+        r#"{{"event_id":"whevt_{order}","event_type":"{event_type}","game_id":"gm_dl","idempotency_key":"{order}","event_data":{event_data}}}"#
     )
 }
 
@@ -465,9 +474,7 @@ async fn deliveries_no_handler_takes_are_kept_whatever_the_fallback_answers() {
                 ("payment.succeeded", "payment"),
             ] {
                 let order = order(&case, &format!("{what}_{accept}"));
-                let body = format!(
-                    r#"{{"event_id":"whevt_{order}","event_type":"{event_type}","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{}}}}"#
-                );
+                let body = delivery(event_type, &order, r#"{}"#);
                 assert_eq!(
                     status(&stack, signed_at(&body, unix_now())).await,
                     expected,
@@ -481,9 +488,7 @@ async fn deliveries_no_handler_takes_are_kept_whatever_the_fallback_answers() {
             }
             // A read without a handler is not kept: there is nothing to apply later.
             let order = order(&case, &format!("verify_{accept}"));
-            let verify = format!(
-                r#"{{"event_id":"whevt_{order}","event_type":"player.lookup","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{}}}}"#
-            );
+            let verify = delivery("player.lookup", &order, r#"{}"#);
             status(&stack, signed_at(&verify, unix_now())).await;
             assert!(unresolved(&case, &order).await.is_empty(), "{}", case.name);
         }
@@ -502,9 +507,7 @@ async fn a_fallback_answering_a_documented_type_took_it_and_nothing_is_kept() {
         );
         for (event_type, kept) in [("payment.succeeded", false), ("quest.completed", true)] {
             let order = order(&case, event_type);
-            let body = format!(
-                r#"{{"event_id":"whevt_{order}","event_type":"{event_type}","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{}}}}"#
-            );
+            let body = delivery(event_type, &order, r#"{}"#);
             assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 200);
             assert_eq!(
                 unresolved(&case, &order).await.len(),
@@ -523,8 +526,10 @@ async fn a_payload_the_parser_refuses_is_kept_naming_the_field() {
         shop.fixed.store(true, Ordering::SeqCst);
         let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
         let order = order(&case, "invalid");
-        let body = format!(
-            r#"{{"event_id":"whevt_{order}","event_type":"item.add","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","items":[{{"sku":"gems","quantity":"five"}}]}}}}"#
+        let body = delivery(
+            "item.add",
+            &order,
+            r#"{"player_id":"p1","items":[{"sku":"gems","quantity":"five"}]}"#,
         );
         assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 400);
         let kept = unresolved(&case, &order).await;
@@ -1115,9 +1120,7 @@ async fn an_undocumented_types_letter_replayed_twice_is_applied_once() {
         let shop = Shop::default();
         let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
         let order = order(&case, "adv3");
-        let body = format!(
-            r#"{{"event_id":"whevt_{order}","event_type":"item.grant","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","sku":"gems"}}}}"#
-        );
+        let body = delivery("item.grant", &order, r#"{"player_id":"p1","sku":"gems"}"#);
         assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 400);
         let letter = unresolved(&case, &order).await.remove(0);
         assert_eq!(letter.reason, Reason::NoHandler);
@@ -1290,8 +1293,10 @@ async fn an_unknown_types_retry_with_another_payload_is_one_letter_applied_once(
         let stack = shop.stack(AghanimSignatureLayer::new(SECRET), case.idempotency.clone());
         let order = order(&case, "adv40_pp");
         for attempt in 1..=2 {
-            let body = format!(
-                r#"{{"event_id":"whevt_{order}","event_type":"item.grant","game_id":"gm_dl","idempotency_key":"{order}","event_data":{{"player_id":"p1","sku":"gems","attempt":{attempt}}}}}"#
+            let body = delivery(
+                "item.grant",
+                &order,
+                &format!(r#"{{"player_id":"p1","sku":"gems","attempt":{attempt}}}"#),
             );
             assert_eq!(status(&stack, signed_at(&body, unix_now())).await, 400);
         }
